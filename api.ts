@@ -1,0 +1,135 @@
+/**
+ * The {@linkcode Api}: what business code uses, from any service, about any
+ * client of the cluster.
+ *
+ * @module
+ */
+
+/**
+ * A WebSocket message. A string goes out as a text frame, bytes as a binary
+ * frame.
+ */
+export type Message = string | Uint8Array;
+
+/** A client's info map: string keys and string values. */
+export type ClientInfo = Record<string, string>;
+
+/** Options for {@linkcode Api.sendToAll} and {@linkcode Api.sendToGroup}. */
+export interface SendOptions {
+  /**
+   * ClientIds that must not get the message.
+   *
+   * @default {[]}
+   */
+  exclude?: readonly string[];
+}
+
+/**
+ * Everything business code can do with the clients of the cluster, from any
+ * service, about clients on any service.
+ *
+ * Calls about one client (`sendToClient`, `bindUid`, `getInfo`, ...) go to the
+ * one service that holds it, or to none when it is local. Calls about all
+ * clients, uids or groups ask every service in parallel and merge the answers.
+ *
+ * Every method validates its arguments and rejects bad ones with a
+ * {@linkcode GatewayError} whose code is `invalid_argument`. A well-formed
+ * clientId whose service is gone counts as offline: sends to it do nothing,
+ * queries answer as for an offline client. When some services cannot be
+ * reached within the deadline, cluster-wide calls reject with an
+ * {@linkcode IncompleteResultError} that carries what the others answered.
+ *
+ * Delivery is at most once. Messages that one service sends to one client
+ * arrive in the order they were sent.
+ *
+ * @example Greeting every client and counting them
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startRegister, startService } from "./mod.ts";
+ *
+ * await using register = await startRegister({ hostname: "127.0.0.1", port: 0 });
+ * await using service = await startService({}, {
+ *   register: `127.0.0.1:${register.port}`,
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   rpcPort: 0,
+ * });
+ * await service.api.sendToAll("hello");
+ * assert.equal(await service.api.getAllClientCount(), 0);
+ * ```
+ */
+export interface Api {
+  /** Sends to every client of the cluster, minus `options.exclude`. */
+  sendToAll(message: Message, options?: SendOptions): Promise<void>;
+  /** Sends to one client; an offline client is a no-op. */
+  sendToClient(clientId: string, message: Message): Promise<void>;
+  /** Sends to every client bound to the uid, or to any of the uids. */
+  sendToUid(uid: string | readonly string[], message: Message): Promise<void>;
+  /**
+   * Sends to every client in the group, or in any of the groups, minus
+   * `options.exclude`. A client in two of the groups gets it once.
+   */
+  sendToGroup(
+    group: string | readonly string[],
+    message: Message,
+    options?: SendOptions,
+  ): Promise<void>;
+
+  /**
+   * Binds the client to the uid. A client has at most one uid: binding again
+   * replaces it. An offline client is a no-op.
+   */
+  bindUid(clientId: string, uid: string): Promise<void>;
+  /** Removes the client's uid, if any. */
+  unbindUid(clientId: string): Promise<void>;
+  /** Whether any client anywhere is bound to the uid. */
+  isUidOnline(uid: string): Promise<boolean>;
+  /** The client's uid; `undefined` when it has none or is offline. */
+  getUidByClientId(clientId: string): Promise<string | undefined>;
+  /** The clients bound to the uid, on every service. */
+  getClientIdsByUid(uid: string): Promise<string[]>;
+
+  /** Adds the client to the group. An offline client is a no-op. */
+  joinGroup(clientId: string, group: string): Promise<void>;
+  /** Removes the client from the group. An empty group vanishes. */
+  leaveGroup(clientId: string, group: string): Promise<void>;
+  /** Removes every member of the group, on every service. */
+  ungroup(group: string): Promise<void>;
+  /** How many clients are in the group, on every service. */
+  getClientCountByGroup(group: string): Promise<number>;
+  /** The clients in the group, on every service. */
+  getClientIdsByGroup(group: string): Promise<string[]>;
+  /** The distinct uids of the clients in the group. */
+  getUidsByGroup(group: string): Promise<string[]>;
+  /** How many distinct uids the clients in the group have. */
+  getUidCountByGroup(group: string): Promise<number>;
+
+  /** Every uid bound anywhere, each once. */
+  getAllUid(): Promise<string[]>;
+  /** How many distinct uids are bound anywhere. */
+  getAllUidCount(): Promise<number>;
+  /** Every non-empty group, each once. */
+  getAllGroups(): Promise<string[]>;
+  /** Every clientId of the cluster. */
+  getAllClientIds(): Promise<string[]>;
+  /** How many clients the cluster holds. */
+  getAllClientCount(): Promise<number>;
+  /** Whether the client is connected. */
+  isOnline(clientId: string): Promise<boolean>;
+  /**
+   * Closes the client with a normal close (1000), after `message` if given.
+   * An offline client is a no-op.
+   */
+  closeClient(clientId: string, message?: Message): Promise<void>;
+
+  /** The client's info map; `undefined` when it is offline. */
+  getInfo(clientId: string): Promise<ClientInfo | undefined>;
+  /** Replaces the client's info map. An offline client is a no-op. */
+  setInfo(clientId: string, info: ClientInfo): Promise<void>;
+  /** Merges `info` into the client's info map. An offline client is a no-op. */
+  updateInfo(clientId: string, info: ClientInfo): Promise<void>;
+  /** The info maps of the clients in the group, by clientId. */
+  getClientInfosByGroup(group: string): Promise<Record<string, ClientInfo>>;
+  /** The info maps of every client, by clientId. */
+  getAllClientInfos(): Promise<Record<string, ClientInfo>>;
+}

@@ -1,0 +1,113 @@
+// A small command-line flag parser with environment fallbacks, for the
+// register and example entry points.
+
+/** One flag of a command. */
+export interface FlagSpec {
+  /** `--name` on the command line. */
+  readonly name: string;
+  /** Environment variable read when the flag is absent. */
+  readonly env?: string;
+  readonly kind: "string" | "port" | "boolean";
+  readonly description: string;
+  /** Shown in the help; applied by the caller. */
+  readonly defaultText?: string;
+}
+
+/** Parsed flag values by name. */
+export type FlagValues = Record<string, string | number | boolean | undefined>;
+
+/** A bad command line; the message says what to fix. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** Parses `args` (and the environment) against `specs`. */
+export function parseFlags(
+  args: readonly string[],
+  specs: readonly FlagSpec[],
+): FlagValues {
+  const byName = new Map(specs.map((s) => [s.name, s]));
+  const raw = new Map<string, string | true>();
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === "-h") {
+      raw.set("help", true);
+      continue;
+    }
+    if (!arg.startsWith("--")) {
+      throw new UsageError(`Cannot parse argument "${arg}": expected --flag`);
+    }
+    const eq = arg.indexOf("=");
+    const name = eq < 0 ? arg.slice(2) : arg.slice(2, eq);
+    const spec = byName.get(name);
+    if (spec === undefined) {
+      throw new UsageError(
+        `Cannot parse flag "--${name}": unknown flag (see --help)`,
+      );
+    }
+    if (spec.kind === "boolean") {
+      raw.set(name, true);
+    } else if (eq >= 0) {
+      raw.set(name, arg.slice(eq + 1));
+    } else {
+      const value = args[++i];
+      if (value === undefined) {
+        throw new UsageError(`Cannot parse flag "--${name}": it needs a value`);
+      }
+      raw.set(name, value);
+    }
+  }
+  const values: FlagValues = {};
+  for (const spec of specs) {
+    let value: string | true | undefined = raw.get(spec.name);
+    let source = `--${spec.name}`;
+    if (value === undefined && spec.env !== undefined) {
+      value = Deno.env.get(spec.env);
+      source = `$${spec.env}`;
+    }
+    if (value === undefined) continue;
+    switch (spec.kind) {
+      case "boolean":
+        values[spec.name] = value === true || value === "1" ||
+          value === "true";
+        break;
+      case "port": {
+        const port = Number(value);
+        if (
+          value === true || !/^\d+$/.test(value) || port < 0 || port > 65535
+        ) {
+          throw new UsageError(
+            `Cannot use ${source} "${value}": expected a port from 0 to 65535`,
+          );
+        }
+        values[spec.name] = port;
+        break;
+      }
+      case "string":
+        values[spec.name] = value === true ? "" : value;
+    }
+  }
+  return values;
+}
+
+/** The help text for a command. */
+export function helpText(
+  usage: string,
+  summary: string,
+  specs: readonly FlagSpec[],
+): string {
+  const lines = [`Usage: ${usage}`, "", summary, "", "Flags:"];
+  for (const spec of specs) {
+    const left = `  --${spec.name}${spec.kind === "boolean" ? "" : " VALUE"}`;
+    let right = spec.description;
+    if (spec.defaultText !== undefined) {
+      right += ` (default ${spec.defaultText})`;
+    }
+    if (spec.env !== undefined) right += ` [env ${spec.env}]`;
+    lines.push(`${left.padEnd(26)}${right}`);
+  }
+  return lines.join("\n");
+}

@@ -1,0 +1,312 @@
+// The GatewayService implementation: what this service answers over gRPC.
+// Node-scope calls (from peers) touch only the LocalHub; cluster-scope calls
+// (from backends) run through the cluster Api, exactly as business code's
+// calls do.
+
+import type { ServiceImpl } from "@connectrpc/connect";
+import type { Api, ClientInfo, Message } from "../api.ts";
+import {
+  type ClientInfo as ProtoClientInfo,
+  type Delivery,
+  type GatewayService,
+  type Payload,
+  Scope,
+} from "../proto/gen/websocket/v1/gateway_pb.ts";
+import { GatewayError } from "../errors.ts";
+import { nodeIdOf } from "./client_id.ts";
+import type { LocalHub } from "./local_hub.ts";
+import { fromPayload } from "./payload.ts";
+import {
+  checkExclude,
+  checkGroup,
+  checkInfo,
+  checkNames,
+  checkUid,
+} from "./validate.ts";
+
+/** Makes the GatewayService implementation of one service. */
+export function createGatewayHandler(
+  nodeId: string,
+  hub: LocalHub,
+  api: Api,
+): ServiceImpl<typeof GatewayService> {
+  /** Whether a node-scope call is about a client of this service. */
+  function own(clientId: string): boolean {
+    return nodeIdOf(clientId) === nodeId;
+  }
+  return {
+    // ----------------------------------------------------------- sending
+    async sendToAll(req) {
+      const message = required(req.payload, "send to all");
+      if (!isNode(req.scope)) {
+        await api.sendToAll(message, { exclude: req.excludeClientIds });
+      } else {
+        hub.sendToAll(message, excludeSet(req.excludeClientIds));
+      }
+      return {};
+    },
+    async sendToClient(req) {
+      const message = required(req.payload, "send to client");
+      if (!isNode(req.scope)) await api.sendToClient(req.clientId, message);
+      else if (own(req.clientId)) hub.sendToClient(req.clientId, message);
+      return {};
+    },
+    async sendToUid(req) {
+      const message = required(req.payload, "send to uid");
+      if (!isNode(req.scope)) await api.sendToUid(req.uids, message);
+      else hub.sendToUids(checkNames("uid", req.uids, "send to uid"), message);
+      return {};
+    },
+    async sendToGroup(req) {
+      const message = required(req.payload, "send to group");
+      if (!isNode(req.scope)) {
+        await api.sendToGroup(req.groups, message, {
+          exclude: req.excludeClientIds,
+        });
+      } else {
+        hub.sendToGroups(
+          checkNames("group", req.groups, "send to group"),
+          message,
+          excludeSet(req.excludeClientIds),
+        );
+      }
+      return {};
+    },
+    async *deliver(requests) {
+      for await (const request of requests) {
+        for (const delivery of request.deliveries) apply(hub, delivery);
+        yield { batches: 1 };
+      }
+    },
+
+    // ----------------------------------------------------------- clients
+    async isOnline(req) {
+      if (!isNode(req.scope)) {
+        return { online: await api.isOnline(req.clientId) };
+      }
+      return { online: own(req.clientId) && hub.has(req.clientId) };
+    },
+    async closeClient(req) {
+      const message = fromPayload(req.lastMessage);
+      if (!isNode(req.scope)) await api.closeClient(req.clientId, message);
+      else if (own(req.clientId)) hub.close(req.clientId, message);
+      return {};
+    },
+    async getAllClientIds(req) {
+      if (!isNode(req.scope)) return { clientIds: await api.getAllClientIds() };
+      return { clientIds: [...hub.clientIds()] };
+    },
+    async getAllClientCount(req) {
+      const count = isNode(req.scope)
+        ? hub.size
+        : await api.getAllClientCount();
+      return { count: BigInt(count) };
+    },
+
+    // ----------------------------------------------------------- uids
+    async bindUid(req) {
+      if (!isNode(req.scope)) await api.bindUid(req.clientId, req.uid);
+      else if (own(req.clientId)) {
+        hub.bindUid(req.clientId, checkUid(req.uid, "bind uid"));
+      }
+      return {};
+    },
+    async unbindUid(req) {
+      if (!isNode(req.scope)) await api.unbindUid(req.clientId);
+      else if (own(req.clientId)) hub.unbindUid(req.clientId);
+      return {};
+    },
+    async isUidOnline(req) {
+      if (!isNode(req.scope)) return { online: await api.isUidOnline(req.uid) };
+      return { online: hub.hasUid(checkUid(req.uid, "check uid")) };
+    },
+    async getUidByClientId(req) {
+      const uid = !isNode(req.scope)
+        ? await api.getUidByClientId(req.clientId)
+        : own(req.clientId)
+        ? hub.uidOf(req.clientId)
+        : undefined;
+      return uid === undefined ? {} : { uid };
+    },
+    async getClientIdsByUid(req) {
+      if (!isNode(req.scope)) {
+        return { clientIds: await api.getClientIdsByUid(req.uid) };
+      }
+      const uid = checkUid(req.uid, "get clients by uid");
+      return { clientIds: [...hub.clientIdsOfUid(uid)] };
+    },
+    async getAllUids(req) {
+      if (!isNode(req.scope)) return { uids: await api.getAllUid() };
+      return { uids: [...hub.uids()] };
+    },
+    async getAllUidCount(req) {
+      const count = isNode(req.scope)
+        ? hub.uidCount
+        : await api.getAllUidCount();
+      return { count: BigInt(count) };
+    },
+
+    // ----------------------------------------------------------- groups
+    async joinGroup(req) {
+      if (!isNode(req.scope)) await api.joinGroup(req.clientId, req.group);
+      else if (own(req.clientId)) {
+        hub.joinGroup(req.clientId, checkGroup(req.group, "join group"));
+      }
+      return {};
+    },
+    async leaveGroup(req) {
+      if (!isNode(req.scope)) await api.leaveGroup(req.clientId, req.group);
+      else if (own(req.clientId)) {
+        hub.leaveGroup(req.clientId, checkGroup(req.group, "leave group"));
+      }
+      return {};
+    },
+    async ungroup(req) {
+      if (!isNode(req.scope)) await api.ungroup(req.group);
+      else hub.ungroup(checkGroup(req.group, "ungroup"));
+      return {};
+    },
+    async getClientCountByGroup(req) {
+      const count = isNode(req.scope)
+        ? hub.groupSize(checkGroup(req.group, "count clients of group"))
+        : await api.getClientCountByGroup(req.group);
+      return { count: BigInt(count) };
+    },
+    async getClientIdsByGroup(req) {
+      if (!isNode(req.scope)) {
+        return { clientIds: await api.getClientIdsByGroup(req.group) };
+      }
+      const group = checkGroup(req.group, "get clients of group");
+      return { clientIds: [...hub.clientIdsOfGroup(group)] };
+    },
+    async getUidsByGroup(req) {
+      if (!isNode(req.scope)) {
+        return { uids: await api.getUidsByGroup(req.group) };
+      }
+      const group = checkGroup(req.group, "get uids of group");
+      return { uids: [...hub.uidsOfGroup(group)] };
+    },
+    async getUidCountByGroup(req) {
+      const count = isNode(req.scope)
+        ? hub.uidsOfGroup(checkGroup(req.group, "count uids of group")).size
+        : await api.getUidCountByGroup(req.group);
+      return { count: BigInt(count) };
+    },
+    async getAllGroups(req) {
+      if (!isNode(req.scope)) return { groups: await api.getAllGroups() };
+      return { groups: [...hub.groups()] };
+    },
+
+    // ----------------------------------------------------------- info
+    async getInfo(req) {
+      const info = !isNode(req.scope)
+        ? await api.getInfo(req.clientId)
+        : own(req.clientId)
+        ? hub.getInfo(req.clientId)
+        : undefined;
+      return info === undefined ? {} : { info: { fields: info } };
+    },
+    async setInfo(req) {
+      if (!isNode(req.scope)) await api.setInfo(req.clientId, req.info);
+      else if (own(req.clientId)) {
+        hub.setInfo(req.clientId, checkInfo(req.info, "set info"));
+      }
+      return {};
+    },
+    async updateInfo(req) {
+      if (!isNode(req.scope)) await api.updateInfo(req.clientId, req.info);
+      else if (own(req.clientId)) {
+        hub.updateInfo(req.clientId, checkInfo(req.info, "update info"));
+      }
+      return {};
+    },
+    async getClientInfosByGroup(req) {
+      if (!isNode(req.scope)) {
+        return {
+          infos: toProtoInfos(await api.getClientInfosByGroup(req.group)),
+        };
+      }
+      const group = checkGroup(req.group, "get infos of group");
+      return { infos: toProtoInfos(hub.infos(hub.clientIdsOfGroup(group))) };
+    },
+    async getAllClientInfos(req) {
+      const infos = isNode(req.scope)
+        ? hub.infos()
+        : await api.getAllClientInfos();
+      return { infos: toProtoInfos(infos) };
+    },
+  };
+}
+
+function isNode(scope: Scope): boolean {
+  return scope === Scope.NODE;
+}
+
+function required(payload: Payload | undefined, action: string): Message {
+  const message = fromPayload(payload);
+  if (message === undefined) {
+    throw new GatewayError(
+      "invalid_argument",
+      `Cannot ${action}: payload is missing; set payload.text or payload.binary`,
+    );
+  }
+  return message;
+}
+
+function excludeSet(ids: readonly string[]): Set<string> | undefined {
+  return ids.length === 0 ? undefined : new Set(checkExclude(ids, "send"));
+}
+
+function toProtoInfos(
+  infos: Record<string, ClientInfo>,
+): { [clientId: string]: Pick<ProtoClientInfo, "fields"> } {
+  const out: { [clientId: string]: Pick<ProtoClientInfo, "fields"> } = {};
+  for (const [clientId, fields] of Object.entries(infos)) {
+    out[clientId] = { fields };
+  }
+  return out;
+}
+
+/** Applies one delivery from a peer to this service's clients. */
+function apply(hub: LocalHub, delivery: Delivery): void {
+  const target = delivery.target;
+  switch (target.case) {
+    case "all": {
+      const message = fromPayload(target.value.payload);
+      if (message !== undefined) {
+        hub.sendToAll(message, excludeSet(target.value.excludeClientIds));
+      }
+      return;
+    }
+    case "client": {
+      const message = fromPayload(target.value.payload);
+      if (message !== undefined) {
+        hub.sendToClient(target.value.clientId, message);
+      }
+      return;
+    }
+    case "uids": {
+      const message = fromPayload(target.value.payload);
+      if (message !== undefined) hub.sendToUids(target.value.uids, message);
+      return;
+    }
+    case "groups": {
+      const message = fromPayload(target.value.payload);
+      if (message !== undefined) {
+        hub.sendToGroups(
+          target.value.groups,
+          message,
+          excludeSet(target.value.excludeClientIds),
+        );
+      }
+      return;
+    }
+    case "close":
+      hub.close(target.value.clientId, fromPayload(target.value.lastMessage));
+      return;
+    case undefined:
+      return;
+    default:
+      target satisfies never;
+  }
+}

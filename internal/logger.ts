@@ -1,0 +1,54 @@
+// One line per event on stderr, with levels.
+
+/** How much to log: each level includes the ones before it. */
+export type LogLevel = "error" | "warn" | "info" | "debug";
+
+const RANK: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
+
+/** Extra fields of a log line. */
+export type LogFields = Record<string, unknown>;
+
+/** Where the gateway writes what happens. */
+export interface Logger {
+  error(message: string, fields?: LogFields): void;
+  warn(message: string, fields?: LogFields): void;
+  info(message: string, fields?: LogFields): void;
+  debug(message: string, fields?: LogFields): void;
+}
+
+/** Whether `value` names a log level. */
+export function isLogLevel(value: unknown): value is LogLevel {
+  return typeof value === "string" && value in RANK;
+}
+
+/** A logger that writes lines at `level` and above to stderr. */
+export function createLogger(name: string, level: LogLevel): Logger {
+  const max = RANK[level];
+  const encoder = new TextEncoder();
+  function write(at: LogLevel, message: string, fields?: LogFields): void {
+    if (RANK[at] > max) return;
+    let line = `${new Date().toISOString()} ${
+      at.toUpperCase().padEnd(5)
+    } ${name}: ${message}`;
+    if (fields !== undefined) {
+      for (const [key, value] of Object.entries(fields)) {
+        line += ` ${key}=${
+          typeof value === "string" && !/[\s"=]/.test(value)
+            ? value
+            : JSON.stringify(value)
+        }`;
+      }
+    }
+    try {
+      Deno.stderr.writeSync(encoder.encode(line + "\n"));
+    } catch {
+      // stderr is gone; nothing sensible is left to do.
+    }
+  }
+  return {
+    error: (message, fields) => write("error", message, fields),
+    warn: (message, fields) => write("warn", message, fields),
+    info: (message, fields) => write("info", message, fields),
+    debug: (message, fields) => write("debug", message, fields),
+  };
+}

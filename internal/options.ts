@@ -1,0 +1,66 @@
+// Eager checks of start options. Bad options are programming errors and
+// throw TypeError or RangeError, as Deno's standard library does.
+
+import { isLogLevel, type LogLevel } from "./logger.ts";
+
+/** Returns `value` if it is a port (0 to 65535), else throws a RangeError. */
+export function checkPort(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 0 || value > 65535) {
+    throw new RangeError(
+      `Cannot start: '${name}' must be an integer from 0 to 65535: current value is ${value}`,
+    );
+  }
+  return value;
+}
+
+/** Returns `value` if it is a positive integer, else throws a RangeError. */
+export function checkPositive(name: string, value: number): number {
+  if (!Number.isInteger(value) || value <= 0) {
+    throw new RangeError(
+      `Cannot start: '${name}' must be a positive integer: current value is ${value}`,
+    );
+  }
+  return value;
+}
+
+/** Returns `value` if it is a non-empty string, else throws a TypeError. */
+export function checkNonEmpty(name: string, value: unknown): string {
+  if (typeof value !== "string" || value.length === 0) {
+    throw new TypeError(
+      `Cannot start: '${name}' must be a non-empty string: current value is ${
+        JSON.stringify(value)
+      }`,
+    );
+  }
+  return value;
+}
+
+/** Returns `value` if it is a log level, else throws a TypeError. */
+export function checkLogLevel(value: unknown): LogLevel {
+  if (!isLogLevel(value)) {
+    throw new TypeError(
+      `Cannot start: 'logLevel' must be "error", "warn", "info" or "debug": current value is ${
+        JSON.stringify(value)
+      }`,
+    );
+  }
+  return value;
+}
+
+/** Returns the secret if it is unset or non-empty, else throws a TypeError. */
+export function checkSecret(value: unknown): string | undefined {
+  return value === undefined ? undefined : checkNonEmpty("secret", value);
+}
+
+/**
+ * Runs `close` when `signal` aborts. Returns a function that stops watching.
+ */
+export function onAbort(
+  signal: AbortSignal | undefined,
+  close: () => unknown,
+): () => void {
+  if (signal === undefined) return () => {};
+  const listener = () => void close();
+  signal.addEventListener("abort", listener, { once: true });
+  return () => signal.removeEventListener("abort", listener);
+}

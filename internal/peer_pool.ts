@@ -1,0 +1,81 @@
+// Connections to the other services: one HTTP/2 connection per peer,
+// opened on first use and reused, with keepalive pings.
+
+import { type Client, createClient } from "@connectrpc/connect";
+import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
+import { openRpcChannel, type RpcChannel } from "./rpc_channel.ts";
+import { DeliveryLink } from "./delivery_link.ts";
+
+/** Options of {@linkcode PeerPool}. */
+export interface PeerPoolOptions {
+  readonly secret?: string | undefined;
+  readonly pingIntervalMs: number;
+  readonly pingTimeoutMs: number;
+  /** Bytes that may wait for one peer before sends to it fail. */
+  readonly maxQueuedBytes: number;
+}
+
+/** One peer service. */
+export interface Peer {
+  readonly address: string;
+  /** Unary calls. */
+  readonly client: Client<typeof GatewayService>;
+  /** Ordered, batched deliveries. */
+  readonly deliveries: DeliveryLink;
+}
+
+interface Entry extends Peer {
+  readonly channel: RpcChannel;
+}
+
+/** The peers this service talks to, by RPC address. */
+export class PeerPool {
+  readonly #options: PeerPoolOptions;
+  readonly #peers = new Map<string, Entry>();
+
+  constructor(options: PeerPoolOptions) {
+    this.#options = options;
+  }
+
+  /** The peer at `address`, connecting on first use. */
+  get(address: string): Peer {
+    let peer = this.#peers.get(address);
+    if (peer === undefined) {
+      const channel = openRpcChannel(address, this.#options);
+      const client = createClient(GatewayService, channel.transport);
+      peer = {
+        address,
+        channel,
+        client,
+        deliveries: new DeliveryLink(
+          client,
+          address,
+          this.#options.maxQueuedBytes,
+        ),
+      };
+      this.#peers.set(address, peer);
+    }
+    return peer;
+  }
+
+  /** Closes the peers whose address is not in `addresses`. */
+  retain(addresses: readonly string[]): void {
+    const keep = new Set(addresses);
+    for (const [address, peer] of this.#peers) {
+      if (keep.has(address)) continue;
+      this.#peers.delete(address);
+      closePeer(peer);
+    }
+  }
+
+  /** Closes every peer. */
+  close(): void {
+    for (const peer of this.#peers.values()) closePeer(peer);
+    this.#peers.clear();
+  }
+}
+
+function closePeer(peer: Entry): void {
+  peer.deliveries.close();
+  peer.channel.close();
+}

@@ -1,0 +1,48 @@
+/**
+ * wsgate: a distributed WebSocket gateway for Deno.
+ *
+ * Business code talks to WebSocket clients spread over many service
+ * processes as if they were one. A small **register** keeps the member list;
+ * every **service** accepts client WebSockets, gives each client a
+ * cluster-unique clientId, calls the {@linkcode Application}'s hooks, and
+ * reaches the other services over gRPC to carry out the cluster-wide
+ * {@linkcode Api}.
+ *
+ * @example A register and a service that greets every client
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startRegister, startService } from "./mod.ts";
+ *
+ * await using register = await startRegister({ hostname: "127.0.0.1", port: 0 });
+ * await using service = await startService({
+ *   async onConnect(clientId, { api }) {
+ *     await api.sendToAll(`${clientId} joined`);
+ *   },
+ * }, {
+ *   register: `127.0.0.1:${register.port}`,
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   rpcPort: 0,
+ * });
+ * assert.equal(await service.api.getAllClientCount(), 0);
+ * ```
+ *
+ * @module
+ */
+
+export type { Api, ClientInfo, Message, SendOptions } from "./api.ts";
+export type { Application, ConnectContext, Context } from "./application.ts";
+export {
+  GatewayError,
+  type GatewayErrorCode,
+  type GatewayErrorOptions,
+  IncompleteResultError,
+  type PeerFailure,
+} from "./errors.ts";
+export {
+  type Register,
+  type RegisterOptions,
+  startRegister,
+} from "./register.ts";
+export { type Service, type ServiceOptions, startService } from "./service.ts";
+export type { LogLevel } from "./internal/logger.ts";

@@ -1,0 +1,80 @@
+// Regenerates the TypeScript code in proto/gen from the .proto files, with
+// buf and protoc-gen-es from npm (pinned in deno.json).
+//
+//   deno task gen            regenerate proto/gen
+//   deno task gen --check    fail, naming the file, if proto/gen is stale
+
+import { dirname, join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const generated = join(root, "proto", "gen");
+
+/** Runs `buf generate` into `out`; buf finds the plugin's `deno` on PATH. */
+async function generate(out: string): Promise<void> {
+  const path = `${dirname(Deno.execPath())}:${Deno.env.get("PATH") ?? ""}`;
+  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "npm:@bufbuild/buf@1.75.0", "generate", "-o", out],
+    cwd: root,
+    env: { PATH: path },
+    stdout: "inherit",
+    stderr: "piped",
+  }).output();
+  if (code !== 0) {
+    throw new Error(
+      `buf generate failed:\n${new TextDecoder().decode(stderr)}`,
+    );
+  }
+}
+
+async function listFiles(dir: string, base = dir): Promise<string[]> {
+  const files: string[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory) files.push(...await listFiles(path, base));
+    else files.push(relative(base, path));
+  }
+  return files.sort();
+}
+
+async function check(): Promise<string[]> {
+  const temp = await Deno.makeTempDir({ prefix: "proto-gen-" });
+  try {
+    await generate(temp);
+    const fresh = await listFiles(join(temp, "proto", "gen"));
+    const committed = await listFiles(generated).catch(() => []);
+    const stale: string[] = [];
+    for (const file of new Set([...fresh, ...committed])) {
+      const a = await Deno.readTextFile(join(temp, "proto", "gen", file))
+        .catch(() => undefined);
+      const b = await Deno.readTextFile(join(generated, file)).catch(() =>
+        undefined
+      );
+      if (a !== b) stale.push(join("proto", "gen", file));
+    }
+    return stale;
+  } finally {
+    await Deno.remove(temp, { recursive: true });
+  }
+}
+
+if (import.meta.main) {
+  if (Deno.args.includes("--check")) {
+    const stale = await check();
+    if (stale.length > 0) {
+      console.error(
+        `Generated code is out of date with proto/: ${
+          stale.join(", ")
+        }. Run \`deno task gen\` and commit the result.`,
+      );
+      Deno.exit(1);
+    }
+    console.log("proto/gen is up to date");
+  } else {
+    await Deno.remove(generated, { recursive: true }).catch(() => {});
+    await generate(root);
+    console.log(`generated ${(await listFiles(generated)).join(", ")}`);
+  }
+}
+
+export { check };
