@@ -1,0 +1,67 @@
+// The register's command line: where it listens, help, and clear errors.
+
+import assert from "node:assert/strict";
+import { Child } from "./_cluster.ts";
+
+const register = new URL("../register.ts", import.meta.url).pathname;
+
+async function run(args: string[], env: Record<string, string> = {}) {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", register, ...args],
+    env,
+    stdin: "null",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code,
+    stdout: decoder.decode(stdout),
+    stderr: decoder.decode(stderr),
+  };
+}
+
+Deno.test("register.ts prints one line saying where it listens", async () => {
+  const child = await Child.start("register.ts", [
+    "--hostname",
+    "127.0.0.1",
+    "--port",
+    "0",
+  ]);
+  try {
+    assert.match(child.first, /^register listening on 127\.0\.0\.1:\d+$/);
+    const port = Number(child.first.split(":").at(-1));
+    assert.ok(port > 0);
+  } finally {
+    const status = await child.stop("SIGTERM");
+    assert.equal(status.code, 0, "SIGTERM is a clean stop");
+  }
+});
+
+Deno.test("register.ts --help lists the flags", async () => {
+  const { code, stdout } = await run(["--help"]);
+  assert.equal(code, 0);
+  for (const flag of ["--hostname", "--port", "--secret", "--log-level"]) {
+    assert.ok(stdout.includes(flag), flag);
+  }
+});
+
+Deno.test("register.ts rejects a bad flag or port with a clear message", async () => {
+  const unknown = await run(["--nope"]);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /unknown flag/);
+  const badPort = await run(["--port", "70000"]);
+  assert.equal(badPort.code, 2);
+  assert.match(badPort.stderr, /port from 0 to 65535/);
+  const badEnv = await run([], { WSGATE_REGISTER_PORT: "x" });
+  assert.equal(badEnv.code, 2);
+  assert.match(badEnv.stderr, /WSGATE_REGISTER_PORT/);
+});
+
+Deno.test("register.ts says when its port is in use", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { code, stderr } = await run([
+    "--port",
+    String(listener.addr.port),
+  ]);
+  assert.equal(code, 1);
+  assert.match(stderr, /port is in use/);
+});
