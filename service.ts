@@ -211,6 +211,7 @@ export async function startService(
     pingIntervalMs,
     pingTimeoutMs: 2 * pingIntervalMs,
     maxQueuedBytes: maxPeerQueueBytes,
+    deadlineMs,
   });
   members.onChange(() => peers.retain(members.peerAddresses()));
   const api = new ClusterApi({ nodeId, hub, members, peers, deadlineMs });
@@ -287,8 +288,10 @@ export async function startService(
       endpoint.closeAll(1001, "service is going away");
       await waitUntil(() => endpoint.size === 0, 2000);
       await server.shutdown();
-      await rpc.close();
+      // Outgoing connections first: a peer closing at the same moment then
+      // sees its server's connections end instead of waiting for them.
       peers.close();
+      await rpc.close();
       stopGuard();
       logger.info("service stopped");
     })();

@@ -19,6 +19,19 @@ export type DeliveryInit = MessageInitShape<typeof DeliverySchema>;
 interface Batch {
   readonly done: Deferred<void>;
   readonly bytes: number;
+  /** When its first delivery was queued (Date.now()). */
+  readonly since: number;
+}
+
+/** Options of {@linkcode DeliveryLink}. */
+export interface DeliveryLinkOptions {
+  /** Bytes that may wait for the peer before sends fail at once. */
+  readonly maxQueuedBytes: number;
+  /**
+   * A batch not acknowledged this long after its first delivery was queued
+   * fails with `deadline_exceeded`, and the stream is dropped.
+   */
+  readonly deadlineMs: number;
 }
 
 /** The outgoing delivery stream to one peer. */
@@ -26,9 +39,12 @@ export class DeliveryLink {
   readonly #client: Client<typeof GatewayService>;
   readonly #address: string;
   readonly #maxQueuedBytes: number;
+  readonly #deadlineMs: number;
   #deliveries: DeliveryInit[] = [];
   #bytes = 0;
   #done: Deferred<void> | undefined;
+  #since = 0;
+  #watchdog: ReturnType<typeof setInterval> | undefined;
   readonly #inflight: Batch[] = [];
   #queuedBytes = 0;
   #wake: (() => void) | undefined;
@@ -38,11 +54,12 @@ export class DeliveryLink {
   constructor(
     client: Client<typeof GatewayService>,
     address: string,
-    maxQueuedBytes: number,
+    options: DeliveryLinkOptions,
   ) {
     this.#client = client;
     this.#address = address;
-    this.#maxQueuedBytes = maxQueuedBytes;
+    this.#maxQueuedBytes = options.maxQueuedBytes;
+    this.#deadlineMs = options.deadlineMs;
   }
 
   /**
@@ -73,7 +90,15 @@ export class DeliveryLink {
     this.#deliveries.push(delivery);
     this.#bytes += bytes;
     this.#queuedBytes += bytes;
-    const done = this.#done ??= deferred();
+    let done = this.#done;
+    if (done === undefined) {
+      done = this.#done = deferred();
+      this.#since = Date.now();
+      this.#watchdog ??= setInterval(
+        () => this.#checkDeadline(),
+        Math.max(10, this.#deadlineMs / 4),
+      );
+    }
     if (this.#stream === undefined) this.#open();
     else this.#wakeUp();
     return done.promise;
@@ -82,6 +107,31 @@ export class DeliveryLink {
   /** Fails what is queued and closes the stream. */
   close(): void {
     this.#closed = true;
+    this.#fail(
+      new GatewayError(
+        "closed",
+        `Cannot send to service ${this.#address}: this service is closing`,
+      ),
+    );
+    this.#stream?.abort();
+  }
+
+  /** Fails everything and drops the stream when the oldest batch is late. */
+  #checkDeadline(): void {
+    const oldest = this.#inflight[0]?.since ??
+      (this.#done === undefined ? undefined : this.#since);
+    if (oldest === undefined) {
+      clearInterval(this.#watchdog);
+      this.#watchdog = undefined;
+      return;
+    }
+    if (Date.now() - oldest <= this.#deadlineMs) return;
+    this.#fail(
+      new GatewayError(
+        "deadline_exceeded",
+        `Cannot send to service ${this.#address}: no acknowledgement within ${this.#deadlineMs} ms`,
+      ),
+    );
     this.#stream?.abort();
   }
 
@@ -127,7 +177,11 @@ export class DeliveryLink {
         continue;
       }
       const deliveries = this.#deliveries;
-      this.#inflight.push({ done: this.#done!, bytes: this.#bytes });
+      this.#inflight.push({
+        done: this.#done!,
+        bytes: this.#bytes,
+        since: this.#since,
+      });
       this.#deliveries = [];
       this.#bytes = 0;
       this.#done = undefined;
@@ -138,12 +192,14 @@ export class DeliveryLink {
   #fail(error: GatewayError): void {
     const failed = this.#inflight.splice(0);
     if (this.#done !== undefined) {
-      failed.push({ done: this.#done, bytes: this.#bytes });
+      failed.push({ done: this.#done, bytes: this.#bytes, since: this.#since });
       this.#deliveries = [];
       this.#bytes = 0;
       this.#done = undefined;
     }
     this.#queuedBytes = 0;
+    clearInterval(this.#watchdog);
+    this.#watchdog = undefined;
     for (const batch of failed) batch.done.reject(error);
   }
 }

@@ -13,6 +13,8 @@ export interface PeerPoolOptions {
   readonly pingTimeoutMs: number;
   /** Bytes that may wait for one peer before sends to it fail. */
   readonly maxQueuedBytes: number;
+  /** How long a delivery may wait for the peer's acknowledgement. */
+  readonly deadlineMs: number;
 }
 
 /** One peer service. */
@@ -47,11 +49,7 @@ export class PeerPool {
         address,
         channel,
         client,
-        deliveries: new DeliveryLink(
-          client,
-          address,
-          this.#options.maxQueuedBytes,
-        ),
+        deliveries: new DeliveryLink(client, address, this.#options),
       };
       this.#peers.set(address, peer);
     }
