@@ -1,0 +1,131 @@
+// The bench app: one service that speaks the app protocol of the peer
+// benchmark harness (/work/shared/bench/README.md, "The bench app protocol"):
+//
+//   - on connect: the first text message is `id:<clientId>`;
+//   - a binary frame whose byte 0 is 'B' (0x42) goes unchanged to every
+//     client of the cluster: `api.sendToAll(frame)`;
+//   - a binary frame whose byte 0 is 'P' (0x50), byte 1 = L and bytes
+//     2 .. 2+L the target clientId (UTF-8) goes unchanged to that client,
+//     wherever it lives: `api.sendToClient(target, frame)`;
+//   - anything else is ignored.
+//
+// One process (no wrapper), so the harness can sample its CPU by PID:
+//
+//   deno run -A register.ts --port 18730
+//   deno run -A bench/app.ts --register 127.0.0.1:18730 --port 18721 --rpc-port 18731
+//
+// It prints one line once it has joined the register and exits on SIGINT or
+// SIGTERM (so `deno run --cpu-prof` writes its profile).
+
+import { type Application, startService } from "../mod.ts";
+import { helpText, parseFlags, UsageError } from "../internal/cli.ts";
+import type { LogLevel } from "../internal/logger.ts";
+
+const OP_BROADCAST = 0x42;
+const OP_POINT_TO_POINT = 0x50;
+const decoder = new TextDecoder();
+
+/**
+ * Ignores a failed send: the load generator counts what arrives, and a
+ * failure (a peer gone, too much queued) shows up there as a missing
+ * delivery.
+ */
+function ignore(): void {}
+
+/** The bench app protocol on the cluster Api. Sends are not awaited. */
+export const benchApp: Application = {
+  onConnect(clientId, { api }) {
+    api.sendToClient(clientId, `id:${clientId}`).catch(ignore);
+  },
+  onMessage(_clientId, message, { api }) {
+    if (typeof message === "string" || message.length < 2) return;
+    const op = message[0];
+    if (op === OP_BROADCAST) {
+      api.sendToAll(message).catch(ignore);
+    } else if (op === OP_POINT_TO_POINT) {
+      const target = decoder.decode(message.subarray(2, 2 + message[1]!));
+      api.sendToClient(target, message).catch(ignore);
+    }
+  },
+};
+
+const FLAGS = [
+  {
+    name: "register",
+    kind: "string",
+    description: "host:port of the register",
+    defaultText: "127.0.0.1:8101",
+  },
+  {
+    name: "hostname",
+    kind: "string",
+    description: "address the WebSocket server listens on",
+    defaultText: "127.0.0.1",
+  },
+  {
+    name: "port",
+    kind: "port",
+    description: "WebSocket port",
+    defaultText: "9201",
+  },
+  {
+    name: "rpc-port",
+    kind: "port",
+    description: "gRPC port",
+    defaultText: "9101",
+  },
+  {
+    name: "log-level",
+    kind: "string",
+    description: "error, warn, info or debug",
+    defaultText: "warn",
+  },
+  { name: "help", kind: "boolean", description: "show this help" },
+] as const;
+
+async function main(): Promise<void> {
+  let flags;
+  try {
+    flags = parseFlags(Deno.args, FLAGS);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`bench app: ${error.message}`);
+    Deno.exit(2);
+  }
+  if (flags.help === true) {
+    console.log(helpText(
+      "deno run -A bench/app.ts [flags]",
+      "A wsgate service that speaks the peer benchmark's app protocol.",
+      FLAGS,
+    ));
+    return;
+  }
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  const service = await startService(benchApp, {
+    register: String(flags.register ?? "127.0.0.1:8101"),
+    hostname: String(flags.hostname ?? "127.0.0.1"),
+    port: Number(flags.port ?? 9201),
+    rpcPort: Number(flags["rpc-port"] ?? 9101),
+    logLevel: String(flags["log-level"] ?? "warn") as LogLevel,
+    signal: controller.signal,
+  });
+  console.log(JSON.stringify({
+    nodeId: service.nodeId,
+    port: service.port,
+    rpcAddress: service.rpcAddress,
+    pid: Deno.pid,
+  }));
+  await new Promise((resolve) =>
+    controller.signal.addEventListener("abort", resolve, { once: true })
+  );
+  await service.close();
+  Deno.removeSignalListener("SIGINT", stop);
+  Deno.removeSignalListener("SIGTERM", stop);
+}
+
+if (import.meta.main) {
+  await main();
+}
