@@ -14,8 +14,13 @@ import { nodeIdOf } from "./client_id.ts";
 import type { LocalHub } from "./local_hub.ts";
 import type { MemberTable } from "./member_table.ts";
 import type { Peer, PeerPool } from "./peer_pool.ts";
-import type { DeliveryInit } from "./delivery_link.ts";
-import { messageBytes, toPayload } from "./payload.ts";
+import {
+  encodeClose,
+  encodeToAll,
+  encodeToClient,
+  encodeToGroups,
+  encodeToUids,
+} from "./delivery_codec.ts";
 import { fromRpcError } from "./rpc_errors.ts";
 import {
   checkExclude,
@@ -75,12 +80,8 @@ export class ClusterApi implements Api {
         message,
         exclude.length === 0 ? undefined : new Set(exclude),
       );
-      return this.#deliverToPeers({
-        target: {
-          case: "all",
-          value: { payload: toPayload(message), excludeClientIds: exclude },
-        },
-      }, messageBytes(message));
+      if (this.#members.peerAddresses().length === 0) return DONE;
+      return this.#deliverToPeers(encodeToAll(message, exclude));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -95,12 +96,7 @@ export class ClusterApi implements Api {
         return DONE;
       }
       if (owner === undefined) return DONE;
-      return owner.deliveries.send({
-        target: {
-          case: "client",
-          value: { clientId, payload: toPayload(message) },
-        },
-      }, messageBytes(message));
+      return owner.deliveries.send(encodeToClient(clientId, message));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -112,9 +108,8 @@ export class ClusterApi implements Api {
       const uids = checkNames("uid", uid, "send to uid");
       if (uids.length === 0) return DONE;
       this.#hub.sendToUids(uids, message);
-      return this.#deliverToPeers({
-        target: { case: "uids", value: { uids, payload: toPayload(message) } },
-      }, messageBytes(message));
+      if (this.#members.peerAddresses().length === 0) return DONE;
+      return this.#deliverToPeers(encodeToUids(uids, message));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -135,16 +130,8 @@ export class ClusterApi implements Api {
         message,
         exclude.length === 0 ? undefined : new Set(exclude),
       );
-      return this.#deliverToPeers({
-        target: {
-          case: "groups",
-          value: {
-            groups,
-            payload: toPayload(message),
-            excludeClientIds: exclude,
-          },
-        },
-      }, messageBytes(message));
+      if (this.#members.peerAddresses().length === 0) return DONE;
+      return this.#deliverToPeers(encodeToGroups(groups, message, exclude));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -155,22 +142,15 @@ export class ClusterApi implements Api {
     const owner = this.#owner(clientId);
     if (owner === "local") return this.#hub.close(clientId, message);
     if (owner === undefined) return;
-    await owner.deliveries.send({
-      target: {
-        case: "close",
-        value: {
-          clientId,
-          ...(message === undefined ? {} : { lastMessage: toPayload(message) }),
-        },
-      },
-    }, message === undefined ? 0 : messageBytes(message));
+    await owner.deliveries.send(encodeClose(clientId, message));
   }
 
-  async #deliverToPeers(delivery: DeliveryInit, bytes: number): Promise<void> {
+  /** Sends one encoded delivery to every peer. */
+  async #deliverToPeers(delivery: Uint8Array): Promise<void> {
     const addresses = this.#members.peerAddresses();
     if (addresses.length === 0) return;
     if (addresses.length === 1) {
-      return this.#peers.get(addresses[0]!).deliveries.send(delivery, bytes)
+      return this.#peers.get(addresses[0]!).deliveries.send(delivery)
         .catch((error) => {
           throw new IncompleteResultError(undefined, [{
             address: addresses[0]!,
@@ -179,7 +159,7 @@ export class ClusterApi implements Api {
         });
     }
     const results = await Promise.allSettled(
-      addresses.map((a) => this.#peers.get(a).deliveries.send(delivery, bytes)),
+      addresses.map((a) => this.#peers.get(a).deliveries.send(delivery)),
     );
     const failures = collectFailures(addresses, results);
     if (failures.length > 0) {

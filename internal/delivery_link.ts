@@ -3,18 +3,11 @@
 // written goes out as the next batch; the peer applies batches in order and
 // acknowledges them in order.
 
-import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
-import type {
-  DeliverySchema,
-  GatewayService,
-} from "../proto/gen/websocket/v1/gateway_pb.ts";
+import type { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
 import { GatewayError } from "../errors.ts";
 import { type Deferred, deferred } from "./deferred.ts";
 import { fromRpcError } from "./rpc_errors.ts";
-
-/** One delivery, in protobuf init form. */
-export type DeliveryInit = MessageInitShape<typeof DeliverySchema>;
 
 interface Batch {
   readonly done: Deferred<void>;
@@ -22,6 +15,10 @@ interface Batch {
   /** When its first delivery was queued (Date.now()). */
   readonly since: number;
 }
+
+const INITIAL_BATCH_BYTES = 16 * 1024;
+/** A batch buffer that grew past this is dropped once it is sent. */
+const MAX_IDLE_BATCH_BYTES = 1024 * 1024;
 
 /** Options of {@linkcode DeliveryLink}. */
 export interface DeliveryLinkOptions {
@@ -40,7 +37,8 @@ export class DeliveryLink {
   readonly #address: string;
   readonly #maxQueuedBytes: number;
   readonly #deadlineMs: number;
-  #deliveries: DeliveryInit[] = [];
+  /** The next batch: `#bytes` bytes of encoded deliveries. */
+  #batch = new Uint8Array(INITIAL_BATCH_BYTES);
   #bytes = 0;
   #done: Deferred<void> | undefined;
   #since = 0;
@@ -63,11 +61,13 @@ export class DeliveryLink {
   }
 
   /**
-   * Queues a delivery. Resolves when the peer has applied it; rejects when
-   * the stream broke first, or at once when `maxQueuedBytes` are already
-   * waiting for this peer.
+   * Queues a delivery encoded by `delivery_codec.ts` (copied at once).
+   * Resolves when the peer has applied it; rejects when the stream broke
+   * first, or at once when `maxQueuedBytes` are already waiting for this
+   * peer.
    */
-  send(delivery: DeliveryInit, bytes: number): Promise<void> {
+  send(delivery: Uint8Array): Promise<void> {
+    const bytes = delivery.byteLength;
     if (this.#closed) {
       return Promise.reject(
         new GatewayError(
@@ -87,7 +87,15 @@ export class DeliveryLink {
         ),
       );
     }
-    this.#deliveries.push(delivery);
+    let batch = this.#batch;
+    if (this.#bytes + bytes > batch.byteLength) {
+      batch = new Uint8Array(
+        Math.max(2 * batch.byteLength, this.#bytes + bytes),
+      );
+      batch.set(this.#batch.subarray(0, this.#bytes));
+      this.#batch = batch;
+    }
+    batch.set(delivery, this.#bytes);
     this.#bytes += bytes;
     this.#queuedBytes += bytes;
     let done = this.#done;
@@ -172,20 +180,19 @@ export class DeliveryLink {
 
   async *#requests(signal: AbortSignal) {
     while (!signal.aborted) {
-      if (this.#deliveries.length === 0) {
+      if (this.#bytes === 0) {
         await new Promise<void>((resolve) => this.#wake = resolve);
         continue;
       }
-      const deliveries = this.#deliveries;
-      this.#inflight.push({
-        done: this.#done!,
-        bytes: this.#bytes,
-        since: this.#since,
-      });
-      this.#deliveries = [];
+      const bytes = this.#bytes;
+      this.#inflight.push({ done: this.#done!, bytes, since: this.#since });
+      const packed = this.#batch.slice(0, bytes);
       this.#bytes = 0;
       this.#done = undefined;
-      yield { deliveries };
+      if (this.#batch.byteLength > MAX_IDLE_BATCH_BYTES) {
+        this.#batch = new Uint8Array(INITIAL_BATCH_BYTES);
+      }
+      yield { packed };
     }
   }
 
@@ -193,7 +200,6 @@ export class DeliveryLink {
     const failed = this.#inflight.splice(0);
     if (this.#done !== undefined) {
       failed.push({ done: this.#done, bytes: this.#bytes, since: this.#since });
-      this.#deliveries = [];
       this.#bytes = 0;
       this.#done = undefined;
     }

@@ -3,10 +3,13 @@
 // (from backends) run through the cluster Api, exactly as business code's
 // calls do.
 
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { Api, ClientInfo, Message } from "../api.ts";
 import {
   type ClientInfo as ProtoClientInfo,
+  type DeliverRequest,
+  type DeliverResponseSchema,
   type Delivery,
   type GatewayService,
   type Payload,
@@ -16,6 +19,8 @@ import { GatewayError } from "../errors.ts";
 import { nodeIdOf } from "./client_id.ts";
 import type { LocalHub } from "./local_hub.ts";
 import { fromPayload } from "./payload.ts";
+import { applyPacked } from "./delivery_codec.ts";
+import { toConnectError } from "./rpc_errors.ts";
 import {
   checkExclude,
   checkGroup,
@@ -72,11 +77,11 @@ export function createGatewayHandler(
       }
       return {};
     },
-    async *deliver(requests) {
-      for await (const request of requests) {
+    deliver(requests) {
+      return acknowledge(requests, (request) => {
         for (const delivery of request.deliveries) apply(hub, delivery);
-        yield { batches: 1 };
-      }
+        if (request.packed.length > 0) applyPacked(hub, request.packed);
+      });
     },
 
     // ----------------------------------------------------------- clients
@@ -308,5 +313,53 @@ function apply(hub: LocalHub, delivery: Delivery): void {
       return;
     default:
       target satisfies never;
+  }
+}
+
+/**
+ * Applies each batch of a Deliver stream as it arrives and acknowledges
+ * them in order. Batches are read and applied independently of the
+ * responses, so acknowledgements coalesce: each response counts every batch
+ * applied since the previous one was written.
+ */
+async function* acknowledge(
+  requests: AsyncIterable<DeliverRequest>,
+  apply: (request: DeliverRequest) => void,
+): AsyncGenerator<MessageInitShape<typeof DeliverResponseSchema>> {
+  let applied = 0;
+  let ended = false;
+  let failure: unknown;
+  let wake: (() => void) | undefined;
+  // Ends with the request stream; it records its failure and never throws.
+  (async () => {
+    try {
+      for await (const request of requests) {
+        apply(request);
+        applied++;
+        if (wake !== undefined) {
+          const w = wake;
+          wake = undefined;
+          w();
+        }
+      }
+    } catch (error) {
+      failure = error;
+    } finally {
+      ended = true;
+      wake?.();
+    }
+  })();
+  for (;;) {
+    if (applied > 0) {
+      const batches = applied;
+      applied = 0;
+      yield { batches };
+    } else if (ended) {
+      // Stream errors pass the error-mapping interceptor by: map them here.
+      if (failure !== undefined) throw toConnectError(failure);
+      return;
+    } else {
+      await new Promise<void>((resolve) => wake = resolve);
+    }
   }
 }

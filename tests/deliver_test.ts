@@ -1,0 +1,155 @@
+// The Deliver stream between services: batches in the compact `packed`
+// form (and the plain protobuf form) reach the clients in order; a
+// malformed batch is refused as a whole.
+
+import assert from "node:assert/strict";
+import {
+  type Client,
+  Code,
+  ConnectError,
+  createClient,
+} from "@connectrpc/connect";
+import {
+  createGrpcTransport,
+  Http2SessionManager,
+} from "@connectrpc/connect-node";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import {
+  type DeliverRequestSchema,
+  GatewayService,
+} from "../proto/gen/websocket/v1/gateway_pb.ts";
+import {
+  encodeClose,
+  encodeToAll,
+  encodeToClient,
+} from "../internal/delivery_codec.ts";
+import {
+  startRegisterProcess,
+  startServiceProcess,
+  TestClient,
+} from "./_cluster.ts";
+
+type DeliverRequestInit = MessageInitShape<typeof DeliverRequestSchema>;
+
+/** Sends one batch on a fresh Deliver stream and returns the first answer. */
+async function deliverOnce(
+  rpcAddress: string,
+  request: DeliverRequestInit,
+): Promise<number> {
+  const baseUrl = `http://${rpcAddress}`;
+  const sessionManager = new Http2SessionManager(baseUrl);
+  try {
+    return await deliverOn(
+      createClient(
+        GatewayService,
+        createGrpcTransport({ baseUrl, sessionManager }),
+      ),
+      request,
+    );
+  } finally {
+    sessionManager.abort();
+  }
+}
+
+async function deliverOn(
+  client: Client<typeof GatewayService>,
+  request: DeliverRequestInit,
+): Promise<number> {
+  let acknowledged!: () => void;
+  const done = new Promise<void>((resolve) => acknowledged = resolve);
+  async function* requests() {
+    yield request;
+    await done;
+  }
+  for await (const response of client.deliver(requests())) {
+    acknowledged();
+    return response.batches;
+  }
+  throw new Error("the Deliver stream ended without an answer");
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let pos = 0;
+  for (const part of parts) {
+    out.set(part, pos);
+    pos += part.length;
+  }
+  return out;
+}
+
+Deno.test("Deliver applies packed batches in order and refuses malformed ones", async (t) => {
+  const register = await startRegisterProcess();
+  const service = await startServiceProcess(register.address);
+  try {
+    const { rpcAddress, port } = service.info;
+
+    await t.step(
+      "protobuf deliveries, then packed ones: text, binary, non-ASCII, close",
+      async () => {
+        await using client = await TestClient.connect(port);
+        const bytes = new Uint8Array([0, 1, 2, 250, 255]);
+        // Each encode returns a view of a scratch buffer: copy it at once.
+        const packed = concat(
+          encodeToClient(client.id, "héllo ✓ 𝄞").slice(),
+          encodeToClient(client.id, bytes).slice(),
+          encodeToAll("to all", [client.id]).slice(),
+          encodeToAll("to all but nobody", []).slice(),
+          encodeClose(client.id, "bye").slice(),
+        );
+        const batches = await deliverOnce(rpcAddress, {
+          deliveries: [{
+            target: {
+              case: "client",
+              value: {
+                clientId: client.id,
+                payload: { body: { case: "text", value: "protobuf first" } },
+              },
+            },
+          }],
+          packed,
+        });
+        assert.equal(batches, 1);
+        assert.deepEqual(await client.take(4), [
+          "protobuf first",
+          "héllo ✓ 𝄞",
+          bytes,
+          "to all but nobody",
+        ]);
+        assert.equal(await client.next(), "bye");
+        assert.equal((await client.closed).code, 1000);
+      },
+    );
+
+    await t.step(
+      "a malformed batch is refused and none of it applied",
+      async () => {
+        await using client = await TestClient.connect(port);
+        const good = encodeToClient(client.id, "from a bad batch").slice();
+        for (
+          const garbage of [
+            new Uint8Array([9]), // unknown kind
+            new Uint8Array([2, 40, 65]), // a clientId longer than the batch
+            new Uint8Array([2, 1, 65, 7]), // unknown message tag
+            new Uint8Array([1, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]), // varint
+          ]
+        ) {
+          await assert.rejects(
+            deliverOnce(rpcAddress, { packed: concat(good, garbage) }),
+            (error: unknown) =>
+              error instanceof ConnectError &&
+              error.code === Code.InvalidArgument,
+          );
+        }
+        await deliverOnce(rpcAddress, {
+          packed: encodeToClient(client.id, "good").slice(),
+        });
+        assert.equal(await client.next(), "good");
+        assert.equal(client.pending.length, 0);
+      },
+    );
+  } finally {
+    await service.child.stop();
+    await register.child.stop();
+  }
+});
