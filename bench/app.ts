@@ -7,7 +7,10 @@
 //   - a binary frame whose byte 0 is 'P' (0x50), byte 1 = L and bytes
 //     2 .. 2+L the target clientId (UTF-8) goes unchanged to that client,
 //     wherever it lives: `api.sendToClient(target, frame)`;
-//   - anything else is ignored.
+//   - anything else is ignored, but for two text commands of our own
+//     benchmark (bench/load.ts): `count` answers `count:<n>` from
+//     `api.getAllClientCount()`, and `stats` answers `stats:<json>` with this
+//     process's RPC counters (internal/rpc_counters.ts).
 //
 // One process (no wrapper), so the harness can sample its CPU by PID:
 //
@@ -17,7 +20,8 @@
 // It prints one line once it has joined the register and exits on SIGINT or
 // SIGTERM (so `deno run --cpu-prof` writes its profile).
 
-import { type Application, startService } from "../mod.ts";
+import { type Api, type Application, startService } from "../mod.ts";
+import { rpcCounters } from "../internal/rpc_counters.ts";
 import { helpText, parseFlags, UsageError } from "../internal/cli.ts";
 import type { LogLevel } from "../internal/logger.ts";
 
@@ -37,8 +41,12 @@ export const benchApp: Application = {
   onConnect(clientId, { api }) {
     api.sendToClient(clientId, `id:${clientId}`).catch(ignore);
   },
-  onMessage(_clientId, message, { api }) {
-    if (typeof message === "string" || message.length < 2) return;
+  onMessage(clientId, message, { api }) {
+    if (typeof message === "string") {
+      command(clientId, message, api);
+      return;
+    }
+    if (message.length < 2) return;
     const op = message[0];
     if (op === OP_BROADCAST) {
       api.sendToAll(message).catch(ignore);
@@ -48,6 +56,18 @@ export const benchApp: Application = {
     }
   },
 };
+
+function command(clientId: string, text: string, api: Api): void {
+  if (text === "count") {
+    api.getAllClientCount().then(
+      (n) => api.sendToClient(clientId, `count:${n}`),
+      (error) => api.sendToClient(clientId, `count:error ${error}`),
+    ).catch(ignore);
+  } else if (text === "stats") {
+    api.sendToClient(clientId, `stats:${JSON.stringify(rpcCounters)}`)
+      .catch(ignore);
+  }
+}
 
 const FLAGS = [
   {

@@ -22,6 +22,7 @@ import {
   encodeToUids,
 } from "./delivery_codec.ts";
 import { fromRpcError } from "./rpc_errors.ts";
+import { rpcCounters } from "./rpc_counters.ts";
 import {
   checkExclude,
   checkGroup,
@@ -420,6 +421,7 @@ export class ClusterApi implements Api {
     peer: Peer,
     call: (client: Peer["client"], options: CallOptions) => Promise<T>,
   ): Promise<T> {
+    rpcCounters.unaryCalls++;
     try {
       return await call(peer.client, this.#call);
     } catch (error) {
@@ -440,6 +442,7 @@ export class ClusterApi implements Api {
     const addresses = this.#members.peerAddresses();
     const parts = [local];
     if (addresses.length === 0) return merge(parts);
+    rpcCounters.unaryCalls += addresses.length;
     const results = await Promise.allSettled(
       addresses.map((a) => remote(this.#peers.get(a), this.#call)),
     );

@@ -8,6 +8,7 @@ import type { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
 import { GatewayError } from "../errors.ts";
 import { type Deferred, deferred } from "./deferred.ts";
 import { fromRpcError } from "./rpc_errors.ts";
+import { rpcCounters } from "./rpc_counters.ts";
 
 interface Batch {
   readonly done: Deferred<void>;
@@ -97,6 +98,7 @@ export class DeliveryLink {
     }
     batch.set(delivery, this.#bytes);
     this.#bytes += bytes;
+    rpcCounters.deliveries++;
     this.#queuedBytes += bytes;
     let done = this.#done;
     if (done === undefined) {
@@ -192,6 +194,7 @@ export class DeliveryLink {
       if (this.#batch.byteLength > MAX_IDLE_BATCH_BYTES) {
         this.#batch = new Uint8Array(INITIAL_BATCH_BYTES);
       }
+      rpcCounters.batches++;
       yield { packed };
     }
   }

@@ -1,0 +1,964 @@
+// `deno task bench`: the project's own benchmark. Starts, on loopback, a
+// raw single-process Deno baseline (bench/raw_server.ts) and a wsgate
+// cluster (register.ts + bench/app.ts services), drives both with the same
+// load generator (bench/load.ts, one process) and prints tables with
+// absolute figures and ratios. It is a benchmark, not a test.
+//
+//   deno task bench                 raw Deno vs register + 2 services (~1 min)
+//   deno task bench --conns 50000   50,000 idle clients on one service vs raw
+//   deno task bench --scale         2, 4 and 8 services: the cost curve
+//
+// Options: --rounds N (1), --clients C (2000), --p2p N (50000),
+// --bcast M (200), --size S (64), --quiet-max PCT (15), --quiet-wait S (20),
+// --json FILE (also write the raw results there).
+//
+// Everything listens on 127.0.0.1 and every process it starts is stopped by
+// its PID. The figures depend on what else runs on the machine: each phase
+// reports "other" CPU (busy CPU used by no process of the benchmark).
+
+const root = new URL("..", import.meta.url).pathname;
+const started = performance.now();
+const isTty = Deno.stderr.isTerminal();
+
+// ---------------------------------------------------------------- options
+
+interface Options {
+  mode: "compare" | "conns" | "scale";
+  rounds: number;
+  clients: number;
+  conns: number;
+  p2p: number;
+  bcast: number;
+  size: number;
+  quietMax: number;
+  quietWaitS: number;
+  json: string | undefined;
+}
+
+function parseOptions(args: readonly string[]): Options {
+  const o: Options = {
+    mode: "compare",
+    rounds: 1,
+    clients: 2000,
+    conns: 50000,
+    p2p: 50000,
+    bcast: 200,
+    size: 64,
+    quietMax: 15,
+    quietWaitS: 20,
+    json: undefined,
+  };
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const next = () => {
+      const v = args[++i];
+      if (v === undefined) throw new Error(`${arg} needs a value`);
+      return v;
+    };
+    const int = () => {
+      const n = Number(next());
+      if (!Number.isInteger(n) || n < 0) throw new Error(`bad ${arg}`);
+      return n;
+    };
+    switch (arg) {
+      case "--scale":
+        o.mode = "scale";
+        break;
+      case "--conns":
+        o.mode = "conns";
+        if (/^\d+$/.test(args[i + 1] ?? "")) o.conns = int();
+        break;
+      case "--rounds":
+        o.rounds = Math.max(1, int());
+        break;
+      case "--clients":
+        o.clients = int();
+        break;
+      case "--p2p":
+        o.p2p = int();
+        break;
+      case "--bcast":
+        o.bcast = int();
+        break;
+      case "--size":
+        o.size = int();
+        break;
+      case "--quiet-max":
+        o.quietMax = int();
+        break;
+      case "--quiet-wait":
+        o.quietWaitS = int();
+        break;
+      case "--json":
+        o.json = next();
+        break;
+      case "-h":
+      case "--help":
+        console.log(
+          "usage: deno task bench [--scale | --conns [N]] [--rounds N] [--clients C] [--p2p N] [--bcast M] [--size S] [--json FILE]",
+        );
+        Deno.exit(0);
+        break;
+      default:
+        throw new Error(`unknown option ${arg} (see --help)`);
+    }
+  }
+  return o;
+}
+
+// ---------------------------------------------------------------- progress
+
+let step = "";
+let lastShown = 0;
+
+function elapsed(): string {
+  const s = Math.round((performance.now() - started) / 1000);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+function showProgress(detail: string): void {
+  const line = `[${elapsed()}] ${step}${detail ? `: ${detail}` : ""}`;
+  if (isTty) {
+    Deno.stderr.writeSync(
+      new TextEncoder().encode(`\r\x1b[2K${line.slice(0, 150)}`),
+    );
+  } else if (performance.now() - lastShown > 2000) {
+    console.error(line);
+    lastShown = performance.now();
+  }
+}
+
+function setStep(name: string): void {
+  if (isTty && step !== "") console.error("");
+  step = name;
+  lastShown = 0;
+  showProgress("");
+}
+
+function endProgress(): void {
+  if (isTty) console.error("");
+}
+
+// ---------------------------------------------------------------- processes
+
+/** A child process whose first stdout line announced it. */
+class Child {
+  readonly name: string;
+  readonly process: Deno.ChildProcess;
+  readonly first: string;
+
+  constructor(name: string, process: Deno.ChildProcess, first: string) {
+    this.name = name;
+    this.process = process;
+    this.first = first;
+  }
+
+  get pid(): number {
+    return this.process.pid;
+  }
+
+  async stop(): Promise<void> {
+    try {
+      this.process.kill("SIGTERM");
+    } catch { /* gone */ }
+    const timer = setTimeout(() => {
+      try {
+        this.process.kill("SIGKILL");
+      } catch { /* gone */ }
+    }, 5000);
+    await this.process.status;
+    clearTimeout(timer);
+  }
+}
+
+const children = new Set<Child>();
+let logDir = "";
+
+async function spawn(name: string, args: string[]): Promise<Child> {
+  const log = await Deno.open(`${logDir}/${name}.log`, {
+    create: true,
+    write: true,
+    truncate: true,
+  });
+  const process = new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: root,
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+  }).spawn();
+  process.stderr.pipeTo(log.writable).catch(() => {});
+  const reader = process.stdout.pipeThrough(new TextDecoderStream())
+    .getReader();
+  let buffered = "";
+  const deadline = Date.now() + 30_000;
+  while (!buffered.includes("\n")) {
+    const read = await Promise.race([
+      reader.read(),
+      new Promise<undefined>((r) =>
+        setTimeout(() => r(undefined), Math.max(0, deadline - Date.now()))
+      ),
+    ]);
+    if (read === undefined || read.done) {
+      try {
+        process.kill("SIGKILL");
+      } catch { /* gone */ }
+      await process.status;
+      throw new Error(
+        `${name} did not start (see ${logDir}/${name}.log)`,
+      );
+    }
+    buffered += read.value;
+  }
+  // Keep draining stdout so that the child never blocks on it.
+  (async () => {
+    while (!(await reader.read()).done) { /* discard */ }
+  })().catch(() => {});
+  const child = new Child(name, process, buffered.split("\n")[0]!);
+  children.add(child);
+  return child;
+}
+
+async function stopAll(): Promise<void> {
+  const all = [...children];
+  children.clear();
+  await Promise.all(all.map((c) => c.stop()));
+}
+
+interface Target {
+  label: string;
+  urls: string[];
+  /** name:pid of every server process. */
+  pids: string;
+  /** Per-client clients of each WebSocket server. */
+  servers: number;
+}
+
+async function startRaw(): Promise<Target> {
+  const raw = await spawn("raw", [
+    "run",
+    "--allow-net=127.0.0.1",
+    "bench/raw_server.ts",
+    "--port",
+    "0",
+  ]);
+  const { port } = JSON.parse(raw.first) as { port: number };
+  return {
+    label: "raw Deno",
+    urls: [`ws://127.0.0.1:${port}/`],
+    pids: `raw:${raw.pid}`,
+    servers: 1,
+  };
+}
+
+async function startCluster(services: number): Promise<Target> {
+  const register = await spawn("register", [
+    "run",
+    "-A",
+    "register.ts",
+    "--port",
+    "0",
+    "--log-level",
+    "warn",
+  ]);
+  const address = /listening on (\S+)/.exec(register.first)?.[1];
+  if (address === undefined) {
+    throw new Error(`unexpected register line: ${register.first}`);
+  }
+  const urls: string[] = [];
+  const pids = [`register:${register.pid}`];
+  for (let i = 1; i <= services; i++) {
+    const service = await spawn(`service${i}`, [
+      "run",
+      "-A",
+      "bench/app.ts",
+      "--register",
+      address,
+      "--port",
+      "0",
+      "--rpc-port",
+      "0",
+    ]);
+    const { port } = JSON.parse(service.first) as { port: number };
+    urls.push(`ws://127.0.0.1:${port}/`);
+    pids.push(`s${i}:${service.pid}`);
+  }
+  await waitForMembers(address, services);
+  return {
+    label: services === 1
+      ? "wsgate, 1 service"
+      : `wsgate, ${services} services`,
+    urls,
+    pids: pids.join(","),
+    servers: services,
+  };
+}
+
+/** Waits until the register lists every service, then a little more. */
+async function waitForMembers(address: string, n: number): Promise<void> {
+  const { createClient } = await import("@connectrpc/connect");
+  const { createGrpcTransport, Http2SessionManager } = await import(
+    "@connectrpc/connect-node"
+  );
+  const { RegisterService } = await import(
+    "../proto/gen/websocket/v1/register_pb.ts"
+  );
+  const baseUrl = `http://${address}`;
+  const sessionManager = new Http2SessionManager(baseUrl);
+  try {
+    const client = createClient(
+      RegisterService,
+      createGrpcTransport({ baseUrl, sessionManager }),
+    );
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const { members } = await client.listMembers({}, { timeoutMs: 2000 });
+      const joined = members?.members.length ?? 0;
+      if (joined >= n) break;
+      if (Date.now() > deadline) {
+        throw new Error(`only ${joined} of ${n} services joined`);
+      }
+      await sleep(100);
+    }
+  } finally {
+    sessionManager.abort();
+  }
+  // Every service gets the member list pushed right after the register
+  // changes it; give the pushes a moment.
+  await sleep(500);
+}
+
+// ---------------------------------------------------------------- machine
+
+function machineTicks(): { busy: number; total: number } {
+  const f = Deno.readTextFileSync("/proc/stat").split("\n")[0]!.trim()
+    .split(/\s+/).slice(1).map(Number);
+  const busy = f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!;
+  return { busy, total: busy + f[3]! + f[4]! };
+}
+
+async function busyPct(ms = 1000): Promise<number> {
+  const a = machineTicks();
+  await sleep(ms);
+  const b = machineTicks();
+  return Math.round(100 * (b.busy - a.busy) / Math.max(1, b.total - a.total));
+}
+
+/** Waits (bounded) until the machine is quiet; returns the last busy %. */
+async function waitQuiet(o: Options): Promise<number> {
+  let pct = 0;
+  for (let waited = 0; waited < o.quietWaitS; waited++) {
+    pct = await busyPct();
+    if (pct < o.quietMax) return pct;
+    showProgress(`waiting for a quiet machine (busy ${pct}%)`);
+  }
+  return pct;
+}
+
+/** Raises this process's open-file limit; children inherit it. */
+function raiseFileLimit(wanted: number): number {
+  const libc = Deno.dlopen("libc.so.6", {
+    getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+    setrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+  });
+  try {
+    const RLIMIT_NOFILE = 7;
+    const buf = new BigUint64Array(2);
+    libc.symbols.getrlimit(RLIMIT_NOFILE, buf);
+    const [soft = 0n, hard = 0n] = buf;
+    const want = BigInt(wanted);
+    if (soft >= want) return Number(soft);
+    // As root the hard limit may rise too; otherwise up to the hard limit.
+    for (const [s, h] of [[want, want > hard ? want : hard], [hard, hard]]) {
+      buf[0] = s!;
+      buf[1] = h!;
+      if (libc.symbols.setrlimit(RLIMIT_NOFILE, buf) === 0) return Number(s);
+    }
+    return Number(soft);
+  } finally {
+    libc.close();
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// ---------------------------------------------------------------- load
+
+type Json = Record<string, unknown>;
+
+/** Every result of this run, for --json. */
+const allResults: Json[] = [];
+
+async function runLoad(target: Target, args: string[]): Promise<Json> {
+  const process = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "bench/load.ts",
+      "--url",
+      target.urls.join(","),
+      "--pids",
+      target.pids,
+      "--label",
+      target.label,
+      ...args,
+    ],
+    cwd: root,
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+  }).spawn();
+  const killer = setTimeout(() => {
+    try {
+      process.kill("SIGKILL");
+    } catch { /* gone */ }
+  }, 240_000);
+  const log = await Deno.open(`${logDir}/load.log`, {
+    create: true,
+    append: true,
+  });
+  const encoder = new TextEncoder();
+  const stderr = (async () => {
+    const lines = process.stderr.pipeThrough(new TextDecoderStream());
+    let rest = "";
+    for await (const chunk of lines) {
+      rest += chunk;
+      let i;
+      while ((i = rest.indexOf("\n")) >= 0) {
+        const line = rest.slice(0, i);
+        rest = rest.slice(i + 1);
+        if (line.startsWith("progress: ")) showProgress(line.slice(10));
+        else await log.write(encoder.encode(line + "\n"));
+      }
+    }
+  })();
+  const out = await new Response(process.stdout).text();
+  await process.status;
+  clearTimeout(killer);
+  await stderr.catch(() => {});
+  log.close();
+  const last = out.trim().split("\n").at(-1) ?? "";
+  let result: Json;
+  try {
+    result = JSON.parse(last) as Json;
+  } catch {
+    result = {
+      label: target.label,
+      error: `load generator printed no result (see ${logDir})`,
+    };
+  }
+  allResults.push(result);
+  return result;
+}
+
+// ---------------------------------------------------------------- formatting
+
+const n0 = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
+const n1 = new Intl.NumberFormat("en-US", {
+  maximumFractionDigits: 1,
+  minimumFractionDigits: 1,
+});
+const n2 = new Intl.NumberFormat("en-US", {
+  maximumFractionDigits: 2,
+  minimumFractionDigits: 2,
+});
+
+function num(v: unknown): number | undefined {
+  return typeof v === "number" && Number.isFinite(v) ? v : undefined;
+}
+
+function fmt(v: unknown, f = n0, unit = ""): string {
+  const x = num(v);
+  return x === undefined ? "-" : `${f.format(x)}${unit}`;
+}
+
+function ratio(a: unknown, b: unknown): string {
+  const x = num(a), y = num(b);
+  return x === undefined || y === undefined || y === 0
+    ? "-"
+    : `${n2.format(x / y)}×`;
+}
+
+function get(o: unknown, ...path: string[]): unknown {
+  let v = o;
+  for (const key of path) {
+    if (v === null || typeof v !== "object") return undefined;
+    v = (v as Json)[key];
+  }
+  return v;
+}
+
+function table(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) =>
+    Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length))
+  );
+  const line = (cells: string[]) =>
+    `| ${
+      cells.map((c, i) =>
+        i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)
+      )
+        .join(" | ")
+    } |`;
+  return [
+    line(head),
+    `|${
+      widths.map((w, i) => "-".repeat(w + 1) + (i === 0 ? "-" : ":")).join("|")
+    }|`,
+    ...rows.map(line),
+  ].join("\n");
+}
+
+/** Memory per client in KiB: RSS growth of the servers while connecting. */
+function kibPerClient(r: Json, servers: string[]): number | undefined {
+  const before = get(r, "connect", "rss_kib_before") as Json | undefined;
+  const after = get(r, "connect", "rss_kib_after") as Json | undefined;
+  const clients = num(r.clients);
+  if (!before || !after || clients === undefined) return undefined;
+  let growth = 0;
+  for (const s of servers) {
+    const a = num(after[s]), b = num(before[s]);
+    if (a === undefined || b === undefined) return undefined;
+    growth += a - b;
+  }
+  return growth / clients;
+}
+
+function other(r: Json, phase: string): string {
+  return fmt(get(r, phase, "cpu_pct", "other"), n0, "%");
+}
+
+// ---------------------------------------------------------------- modes
+
+function header(o: Options, busy: number): string {
+  const cpus = navigator.hardwareConcurrency;
+  const mem = Math.round(
+    Number(
+      /MemTotal:\s+(\d+)/.exec(Deno.readTextFileSync("/proc/meminfo"))?.[1] ??
+        0,
+    ) / 1048576,
+  );
+  return `wsgate bench (${o.mode}), ${
+    new Date().toISOString().slice(0, 16).replace("T", " ")
+  } UTC; ${cpus} CPUs, ${mem} GiB, ${Deno.osRelease()}; Deno ${Deno.version.deno}; machine busy ${busy}% before the start`;
+}
+
+async function compare(o: Options): Promise<string> {
+  const phases = [
+    "--clients",
+    String(o.clients),
+    "--size",
+    String(o.size),
+    "--bcast",
+    String(o.bcast),
+    "--bcast-window",
+    "4,16",
+    "--bcast-lat",
+    "50",
+    "--p2p",
+    String(o.p2p),
+    "--p2p-window",
+    "200",
+  ];
+  const rounds: { raw: Json; ours: Json }[] = [];
+  for (let round = 1; round <= o.rounds; round++) {
+    const tag = o.rounds > 1 ? ` (round ${round}/${o.rounds})` : "";
+    setStep(`raw Deno baseline${tag}`);
+    await waitQuiet(o);
+    const raw = await startRaw();
+    const rawResult = await runLoad(raw, phases);
+    await stopAll();
+    setStep(`wsgate, register + 2 services${tag}`);
+    await waitQuiet(o);
+    const ours = await startCluster(2);
+    const oursResult = await runLoad(ours, [
+      ...phases,
+      "--count",
+      "200",
+      "--stats",
+    ]);
+    await stopAll();
+    rounds.push({ raw: rawResult, ours: oursResult });
+  }
+  endProgress();
+  const out: string[] = [];
+  for (const [i, { raw, ours }] of rounds.entries()) {
+    if (o.rounds > 1) out.push(`\nRound ${i + 1}`);
+    for (const r of [raw, ours]) {
+      if (r.error) out.push(`${r.label ?? "?"}: ERROR ${r.error}`);
+    }
+    const row = (
+      name: string,
+      path: string[],
+      f: Intl.NumberFormat,
+      unit: string,
+      target: string,
+      noise: string,
+    ) => [
+      name,
+      fmt(get(raw, ...path), f, unit),
+      fmt(get(ours, ...path), f, unit),
+      ratio(get(ours, ...path), get(raw, ...path)),
+      target,
+      `${other(raw, noise)} / ${other(ours, noise)}`,
+    ];
+    const memRaw = kibPerClient(raw, ["raw"]);
+    const memOurs = kibPerClient(ours, ["s1", "s2"]);
+    const rows = [
+      row(
+        `broadcast deliveries/s (best of W=4,16: raw W${
+          fmt(get(raw, "bcast", "window"))
+        }, ours W${fmt(get(ours, "bcast", "window"))})`,
+        ["bcast", "msgs_per_s"],
+        n0,
+        "",
+        "≥ 1.00×",
+        "bcast",
+      ),
+      row(
+        "broadcast server CPU per delivery",
+        ["bcast", "server_cpu_us_per_msg"],
+        n2,
+        " µs",
+        "≤ 1.20×",
+        "bcast",
+      ),
+      row(
+        "one broadcast in flight: p50 until all clients have it",
+        ["bcast_lat", "all_p50_ms"],
+        n2,
+        " ms",
+        "≤ 1.10×",
+        "bcast_lat",
+      ),
+      row(
+        "one broadcast in flight: p99 until all clients have it",
+        ["bcast_lat", "all_p99_ms"],
+        n2,
+        " ms",
+        "",
+        "bcast_lat",
+      ),
+      row(
+        "point-to-point msgs/s (ours: every one crosses services)",
+        ["p2p", "msgs_per_s"],
+        n0,
+        "",
+        "≥ 0.80×",
+        "p2p",
+      ),
+      row("point-to-point p50", ["p2p", "p50_ms"], n2, " ms", "", "p2p"),
+      row(
+        "point-to-point p99",
+        ["p2p", "p99_ms"],
+        n2,
+        " ms",
+        "< 10 ms",
+        "p2p",
+      ),
+      row(
+        "point-to-point server CPU per message",
+        ["p2p", "server_cpu_us_per_msg"],
+        n1,
+        " µs",
+        "≤ 25 µs",
+        "p2p",
+      ),
+      row(
+        "connect: clients accepted per second",
+        ["connect", "per_s"],
+        n0,
+        "",
+        "",
+        "connect",
+      ),
+      [
+        "memory per connection (server RSS growth / clients)",
+        fmt(memRaw, n1, " KiB"),
+        fmt(memOurs, n1, " KiB"),
+        ratio(memOurs, memRaw),
+        "≤ 20 KiB",
+        "",
+      ],
+      [
+        "getAllClientCount: calls/s one at a time, p50",
+        "-",
+        `${fmt(get(ours, "count", "calls_per_s"))}, ${
+          fmt(get(ours, "count", "p50_ms"), n2, " ms")
+        }`,
+        "",
+        "",
+        `- / ${other(ours, "count")}`,
+      ],
+      [
+        "RPCs: deliveries per p2p message; per broadcast",
+        "-",
+        `${
+          fmt(
+            (num(get(ours, "p2p", "rpc", "deliveries")) ?? NaN) /
+              (num(get(ours, "p2p", "messages")) ?? NaN),
+            n2,
+          )
+        }; ${
+          fmt(
+            (num(get(ours, "bcast_w4", "rpc", "deliveries")) ?? NaN) /
+              (num(get(ours, "bcast_w4", "broadcasts")) ?? NaN),
+            n2,
+          )
+        }`,
+        "",
+        "1; 1 per peer",
+        "",
+      ],
+    ];
+    out.push(
+      table(
+        [
+          `${o.clients} clients, ${o.size} B`,
+          "raw Deno (1 process)",
+          "wsgate (register + 2 services)",
+          "ratio",
+          "target",
+          "other CPU raw / ours",
+        ],
+        rows,
+      ),
+    );
+    const batches = num(get(ours, "p2p", "rpc", "batches"));
+    const deliveries = num(get(ours, "p2p", "rpc", "deliveries"));
+    if (batches && deliveries) {
+      out.push(
+        `point-to-point: ${
+          n1.format(deliveries / batches)
+        } deliveries per Deliver batch on average`,
+      );
+    }
+  }
+  return out.join("\n");
+}
+
+async function conns(o: Options): Promise<string> {
+  const limit = raiseFileLimit(o.conns + 10_000);
+  if (limit < o.conns + 1000) {
+    throw new Error(
+      `Cannot hold ${o.conns} connections: the open-file limit is ${limit} (run as root or raise it with ulimit -n)`,
+    );
+  }
+  // Each source address gives about 28k ports toward one server port.
+  const addresses = Math.max(1, Math.ceil(o.conns / 25_000));
+  const args = [
+    "--clients",
+    String(o.conns),
+    "--src-addrs",
+    `127.0.0.2-127.0.0.${1 + addresses}`,
+    "--bcast",
+    "0",
+    "--bcast-lat",
+    "0",
+    "--p2p",
+    "0",
+    "--hold",
+    "3",
+    "--connect-timeout",
+    "120",
+  ];
+  setStep(`raw Deno baseline, ${o.conns} idle clients`);
+  await waitQuiet(o);
+  const raw = await runLoad(await startRaw(), args);
+  await stopAll();
+  setStep(`wsgate, 1 service, ${o.conns} idle clients`);
+  await waitQuiet(o);
+  const ours = await runLoad(await startCluster(1), args);
+  await stopAll();
+  endProgress();
+  const out: string[] = [];
+  for (const r of [raw, ours]) {
+    if (r.error) out.push(`${r.label ?? "?"}: ERROR ${r.error}`);
+  }
+  const memRaw = kibPerClient(raw, ["raw"]);
+  const memOurs = kibPerClient(ours, ["s1"]);
+  const rss = (r: Json, s: string) =>
+    fmt((num(get(r, "connect", "rss_kib_after", s)) ?? NaN) / 1024, n0, " MiB");
+  out.push(table(
+    [
+      `${o.conns} idle clients`,
+      "raw Deno",
+      "wsgate, 1 service",
+      "ratio",
+      "target",
+    ],
+    [
+      [
+        "accepted per second (connect + id greeting)",
+        fmt(get(raw, "connect", "per_s")),
+        fmt(get(ours, "connect", "per_s")),
+        ratio(get(ours, "connect", "per_s"), get(raw, "connect", "per_s")),
+        "≥ 0.80×",
+      ],
+      [
+        "server CPU per accepted client",
+        fmt(get(raw, "connect", "server_cpu_us_per_connect"), n0, " µs"),
+        fmt(get(ours, "connect", "server_cpu_us_per_connect"), n0, " µs"),
+        ratio(
+          get(ours, "connect", "server_cpu_us_per_connect"),
+          get(raw, "connect", "server_cpu_us_per_connect"),
+        ),
+        "",
+      ],
+      [
+        "resident memory per client (RSS growth / clients)",
+        fmt(memRaw, n1, " KiB"),
+        fmt(memOurs, n1, " KiB"),
+        ratio(memOurs, memRaw),
+        "≤ 20 KiB",
+      ],
+      [
+        "server RSS with every client connected",
+        rss(raw, "raw"),
+        rss(ours, "s1"),
+        "",
+        "",
+      ],
+      [
+        "other CPU while connecting (noise)",
+        other(raw, "connect"),
+        other(ours, "connect"),
+        "",
+        "",
+      ],
+    ],
+  ));
+  return out.join("\n");
+}
+
+async function scale(o: Options): Promise<string> {
+  const results: { n: number; r: Json }[] = [];
+  for (const n of [2, 4, 8]) {
+    setStep(`wsgate, register + ${n} services`);
+    await waitQuiet(o);
+    const target = await startCluster(n);
+    const r = await runLoad(target, [
+      "--clients",
+      String(o.clients),
+      "--size",
+      String(o.size),
+      "--bcast",
+      "100",
+      "--bcast-window",
+      "16",
+      "--bcast-lat",
+      "0",
+      "--p2p",
+      "20000",
+      "--p2p-window",
+      "200",
+      "--count",
+      "200",
+      "--stats",
+    ]);
+    await stopAll();
+    results.push({ n, r });
+  }
+  endProgress();
+  const base = results[0]!.r;
+  const per = (r: Json, phase: string, unit: string) =>
+    (num(get(r, phase, "rpc", "deliveries")) ?? NaN) /
+    (num(get(r, phase, unit)) ?? NaN);
+  const rows = results.map(({ n, r }) => [
+    String(n),
+    fmt(get(r, "bcast", "msgs_per_s")),
+    fmt(get(r, "bcast", "server_cpu_us_per_msg"), n2, " µs"),
+    ratio(
+      get(r, "bcast", "server_cpu_us_per_msg"),
+      get(base, "bcast", "server_cpu_us_per_msg"),
+    ),
+    fmt(per(r, "bcast", "broadcasts"), n2),
+    fmt(get(r, "p2p", "msgs_per_s")),
+    fmt(get(r, "p2p", "server_cpu_us_per_msg"), n1, " µs"),
+    fmt(per(r, "p2p", "messages"), n2),
+    fmt(get(r, "count", "p50_ms"), n2, " ms"),
+    fmt(get(r, "count", "server_cpu_us_per_call"), n0, " µs"),
+    ratio(
+      get(r, "count", "server_cpu_us_per_call"),
+      get(base, "count", "server_cpu_us_per_call"),
+    ),
+    fmt(
+      (num(get(r, "count", "rpc", "unaryCalls")) ?? NaN) /
+        (num(get(r, "count", "calls")) ?? NaN),
+      n2,
+    ),
+    `${other(r, "bcast")} / ${other(r, "p2p")} / ${other(r, "count")}`,
+  ]);
+  const out: string[] = [];
+  for (const { n, r } of results) {
+    if (r.error) out.push(`${n} services: ERROR ${r.error}`);
+    const answer = get(r, "count", "answer");
+    if (get(r, "count", "correct") === false) {
+      out.push(`${n} services: getAllClientCount answered ${answer}`);
+    }
+  }
+  out.push(table(
+    [
+      "services",
+      "bcast deliv/s",
+      "bcast CPU/deliv",
+      "vs 2",
+      "RPC deliv/bcast",
+      "p2p msgs/s",
+      "p2p CPU/msg",
+      "RPC deliv/p2p",
+      "count p50",
+      "count CPU/call",
+      "vs 2",
+      "unary RPCs/count",
+      "other CPU bcast/p2p/count",
+    ],
+    rows,
+  ));
+  out.push(
+    `${o.clients} clients spread over the services; broadcast 100 × ${o.size} B (W16), p2p 20,000 (W200, each to a client on the next service), getAllClientCount 200 calls one at a time. RPC columns count what the services sent to each other (internal/rpc_counters.ts).`,
+  );
+  return out.join("\n");
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  let o: Options;
+  try {
+    o = parseOptions(Deno.args);
+  } catch (error) {
+    console.error(`bench: ${(error as Error).message}`);
+    Deno.exit(2);
+  }
+  logDir = await Deno.makeTempDir({ prefix: "wsgate-bench-" });
+  raiseFileLimit(o.mode === "conns" ? o.conns + 10_000 : 20_000);
+  const stop = () => {
+    stopAll().finally(() => Deno.exit(130));
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  step = "checking that the machine is quiet";
+  const busy = await busyPct();
+  let report: string;
+  try {
+    report = o.mode === "conns"
+      ? await conns(o)
+      : o.mode === "scale"
+      ? await scale(o)
+      : await compare(o);
+  } finally {
+    await stopAll();
+    Deno.removeSignalListener("SIGINT", stop);
+    Deno.removeSignalListener("SIGTERM", stop);
+  }
+  console.log(`${header(o, busy)}\n\n${report}\n\nlogs: ${logDir}`);
+  if (o.json !== undefined) {
+    await Deno.writeTextFile(o.json, JSON.stringify(allResults, null, 2));
+  }
+}
+
+if (import.meta.main) {
+  await main();
+}
