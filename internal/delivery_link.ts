@@ -1,7 +1,9 @@
 // Batched, ordered delivery to one peer service over one long-lived
-// Deliver stream. Everything queued while the previous batch is being
-// written goes out as the next batch; the peer applies batches in order and
-// acknowledges them in order.
+// Deliver stream. One batch is on its way at a time: everything queued
+// until the peer acknowledges it goes out as the next batch. So an idle
+// link sends a delivery at once, and a busy one sends fewer, bigger batches
+// (fewer writes, one acknowledgement each) as its round trip grows. The
+// peer applies batches in order and acknowledges them in order.
 
 import type { Client } from "@connectrpc/connect";
 import type { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
@@ -17,6 +19,8 @@ interface Batch {
   readonly since: number;
 }
 
+/** Batches written and not yet acknowledged, at most. */
+const MAX_UNACKNOWLEDGED_BATCHES = 1;
 const INITIAL_BATCH_BYTES = 16 * 1024;
 /** A batch buffer that grew past this is dropped once it is sent. */
 const MAX_IDLE_BATCH_BYTES = 1024 * 1024;
@@ -110,7 +114,9 @@ export class DeliveryLink {
       );
     }
     if (this.#stream === undefined) this.#open();
-    else this.#wakeUp();
+    else if (this.#inflight.length < MAX_UNACKNOWLEDGED_BATCHES) {
+      this.#wakeUp();
+    }
     return done.promise;
   }
 
@@ -168,6 +174,7 @@ export class DeliveryLink {
             this.#queuedBytes -= batch.bytes;
             batch.done.resolve();
           }
+          this.#wakeUp();
         }
         throw new GatewayError("unavailable", "the delivery stream ended");
       } catch (error) {
@@ -182,7 +189,10 @@ export class DeliveryLink {
 
   async *#requests(signal: AbortSignal) {
     while (!signal.aborted) {
-      if (this.#bytes === 0) {
+      if (
+        this.#bytes === 0 ||
+        this.#inflight.length >= MAX_UNACKNOWLEDGED_BATCHES
+      ) {
         await new Promise<void>((resolve) => this.#wake = resolve);
         continue;
       }
