@@ -688,11 +688,19 @@ const result: Result = {
 };
 let exitCode = 0;
 
-/** Runs one measured phase, with the RPC counters around it. */
-async function section(name: string, fn: () => Promise<Result>) {
+/**
+ * Runs one phase, with the RPC counters around its measured part: `fn`
+ * calls `measure()` after its warm-up.
+ */
+async function section(
+  name: string,
+  fn: (measure: () => Promise<void>) => Promise<Result>,
+) {
   try {
-    const before = await readCounters();
-    const r = await fn();
+    let before: Counters | undefined;
+    const r = await fn(async () => {
+      before = await readCounters();
+    });
     const rpc = counterDelta(before, await readCounters());
     if (rpc !== undefined) r.rpc = rpc;
     result[name] = r;
@@ -746,7 +754,7 @@ try {
     let best: Result | null = null;
     for (const [k, w] of options.bcastWindows.entries()) {
       const name = `bcast_w${w}`;
-      await section(name, async () => {
+      await section(name, async (measure) => {
         if (k === 0) {
           checkWarmup(
             await runBcast(
@@ -759,6 +767,7 @@ try {
           );
           await sleep(200);
         }
+        await measure();
         return runBcast(10 + k, options.bcast, w, true);
       });
       const r = result[name] as Result;
@@ -773,20 +782,27 @@ try {
     if (best && !result.bcast) result.bcast = best;
   }
   if (options.bcastLat > 0) {
-    await section("bcast_lat", () => runBcast(5, options.bcastLat, 1, true));
+    await section("bcast_lat", async (measure) => {
+      await measure();
+      return runBcast(5, options.bcastLat, 1, true);
+    });
   }
   if (options.p2p > 0) {
-    await section("p2p", async () => {
+    await section("p2p", async (measure) => {
       checkWarmup(
         await runP2p(3, Math.min(options.warmupP2p, options.p2p), false),
         "point-to-point",
       );
       await sleep(200);
+      await measure();
       return runP2p(4, options.p2p, true);
     });
   }
   if (options.count > 0) {
-    await section("count", () => runCount(options.count));
+    await section("count", async (measure) => {
+      await measure();
+      return runCount(options.count);
+    });
   }
 } catch (error) {
   result.error = String((error as Error).message ?? error);

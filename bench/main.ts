@@ -977,6 +977,11 @@ async function scale(o: Options): Promise<string> {
     fmt(get(r, "p2p", "msgs_per_s")),
     fmt(get(r, "p2p", "server_cpu_us_per_msg"), n1, " µs"),
     fmt(per(r, "p2p", "messages"), n2),
+    fmt(
+      (num(get(r, "p2p", "rpc", "deliveries")) ?? NaN) /
+        (num(get(r, "p2p", "rpc", "batches")) ?? NaN),
+      n1,
+    ),
     fmt(get(r, "count", "p50_ms"), n2, " ms"),
     fmt(get(r, "count", "server_cpu_us_per_call"), n0, " µs"),
     ratio(
@@ -1008,6 +1013,7 @@ async function scale(o: Options): Promise<string> {
       "p2p msgs/s",
       "p2p CPU/msg",
       "RPC deliv/p2p",
+      "deliv/batch",
       "count p50",
       "count CPU/call",
       "vs 2",
