@@ -31,7 +31,14 @@
  */
 
 export type { Api, ClientInfo, Message, SendOptions } from "./api.ts";
-export type { Application, ConnectContext, Context } from "./application.ts";
+export type {
+  Application,
+  ConnectContext,
+  Context,
+  HandshakeAccept,
+  HandshakeContext,
+  HandshakeResult,
+} from "./application.ts";
 export {
   GatewayError,
   type GatewayErrorCode,

@@ -26,9 +26,12 @@ import {
   parseHostPort,
 } from "./internal/address.ts";
 import { createLogger, type Logger, type LogLevel } from "./internal/logger.ts";
+import { GOING_AWAY } from "./internal/client_connection.ts";
 import {
   checkLogLevel,
   checkNonEmpty,
+  checkNonNegative,
+  checkOrigins,
   checkPort,
   checkPositive,
   checkSecret,
@@ -108,6 +111,60 @@ export interface ServiceOptions {
    */
   maxPeerQueueBytes?: number;
   /**
+   * Client heartbeat, in milliseconds. A client that sends nothing for half
+   * of this is pinged (browsers answer pings by themselves); one from which
+   * nothing, not even the pong, arrives for this long is closed with 1001
+   * and cleaned up like any other (its `onClose` runs, it leaves its uid and
+   * groups). 0 turns the heartbeat off.
+   *
+   * @default {30000}
+   */
+  idleTimeoutMs?: number;
+  /**
+   * Bytes that may wait in one client's socket (its `bufferedAmount`) before
+   * the service gives up on it: a client that reads slower than it is sent
+   * to is closed with 1008 (policy violation), reason
+   * `"slow consumer: too much data waiting"`, and cleaned up at once, so it
+   * never slows down anyone else or holds more memory than this.
+   *
+   * @default {1048576}
+   */
+  maxBufferedBytes?: number;
+  /**
+   * The largest message a client may send, in bytes (UTF-8 for text). A
+   * client that sends a larger one is closed with 1009 (message too big),
+   * and the message is not delivered.
+   *
+   * @default {1048576}
+   */
+  maxMessageBytes?: number;
+  /**
+   * The largest message the Api sends, in bytes (UTF-8 for text). Larger
+   * ones are refused with a `GatewayError` whose code is
+   * `invalid_argument`, and nothing is sent.
+   *
+   * @default {1048576}
+   */
+  maxSendBytes?: number;
+  /**
+   * Browser origins that may connect, as browsers send them in the `Origin`
+   * header (`"https://example.com"`). An upgrade request from any other
+   * origin is refused with 403 before the handshake hook runs. Requests
+   * without an `Origin` header (clients that are not browsers) are not
+   * affected; refuse them in {@linkcode Application.onHandshake} if needed.
+   * Unset, any origin may connect.
+   */
+  allowedOrigins?: readonly string[];
+  /**
+   * The longest {@linkcode Service.close} waits for clients to finish their
+   * close handshake, for their `onClose` and the application's `onStop` to
+   * settle, and for deliveries to peers to be acknowledged, in milliseconds.
+   * Past it, what is left is cut off.
+   *
+   * @default {5000}
+   */
+  shutdownTimeoutMs?: number;
+  /**
    * How much to log on stderr.
    *
    * @default {"info"}
@@ -128,16 +185,22 @@ export interface Service extends AsyncDisposable {
   /** Where peers reach this service's RPC server, `lanIp:rpcPort`. */
   readonly rpcAddress: string;
   /**
-   * Stops the service: leaves the registers, closes every client with 1001
-   * (going away), then stops the RPC server.
+   * Stops the service gracefully, within about `shutdownTimeoutMs`: leaves
+   * the registers, stops accepting clients, closes every client with 1001
+   * (going away) after what is queued for it, waits for the clients' close
+   * handshakes and `onClose` hooks, runs `onStop`, waits until deliveries
+   * queued for peers are acknowledged, then stops the WebSocket and RPC
+   * servers. Aborting `signal` does the same. Calling it again returns the
+   * same promise.
    */
   close(): Promise<void>;
 }
 
 /**
  * Starts a service of `app`: a WebSocket server, an RPC server, and the
- * membership in the cluster. Resolves when both servers listen and the
- * first member list arrived (or `joinTimeoutMs` passed).
+ * membership in the cluster. Resolves when both servers listen, the first
+ * member list arrived (or `joinTimeoutMs` passed) and `app.onStart`
+ * finished; clients are accepted from then on.
  *
  * @example A service with one client-facing hook
  * ```ts
@@ -180,6 +243,11 @@ export async function startService(
     joinTimeoutMs = 5000,
     pingIntervalMs = 1000,
     maxPeerQueueBytes = 16 * 1024 * 1024,
+    idleTimeoutMs = 30_000,
+    maxBufferedBytes = 1024 * 1024,
+    maxMessageBytes = 1024 * 1024,
+    maxSendBytes = 1024 * 1024,
+    shutdownTimeoutMs = 5000,
     logLevel = "info",
   } = options;
   const registers = typeof options.register === "string"
@@ -199,6 +267,12 @@ export async function startService(
   checkPositive("joinTimeoutMs", joinTimeoutMs);
   checkPositive("pingIntervalMs", pingIntervalMs);
   checkPositive("maxPeerQueueBytes", maxPeerQueueBytes);
+  checkNonNegative("idleTimeoutMs", idleTimeoutMs);
+  checkPositive("maxBufferedBytes", maxBufferedBytes);
+  checkPositive("maxMessageBytes", maxMessageBytes);
+  checkPositive("maxSendBytes", maxSendBytes);
+  checkNonNegative("shutdownTimeoutMs", shutdownTimeoutMs);
+  const allowedOrigins = checkOrigins(options.allowedOrigins);
   const secret = checkSecret(options.secret);
   const nodeId = createNodeId();
   const logger = createLogger(`service ${nodeId}`, checkLogLevel(logLevel));
@@ -214,13 +288,24 @@ export async function startService(
     deadlineMs,
   });
   members.onChange(() => peers.retain(members.peerAddresses()));
-  const api = new ClusterApi({ nodeId, hub, members, peers, deadlineMs });
+  const api = new ClusterApi({
+    nodeId,
+    hub,
+    members,
+    peers,
+    deadlineMs,
+    maxSendBytes,
+  });
   const endpoint = new WebSocketEndpoint({
     app,
     api,
     hub,
     ids: new ClientIdAllocator(nodeId),
     logger,
+    idleTimeoutMs,
+    maxBufferedBytes,
+    maxMessageBytes,
+    allowedOrigins,
   });
 
   const rpc = await listenRpc({
@@ -253,9 +338,9 @@ export async function startService(
           return new Response("internal error\n", { status: 500 });
         },
       },
-      (request) =>
+      (request, info) =>
         WebSocketEndpoint.isUpgrade(request)
-          ? endpoint.upgrade(request)
+          ? endpoint.upgrade(request, info.remoteAddr)
           : new Response(
             "This is a wsgate service: connect with a WebSocket.\n",
             {
@@ -280,14 +365,34 @@ export async function startService(
   });
   const stopGuard = guardUnhandledRejections(logger);
 
+  const ctx = { api };
+  let started = false;
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
+      const deadline = Date.now() + shutdownTimeoutMs;
+      const left = () => Math.max(0, deadline - Date.now());
       stopWatching();
-      await links.close();
-      endpoint.closeAll(1001, "service is going away");
-      await waitUntil(() => endpoint.size === 0, 2000);
-      await server.shutdown();
+      // Peers stop routing to this service once the registers say it left.
+      await within(links.close(), left());
+      endpoint.stopAccepting();
+      // Each close frame goes out after what is queued for that client;
+      // clients leave the hub at once and their onClose is queued.
+      endpoint.closeAll(GOING_AWAY, "service is going away");
+      await waitUntil(() => endpoint.size === 0, left());
+      if (endpoint.size > 0) {
+        logger.warn("some clients did not finish closing in time", {
+          clients: endpoint.size,
+          shutdownTimeoutMs,
+        });
+      }
+      if (started && app.onStop !== undefined) {
+        await within(runHook("onStop", () => app.onStop!(ctx), logger), left());
+      }
+      // What onClose and onStop sent to other services.
+      await within(peers.drained(), left());
+      // Cuts off client sockets still closing (dead or stuck clients).
+      await within(server.shutdown(), left());
       // Outgoing connections first: a peer closing at the same moment then
       // sees its server's connections end instead of waiting for them.
       peers.close();
@@ -303,12 +408,27 @@ export async function startService(
     links.joined.then(() => true),
     sleep(joinTimeoutMs, signal).then(() => false),
   ]);
+  if (signal?.aborted) {
+    await close();
+    throw signal.reason;
+  }
   if (!joined) {
     logger.warn("no register answered yet; still trying in the background", {
       registers: registers.join(","),
       waitedMs: joinTimeoutMs,
     });
   }
+  if (app.onStart !== undefined) {
+    try {
+      await app.onStart(ctx);
+    } catch (error) {
+      logger.error("onStart failed; closing", { error: errorText(error) });
+      await close();
+      throw error;
+    }
+  }
+  started = true;
+  if (closing === undefined) endpoint.open();
   logger.info("service started", {
     websocket: formatHostPort(hostname, server.addr.port),
     rpc: rpcAddress,
@@ -322,6 +442,35 @@ export async function startService(
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/** Waits for `promise`, at most `ms`; never rejects. */
+async function within(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    promise.then(() => {}, () => {}),
+    new Promise<void>((resolve) => timer = setTimeout(resolve, ms)),
+  ]);
+  clearTimeout(timer);
+}
+
+/** Runs a service hook; a failure is logged. */
+async function runHook(
+  name: string,
+  hook: () => void | Promise<void>,
+  logger: Logger,
+): Promise<void> {
+  try {
+    await hook();
+  } catch (error) {
+    logger.error(`${name} failed`, { error: errorText(error) });
+  }
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error
+    ? (error.stack ?? error.message)
+    : String(error);
 }
 
 /** Resolves when `done()` holds, or after `ms`. */

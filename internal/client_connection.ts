@@ -1,40 +1,88 @@
-// One client's WebSocket: the ClientSocket that the hub sends through, and
+// One client's WebSocket: the ClientSocket that the hub sends through, the
+// limits on what goes out (buffered bytes) and comes in (message size), and
 // the in-order, never-overlapping calls of the application's hooks.
 
-import type { Message } from "../api.ts";
+import type { ClientInfo, Message } from "../api.ts";
 import type { Application, ConnectContext, Context } from "../application.ts";
-import type { ClientSocket } from "./local_hub.ts";
+import type { ClientSocket, LocalHub } from "./local_hub.ts";
 import type { Logger } from "./logger.ts";
+import { isLongerThan } from "./payload.ts";
+
+/** The service closes: every client is closed with this. */
+export const GOING_AWAY = 1001;
+/** A client let more than `maxBufferedBytes` wait: closed with this. */
+export const SLOW_CONSUMER = 1008;
+/** A client sent more than `maxMessageBytes` in one message. */
+export const MESSAGE_TOO_BIG = 1009;
 
 const OPEN = 1;
+
+// The life of a client: connecting (upgraded, not open yet), open (in the
+// hub), gone (out of the hub; its socket may still be closing).
+const CONNECTING = 0;
+const OPENED = 1;
+const GONE = 2;
 
 type HookEvent =
   | { readonly kind: "connect"; readonly ctx: ConnectContext }
   | { readonly kind: "message"; readonly message: Message }
   | { readonly kind: "close" };
 
-/** A connected client. */
+const CLOSE_EVENT: HookEvent = { kind: "close" };
+
+/** What a client connection works with. */
+export interface ClientConnectionOptions {
+  readonly app: Application;
+  readonly ctx: Context;
+  readonly hub: LocalHub;
+  readonly logger: Logger;
+  /** Past this many bytes waiting in the socket, the client is closed. */
+  readonly maxBufferedBytes: number;
+  /** A message longer than this closes the client with 1009. */
+  readonly maxMessageBytes: number;
+  /**
+   * Called once when nothing more will happen with the client: its socket
+   * closed (or was abandoned) and its last hook settled.
+   */
+  readonly onFinished: (client: ClientConnection) => void;
+}
+
+/**
+ * A client's WebSocket from the upgrade on. It joins the hub when the
+ * socket opens and leaves it the moment it is gone: when the socket closes,
+ * or when the service closes it (then without waiting for the close
+ * handshake, which a dead or stuck client never completes).
+ */
 export class ClientConnection implements ClientSocket {
   readonly id: string;
   readonly #socket: WebSocket;
-  readonly #app: Application;
-  readonly #ctx: Context;
-  readonly #logger: Logger;
+  readonly #options: ClientConnectionOptions;
+  readonly #maxBufferedBytes: number;
+  #state: number = CONNECTING;
+  #socketDone = false;
+  #finished = false;
   #busy = false;
   #backlog: HookEvent[] | undefined;
 
   constructor(
     id: string,
     socket: WebSocket,
-    app: Application,
-    ctx: Context,
-    logger: Logger,
+    request: Request,
+    info: ClientInfo,
+    options: ClientConnectionOptions,
   ) {
     this.id = id;
     this.#socket = socket;
-    this.#app = app;
-    this.#ctx = ctx;
-    this.#logger = logger;
+    this.#options = options;
+    this.#maxBufferedBytes = options.maxBufferedBytes;
+    socket.binaryType = "arraybuffer";
+    socket.onopen = () => this.#open(request, info);
+    socket.onmessage = (event) => this.#receive(event.data);
+    // Deno may fire "close" twice for one socket; #closed() is idempotent.
+    socket.onclose = () => this.#closed();
+    socket.onerror = () => {
+      // A close event follows.
+    };
   }
 
   send(message: Message): void {
@@ -43,11 +91,13 @@ export class ClientConnection implements ClientSocket {
     try {
       socket.send(message);
     } catch (error) {
-      this.#logger.debug("send failed", {
+      this.#options.logger.debug("send failed", {
         clientId: this.id,
         error: String(error),
       });
+      return;
     }
+    if (socket.bufferedAmount > this.#maxBufferedBytes) this.#overflow();
   }
 
   close(code: number, reason: string): void {
@@ -56,12 +106,82 @@ export class ClientConnection implements ClientSocket {
     } catch {
       // Already closing.
     }
+    this.#gone();
   }
 
-  /** Queues a hook call behind the ones still running. */
-  dispatch(event: HookEvent): void {
-    if (this.#busy) (this.#backlog ??= []).push(event);
-    else this.#run(event);
+  #open(request: Request, info: ClientInfo): void {
+    if (this.#state !== CONNECTING) return;
+    this.#state = OPENED;
+    this.#options.hub.add(this.id, this, info);
+    this.#dispatch({
+      kind: "connect",
+      ctx: { api: this.#options.ctx.api, request },
+    });
+  }
+
+  #receive(data: unknown): void {
+    if (this.#state !== OPENED) return;
+    const message = typeof data === "string"
+      ? data
+      : new Uint8Array(data as ArrayBuffer);
+    const max = this.#options.maxMessageBytes;
+    if (isLongerThan(message, max)) {
+      this.#options.logger.info("closed a client that sent too much", {
+        clientId: this.id,
+        limit: max,
+      });
+      this.close(MESSAGE_TOO_BIG, `message too big: the limit is ${max} bytes`);
+      return;
+    }
+    this.#dispatch({ kind: "message", message });
+  }
+
+  /**
+   * Closes a client that does not read fast enough. The close frame waits
+   * behind what is buffered, so the socket may never finish closing: it is
+   * abandoned at once rather than waited for.
+   */
+  #overflow(): void {
+    this.#options.logger.info("closed a slow client", {
+      clientId: this.id,
+      bufferedBytes: this.#socket.bufferedAmount,
+      limit: this.#maxBufferedBytes,
+    });
+    this.#socketDone = true;
+    this.close(SLOW_CONSUMER, "slow consumer: too much data waiting");
+  }
+
+  #closed(): void {
+    this.#socketDone = true;
+    this.#gone();
+    this.#maybeFinish();
+  }
+
+  /** Leaves the hub and queues onClose, once. */
+  #gone(): void {
+    if (this.#state === GONE) return;
+    const wasOpen = this.#state === OPENED;
+    this.#state = GONE;
+    if (!wasOpen) return this.#maybeFinish();
+    this.#options.hub.remove(this.id);
+    // Queued, not run here: this may be inside a send loop of the hub.
+    (this.#backlog ??= []).push(CLOSE_EVENT);
+    if (!this.#busy) queueMicrotask(() => this.#pump());
+  }
+
+  /** Runs a hook now, or queues it behind the ones still running. */
+  #dispatch(event: HookEvent): void {
+    if (this.#busy || this.#backlog?.length) {
+      (this.#backlog ??= []).push(event);
+    } else this.#run(event);
+  }
+
+  #pump(): void {
+    const backlog = this.#backlog;
+    while (!this.#busy && backlog !== undefined && backlog.length > 0) {
+      this.#run(backlog.shift()!);
+    }
+    this.#maybeFinish();
   }
 
   #run(event: HookEvent): void {
@@ -77,28 +197,30 @@ export class ClientConnection implements ClientSocket {
       result.then(undefined, (error) => this.#failed(event, error)).then(
         () => {
           this.#busy = false;
-          this.#drain();
+          this.#pump();
         },
       );
     }
   }
 
-  #drain(): void {
-    const backlog = this.#backlog;
-    while (!this.#busy && backlog !== undefined && backlog.length > 0) {
-      this.#run(backlog.shift()!);
-    }
+  #maybeFinish(): void {
+    if (
+      this.#finished || !this.#socketDone || this.#state !== GONE ||
+      this.#busy || (this.#backlog !== undefined && this.#backlog.length > 0)
+    ) return;
+    this.#finished = true;
+    this.#options.onFinished(this);
   }
 
   #call(event: HookEvent): void | Promise<void> {
-    const app = this.#app;
+    const { app, ctx } = this.#options;
     switch (event.kind) {
       case "connect":
         return app.onConnect?.(this.id, event.ctx);
       case "message":
-        return app.onMessage?.(this.id, event.message, this.#ctx);
+        return app.onMessage?.(this.id, event.message, ctx);
       case "close":
-        return app.onClose?.(this.id, this.#ctx);
+        return app.onClose?.(this.id, ctx);
     }
   }
 
@@ -108,7 +230,7 @@ export class ClientConnection implements ClientSocket {
       : event.kind === "message"
       ? "onMessage"
       : "onClose";
-    this.#logger.error(`${hook} failed`, {
+    this.#options.logger.error(`${hook} failed`, {
       clientId: this.id,
       error: error instanceof Error
         ? (error.stack ?? error.message)

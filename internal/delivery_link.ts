@@ -104,6 +104,13 @@ export class DeliveryLink {
     return done.promise;
   }
 
+  /** Resolves when everything queued so far was acknowledged or failed. */
+  drained(): Promise<void> {
+    const pending = this.#inflight.map((batch) => batch.done.promise);
+    if (this.#done !== undefined) pending.push(this.#done.promise);
+    return Promise.allSettled(pending).then(() => {});
+  }
+
   /** Fails what is queued and closes the stream. */
   close(): void {
     this.#closed = true;

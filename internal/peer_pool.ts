@@ -66,6 +66,12 @@ export class PeerPool {
     }
   }
 
+  /** Resolves when every delivery queued so far was acknowledged or failed. */
+  async drained(): Promise<void> {
+    const links = [...this.#peers.values()].map((p) => p.deliveries.drained());
+    await Promise.all(links);
+  }
+
   /** Closes every peer. */
   close(): void {
     for (const peer of this.#peers.values()) closePeer(peer);
