@@ -87,7 +87,12 @@ export class WebSocketEndpoint {
         if (result instanceof Response) return result;
         const accept = result as HandshakeAccept | undefined | null;
         if (typeof accept === "object" && accept?.info !== undefined) {
-          info = { ...checkInfo(accept.info, "accept client") };
+          info = {
+            ...checkInfo(
+              accept.info,
+              "accept a client with the info from onHandshake",
+            ),
+          };
         }
       } catch (error) {
         logger.error("onHandshake failed", {

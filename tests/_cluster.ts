@@ -355,7 +355,7 @@ export class RawClient implements AsyncDisposable {
     const text = new TextDecoder().decode(head.subarray(0, end));
     if (!text.startsWith("HTTP/1.1 101")) {
       conn.close();
-      throw new Error(text.split("\r\n")[0]);
+      throw new Error(text); // the status line and the headers
     }
     return new RawClient(conn, head.slice(end + 4));
   }
@@ -469,4 +469,26 @@ function indexOfHeadEnd(bytes: Uint8Array): number {
     ) return i;
   }
   return -1;
+}
+
+/** Waits for `promise`; throws after `timeoutMs` naming `what`. */
+export async function settles<T>(
+  what: string,
+  promise: Promise<T>,
+  timeoutMs = 10_000,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`timed out waiting until ${what}`)),
+          timeoutMs,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

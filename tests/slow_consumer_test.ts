@@ -7,6 +7,7 @@ import {
   closeOf,
   RawClient,
   rssOf,
+  settles,
   startLabService,
   startRegisterProcess,
   TestClient,
@@ -97,7 +98,10 @@ Deno.test("maxBufferedBytes closes a client that stops reading, and nobody else 
     );
     // The stuck client, reading at last, finds part of the flood and then
     // the close frame: 1008 with a reason that says why.
-    const { frames, close } = await stuck.readUntilClose();
+    const { frames, close } = await settles(
+      "the stuck client reads the close frame",
+      stuck.readUntilClose(),
+    );
     assert.ok(close !== undefined, "a close frame");
     assert.deepEqual(closeOf(close), {
       code: 1008,
