@@ -121,11 +121,14 @@ export interface ServiceOptions {
    */
   idleTimeoutMs?: number;
   /**
-   * Bytes that may wait in one client's socket (its `bufferedAmount`) before
-   * the service gives up on it: a client that reads slower than it is sent
-   * to is closed with 1008 (policy violation), reason
-   * `"slow consumer: too much data waiting"`, and cleaned up at once, so it
-   * never slows down anyone else or holds more memory than this.
+   * Bytes that may wait in one client's socket (its `bufferedAmount`). A
+   * client with more than this still waiting once the event loop had a turn
+   * to write (a burst sent in one go is not held against it) reads slower
+   * than it is sent to: it is closed with 1008 (policy violation), reason
+   * `"slow consumer: too much data waiting"`, and cleaned up at once (its
+   * `onClose` runs, it leaves its uid and groups). So it never slows down
+   * anyone else, and holds at most this plus what is sent to it in one turn
+   * of the event loop.
    *
    * @default {1048576}
    */

@@ -36,7 +36,10 @@ export interface ClientConnectionOptions {
   readonly ctx: Context;
   readonly hub: LocalHub;
   readonly logger: Logger;
-  /** Past this many bytes waiting in the socket, the client is closed. */
+  /**
+   * A client that has more than this many bytes waiting in its socket when
+   * a message is sent to it is closed instead.
+   */
   readonly maxBufferedBytes: number;
   /** A message longer than this closes the client with 1009. */
   readonly maxMessageBytes: number;
@@ -61,6 +64,7 @@ export class ClientConnection implements ClientSocket {
   #state: number = CONNECTING;
   #socketDone = false;
   #finished = false;
+  #checking = false;
   #busy = false;
   #backlog: HookEvent[] | undefined;
 
@@ -97,7 +101,9 @@ export class ClientConnection implements ClientSocket {
       });
       return;
     }
-    if (socket.bufferedAmount > this.#maxBufferedBytes) this.#overflow();
+    if (socket.bufferedAmount > this.#maxBufferedBytes && !this.#checking) {
+      this.#checkSoon();
+    }
   }
 
   close(code: number, reason: string): void {
@@ -134,6 +140,23 @@ export class ClientConnection implements ClientSocket {
       return;
     }
     this.#dispatch({ kind: "message", message });
+  }
+
+  /**
+   * Deno writes to the socket only when the event loop turns, so a burst
+   * sent in one go is all in `bufferedAmount` at first. Once the loop has
+   * turned, what is still buffered is what the client did not take.
+   */
+  #checkSoon(): void {
+    this.#checking = true;
+    setTimeout(() => {
+      this.#checking = false;
+      const socket = this.#socket;
+      if (
+        socket.readyState === OPEN &&
+        socket.bufferedAmount > this.#maxBufferedBytes
+      ) this.#overflow();
+    }, 0);
   }
 
   /**

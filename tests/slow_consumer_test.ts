@@ -3,6 +3,7 @@
 // get every message, and the service's memory stays bounded.
 
 import assert from "node:assert/strict";
+import { startRegister, startService } from "../mod.ts";
 import {
   closeOf,
   RawClient,
@@ -116,4 +117,35 @@ Deno.test("maxBufferedBytes closes a client that stops reading, and nobody else 
     await service.child.stop();
     await register.child.stop();
   }
+});
+
+Deno.test("maxBufferedBytes does not hold a burst sent in one go against a fast client", async () => {
+  await using register = await startRegister({
+    hostname: "127.0.0.1",
+    port: 0,
+    logLevel: "warn",
+  });
+  await using service = await startService({
+    async onConnect(clientId, { api }) {
+      await api.sendToClient(clientId, `id:${clientId}`);
+    },
+  }, {
+    register: `127.0.0.1:${register.port}`,
+    hostname: "127.0.0.1",
+    port: 0,
+    rpcPort: 0,
+    logLevel: "warn",
+  });
+  await using client = await TestClient.connect(service.port);
+  // 3 MiB without yielding: Deno writes none of it before the event loop
+  // turns, then the kernel takes it and the client reads it.
+  const chunk = new Uint8Array(3 * 1024);
+  for (let i = 0; i < 1024; i++) {
+    await service.api.sendToClient(client.id, chunk);
+  }
+  await service.api.sendToClient(client.id, "end");
+  const messages = await client.take(1025);
+  assert.equal(messages.at(-1), "end");
+  assert.equal(client.socket.readyState, WebSocket.OPEN);
+  assert.equal(await service.api.isOnline(client.id), true);
 });
