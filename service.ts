@@ -162,7 +162,8 @@ export interface ServiceOptions {
    * The longest {@linkcode Service.close} waits for clients to finish their
    * close handshake, for their `onClose` and the application's `onStop` to
    * settle, and for deliveries to peers to be acknowledged, in milliseconds.
-   * Past it, what is left is cut off.
+   * Past it, what is left is cut off; stopping the servers then takes at
+   * most about a second more.
    *
    * @default {5000}
    */
@@ -376,9 +377,11 @@ export async function startService(
       const deadline = Date.now() + shutdownTimeoutMs;
       const left = () => Math.max(0, deadline - Date.now());
       stopWatching();
+      logger.debug("closing: leaving the registers");
       // Peers stop routing to this service once the registers say it left.
       await within(links.close(), left());
       endpoint.stopAccepting();
+      logger.debug("closing: closing the clients", { clients: hub.size });
       // Each close frame goes out after what is queued for that client;
       // clients leave the hub at once and their onClose is queued.
       endpoint.closeAll(GOING_AWAY, "service is going away");
@@ -390,12 +393,16 @@ export async function startService(
         });
       }
       if (started && app.onStop !== undefined) {
+        logger.debug("closing: running onStop");
         await within(runHook("onStop", () => app.onStop!(ctx), logger), left());
       }
+      logger.debug("closing: waiting for deliveries to peers");
       // What onClose and onStop sent to other services.
       await within(peers.drained(), left());
-      // Cuts off client sockets still closing (dead or stuck clients).
-      await within(server.shutdown(), left());
+      logger.debug("closing: stopping the servers");
+      // Cuts off client sockets still closing (dead or stuck clients); they
+      // get a second at least.
+      await within(server.shutdown(), Math.max(left(), 1000));
       // Outgoing connections first: a peer closing at the same moment then
       // sees its server's connections end instead of waiting for them.
       peers.close();
