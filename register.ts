@@ -252,12 +252,14 @@ async function main(): Promise<void> {
     console.error(`register: ${startFailure(error, options)}`);
     Deno.exit(1);
   }
-  console.log(
-    `register listening on ${formatHostPort(register.hostname, register.port)}`,
-  );
+  // Listen for signals before saying where it listens: whoever reads that
+  // line may stop it at once.
   const stop = () => controller.abort();
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
+  console.log(
+    `register listening on ${formatHostPort(register.hostname, register.port)}`,
+  );
   await new Promise((resolve) =>
     controller.signal.addEventListener("abort", resolve, { once: true })
   );
