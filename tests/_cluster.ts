@@ -13,6 +13,8 @@ export interface ChildOptions {
    * @default {false}
    */
   captureStderr?: boolean;
+  /** Flags for `deno run` before the script, e.g. `--v8-flags=--expose-gc`. */
+  denoFlags?: string[];
 }
 
 /** A child process whose first stdout line announced it. */
@@ -47,9 +49,15 @@ export class Child implements AsyncDisposable {
     args: string[],
     options: ChildOptions = {},
   ): Promise<Child> {
-    const { captureStderr = false } = options;
+    const { captureStderr = false, denoFlags = [] } = options;
     const process = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", new URL(script, root).pathname, ...args],
+      args: [
+        "run",
+        "-A",
+        ...denoFlags,
+        new URL(script, root).pathname,
+        ...args,
+      ],
       stdout: "piped",
       stderr: captureStderr ? "piped" : "inherit",
       stdin: "null",
@@ -297,6 +305,13 @@ export async function rssOf(pid: number): Promise<number> {
   const match = /^VmRSS:\s+(\d+) kB$/m.exec(status);
   if (match === null) throw new Error(`no VmRSS for process ${pid}`);
   return Number(match[1]) * 1024;
+}
+
+/** How many file descriptors a process has open, from /proc. */
+export async function openFdsOf(pid: number): Promise<number> {
+  let count = 0;
+  for await (const _ of Deno.readDir(`/proc/${pid}/fd`)) count++;
+  return count;
 }
 
 /** A frame that a raw client read. */
