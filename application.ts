@@ -19,7 +19,26 @@ export interface ConnectContext extends Context {
   readonly request: Request;
 }
 
-/** What {@linkcode Application.onHandshake} gets besides the request. */
+/**
+ * What {@linkcode Application.onHandshake} gets besides the request.
+ *
+ * @example Refusing loopback-only tools from elsewhere
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { HandshakeContext, HandshakeResult } from "./mod.ts";
+ *
+ * function onHandshake(_request: Request, ctx: HandshakeContext): HandshakeResult {
+ *   if (ctx.remoteAddr.hostname !== "127.0.0.1") {
+ *     return new Response("forbidden\n", { status: 403 });
+ *   }
+ * }
+ * const refused = onHandshake(new Request("http://localhost/"), {
+ *   api: {} as never,
+ *   remoteAddr: { hostname: "10.0.0.9", port: 50000 },
+ * });
+ * assert.equal((refused as Response).status, 403);
+ * ```
+ */
 export interface HandshakeContext extends Context {
   /** The address of the peer that asks for the upgrade. */
   readonly remoteAddr: { readonly hostname: string; readonly port: number };
@@ -28,6 +47,15 @@ export interface HandshakeContext extends Context {
 /**
  * How {@linkcode Application.onHandshake} accepts a client: with the info
  * map that the client starts with.
+ *
+ * @example Accepting with the user's name
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { HandshakeAccept } from "./mod.ts";
+ *
+ * const accept: HandshakeAccept = { info: { user: "alice" } };
+ * assert.equal(accept.info?.user, "alice");
+ * ```
  */
 export interface HandshakeAccept {
   /**
@@ -43,6 +71,19 @@ export interface HandshakeAccept {
  * What {@linkcode Application.onHandshake} decides: a `Response` refuses
  * the upgrade and is sent as it is; anything else accepts it, with the
  * initial info of a {@linkcode HandshakeAccept}.
+ *
+ * @example Three decisions
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { HandshakeResult } from "./mod.ts";
+ *
+ * const results: HandshakeResult[] = [
+ *   new Response("too many connections\n", { status: 429 }),
+ *   { info: { plan: "free" } },
+ *   undefined,
+ * ];
+ * assert.equal(results.filter((r) => r instanceof Response).length, 1);
+ * ```
  */
 export type HandshakeResult = Response | HandshakeAccept | void;
 

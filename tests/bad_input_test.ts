@@ -69,11 +69,11 @@ Deno.test("Api rejects bad input with invalid_argument and loses nothing", async
     /** Good sends between the bad calls: all must arrive, in order. */
     const sent: Message[] = [];
     let n = 0;
-    async function good(): Promise<void> {
+    const good = async (): Promise<void> => {
       const message = `${where} ${n++}`;
       sent.push(message);
       await api.sendToClient(id, message);
-    }
+    };
 
     await t.step(`${where}: oversized payloads`, async () => {
       const bytes = new Uint8Array(MiB + 1);

@@ -5,7 +5,6 @@
 import assert from "node:assert/strict";
 import {
   type Application,
-  type Message,
   type Service,
   startRegister,
   startService,
@@ -135,7 +134,7 @@ Deno.test("onConnect finishes before the first onMessage, and onMessage calls ne
 });
 
 Deno.test("what onConnect sends to its own client arrives, by every route", async () => {
-  let peer: Service | undefined;
+  const other: { peer?: Service } = {};
   const app: Application = {
     async onConnect(clientId, { api }) {
       await api.bindUid(clientId, `user-${clientId}`);
@@ -145,13 +144,13 @@ Deno.test("what onConnect sends to its own client arrives, by every route", asyn
       await api.sendToGroup(`group-${clientId}`, "by group");
       await api.sendToAll("to all");
       // Another service reaches it too: it is registered before onConnect.
-      await peer!.api.sendToClient(clientId, "via a peer");
-      await peer!.api.sendToUid(`user-${clientId}`, "via a peer by uid");
+      await other.peer!.api.sendToClient(clientId, "via a peer");
+      await other.peer!.api.sendToUid(`user-${clientId}`, "via a peer by uid");
       await api.sendToClient(clientId, "last");
     },
   };
   await using pair = await startPair(app);
-  peer = pair.peer;
+  other.peer = pair.peer;
   for (let i = 0; i < 5; i++) {
     await using client = await TestClient.connect(pair.service.port);
     assert.deepEqual(await client.take(6), [

@@ -113,15 +113,15 @@ Deno.test({
       const end = start + SECONDS * 1000;
 
       /** The next message that is not noise from the shared rooms. */
-      async function next(client: TestClient): Promise<Message> {
+      const next = async (client: TestClient): Promise<Message> => {
         while (true) {
           const message = await client.next();
           if (message !== "noise") return message;
         }
-      }
+      };
 
       /** Sends that fan out may miss a service that is going away. */
-      async function fanOut(send: Promise<void>): Promise<void> {
+      const fanOut = async (send: Promise<void>): Promise<void> => {
         try {
           await send;
         } catch (error) {
@@ -129,9 +129,9 @@ Deno.test({
             throw error;
           }
         }
-      }
+      };
 
-      async function iteration(worker: number, k: number): Promise<void> {
+      const iteration = async (worker: number, k: number): Promise<void> => {
         const lab = labs[Math.floor(Math.random() * labs.length)]!;
         const nodeId = lab.info.nodeId;
         let client: TestClient;
@@ -192,9 +192,9 @@ Deno.test({
           }
           throw error;
         }
-      }
+      };
 
-      async function worker(w: number): Promise<void> {
+      const worker = async (w: number): Promise<void> => {
         for (let k = 0; Date.now() < end; k++) {
           try {
             await iteration(w, k);
@@ -207,9 +207,9 @@ Deno.test({
             if (tally.failures.length > 5) return;
           }
         }
-      }
+      };
 
-      async function restartOne(): Promise<void> {
+      const restartOne = async (): Promise<void> => {
         await sleep(SECONDS * 400);
         const old = labs[2]!;
         restarting = old.info.nodeId;
@@ -226,17 +226,17 @@ Deno.test({
         );
         labs.push(fresh);
         restarting = undefined;
-      }
+      };
 
       let warm: Memory[] = [];
       /** A quarter into the churn, and after WARM_CLIENTS clients at least. */
-      async function measureWarm(): Promise<void> {
+      const measureWarm = async (): Promise<void> => {
         await sleep(SECONDS * 250);
         while (tally.connected < WARM_CLIENTS && Date.now() < end) {
           await sleep(100);
         }
         warm = await Promise.all(allLabs.slice(0, 2).map(measure));
-      }
+      };
 
       await Promise.all([
         ...Array.from({ length: WORKERS }, (_, w) => worker(w)),
