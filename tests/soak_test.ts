@@ -1,13 +1,16 @@
 // Soak: about a minute of churn across three service processes while one of
 // them restarts. Clients connect, bind a uid, join groups, get messages by
 // clientId, uid and group, talk to their service, and leave in three ways.
-// At the end every index is empty cluster-wide, every client is accounted
-// for, and the services' memory did not grow beyond a stated bound.
+// Residents stay connected throughout and get a tick every 50 ms. At the
+// end every index is empty cluster-wide, every client is accounted for
+// (every message it should have got arrived, or it was on the restarted
+// service and was cut off with 1001), and the services' memory did not grow
+// beyond a stated bound.
 //
 // WSGATE_SOAK_SECONDS sets the length of the churn (default 45).
 
 import assert from "node:assert/strict";
-import { GatewayError, type Message, startService } from "../mod.ts";
+import { IncompleteResultError, type Message, startService } from "../mod.ts";
 import {
   eventually,
   openFdsOf,
@@ -109,6 +112,7 @@ Deno.test({
       };
       /** The node id of the service being restarted, while it is. */
       let restarting: string | undefined;
+      const restartedAddress = labs[2]!.info.rpcAddress;
       const start = Date.now();
       const end = start + SECONDS * 1000;
 
@@ -121,13 +125,15 @@ Deno.test({
       };
 
       /** Sends that fan out may miss a service that is going away. */
+      /** Sends that fan out may miss the service that restarts, only. */
       const fanOut = async (send: Promise<void>): Promise<void> => {
         try {
           await send;
         } catch (error) {
-          if (!(error instanceof GatewayError && error.code === "incomplete")) {
-            throw error;
-          }
+          if (
+            !(error instanceof IncompleteResultError) ||
+            error.failures.some((f) => f.address !== restartedAddress)
+          ) throw error;
         }
       };
 
@@ -209,6 +215,38 @@ Deno.test({
         }
       };
 
+      /**
+       * Residents stay connected through the churn, in group "residents",
+       * and must get every tick sent while they are connected, in order.
+       */
+      interface Resident {
+        client: TestClient;
+        nodeId: string;
+        /** The first tick sent after it joined. */
+        from: number;
+      }
+      const residents: Resident[] = [];
+      let ticks = 0;
+      const addResidents = async (lab: Lab): Promise<void> => {
+        for (let i = 0; i < 2; i++) {
+          const client = await TestClient.connect(lab.info.port);
+          await api.joinGroup(client.id, "residents");
+          residents.push({ client, nodeId: lab.info.nodeId, from: ticks });
+          tally.connected++;
+        }
+      };
+      const tick = async (): Promise<void> => {
+        while (Date.now() < end) {
+          try {
+            await fanOut(api.sendToGroup("residents", `tick ${ticks++}`));
+          } catch (error) {
+            tally.failures.push(`tick ${ticks - 1}: ${error}`);
+          }
+          await sleep(50);
+        }
+      };
+      for (const lab of labs) await addResidents(lab);
+
       const restartOne = async (): Promise<void> => {
         await sleep(SECONDS * 400);
         const old = labs[2]!;
@@ -226,6 +264,7 @@ Deno.test({
         );
         labs.push(fresh);
         restarting = undefined;
+        await addResidents(fresh);
       };
 
       let warm: Memory[] = [];
@@ -242,8 +281,58 @@ Deno.test({
         ...Array.from({ length: WORKERS }, (_, w) => worker(w)),
         restartOne(),
         measureWarm(),
+        tick(),
       ]);
       assert.deepEqual(tally.failures, []);
+
+      // Residents: every tick sent while they were connected arrived, in
+      // order; those on the restarted service were cut off with 1001.
+      for (const { client, nodeId, from } of residents) {
+        // A tick already on its way when the resident joined may arrive too.
+        const check = (got: Message[], last: number) => {
+          const first = Number(String(got[0]).split(" ")[1]);
+          assert.ok(
+            first <= from,
+            `${client.id}: first tick ${first} > ${from}`,
+          );
+          assert.deepEqual(
+            got,
+            Array.from(
+              { length: last - first + 1 },
+              (_, i) => `tick ${first + i}`,
+            ),
+            client.id,
+          );
+        };
+        if (nodeId === allLabs[2]!.info.nodeId) {
+          assert.equal((await settles("cut", client.closed)).code, 1001);
+          const got = client.pending.slice();
+          assert.ok(got.length > 0);
+          check(got, Number(String(got.at(-1)).split(" ")[1]));
+          tally.cut++;
+        } else {
+          const got: Message[] = [];
+          // (A resident that joined after the last tick expects none.)
+          while (from < ticks && got.at(-1) !== `tick ${ticks - 1}`) {
+            try {
+              got.push(await client.next());
+            } catch (error) {
+              throw new Error(
+                `resident ${client.id} (from tick ${from}, open: ${
+                  client.socket.readyState === WebSocket.OPEN
+                }) got ${got.length}: ${got.slice(0, 2)} ... ${
+                  got.slice(-2)
+                }; the last tick was ${ticks - 1}`,
+                { cause: error },
+              );
+            }
+          }
+          if (from < ticks) check(got, ticks - 1);
+          assert.deepEqual(client.pending, []);
+          await client.close();
+          tally.completed++;
+        }
+      }
 
       // Every index is empty, on every service of the cluster.
       await eventually(
