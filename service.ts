@@ -35,6 +35,11 @@ import {
   onAbort,
 } from "./internal/options.ts";
 import { sleep } from "./internal/backoff.ts";
+import { formatServiceMetrics, ServiceMetrics } from "./internal/metrics.ts";
+import { MeteredApi } from "./internal/metered_api.ts";
+import { timeUnaryCalls } from "./internal/rpc_timing.ts";
+import { opsResponse } from "./internal/ops_http.ts";
+import { createHttpApi, HTTP_API_PREFIX } from "./internal/http_api.ts";
 
 /** Options of {@linkcode startService}. */
 export interface ServiceOptions {
@@ -113,6 +118,67 @@ export interface ServiceOptions {
    * @default {"info"}
    */
   logLevel?: LogLevel;
+  /**
+   * Answers the plain HTTP requests of the WebSocket port (any request
+   * that is not a WebSocket upgrade), for example to serve the web page
+   * of a chat. It runs after the built-in routes: `GET /healthz`,
+   * `GET /metrics` and, when {@linkcode ServiceOptions.httpApiSecret} is
+   * set, `POST /api/<method>`. Unset, such requests get
+   * `426 Upgrade Required`.
+   *
+   * @example Serving a page next to the WebSockets
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { startRegister, startService } from "./mod.ts";
+   *
+   * await using register = await startRegister({ hostname: "127.0.0.1", port: 0 });
+   * await using service = await startService({}, {
+   *   register: `127.0.0.1:${register.port}`,
+   *   hostname: "127.0.0.1",
+   *   port: 0,
+   *   rpcPort: 0,
+   *   fetch: () => new Response("<h1>hello</h1>", { headers: { "content-type": "text/html" } }),
+   * });
+   * const page = await fetch(`http://127.0.0.1:${service.port}/`);
+   * assert.equal(await page.text(), "<h1>hello</h1>");
+   * ```
+   *
+   * @default {undefined}
+   */
+  fetch?: (request: Request) => Response | Promise<Response>;
+  /**
+   * Turns on the HTTP API on the WebSocket port: `POST /api/<method>` with
+   * a JSON body and `Authorization: Bearer <httpApiSecret>` calls the
+   * {@linkcode Api} method of that name, for backends that do not speak
+   * gRPC. Unset, the API is off and `/api/` paths go to `fetch`. It is a
+   * separate secret from `secret` because the WebSocket port usually faces
+   * the internet while the cluster secret never leaves the servers.
+   *
+   * @example Pushing to a uid with an HTTP request
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { startRegister, startService } from "./mod.ts";
+   *
+   * await using register = await startRegister({ hostname: "127.0.0.1", port: 0 });
+   * await using service = await startService({}, {
+   *   register: `127.0.0.1:${register.port}`,
+   *   hostname: "127.0.0.1",
+   *   port: 0,
+   *   rpcPort: 0,
+   *   httpApiSecret: "backend-token",
+   * });
+   * const response = await fetch(`http://127.0.0.1:${service.port}/api/sendToUid`, {
+   *   method: "POST",
+   *   headers: { authorization: "Bearer backend-token" },
+   *   body: JSON.stringify({ uid: "alice", message: "you have mail" }),
+   * });
+   * assert.equal(response.status, 200);
+   * assert.deepEqual(await response.json(), { result: null });
+   * ```
+   *
+   * @default {undefined}
+   */
+  httpApiSecret?: string;
 }
 
 /** A running service, from {@linkcode startService}. */
@@ -181,6 +247,7 @@ export async function startService(
     pingIntervalMs = 1000,
     maxPeerQueueBytes = 16 * 1024 * 1024,
     logLevel = "info",
+    fetch: fetchHandler,
   } = options;
   const registers = typeof options.register === "string"
     ? [options.register]
@@ -200,10 +267,19 @@ export async function startService(
   checkPositive("pingIntervalMs", pingIntervalMs);
   checkPositive("maxPeerQueueBytes", maxPeerQueueBytes);
   const secret = checkSecret(options.secret);
+  const httpApiSecret = options.httpApiSecret === undefined
+    ? undefined
+    : checkNonEmpty("httpApiSecret", options.httpApiSecret);
+  if (fetchHandler !== undefined && typeof fetchHandler !== "function") {
+    throw new TypeError(
+      `Cannot start: 'fetch' must be a function: current value is ${typeof fetchHandler}`,
+    );
+  }
   const nodeId = createNodeId();
   const logger = createLogger(`service ${nodeId}`, checkLogLevel(logLevel));
   signal?.throwIfAborted();
 
+  const metrics = new ServiceMetrics();
   const hub = new LocalHub();
   const members = new MemberTable(nodeId);
   const peers = new PeerPool({
@@ -212,15 +288,24 @@ export async function startService(
     pingTimeoutMs: 2 * pingIntervalMs,
     maxQueuedBytes: maxPeerQueueBytes,
     deadlineMs,
+    interceptors: [timeUnaryCalls(metrics.peerUnary)],
+    deliveryLatency: metrics.peerDelivery,
   });
-  members.onChange(() => peers.retain(members.peerAddresses()));
-  const api = new ClusterApi({ nodeId, hub, members, peers, deadlineMs });
+  members.onChange(() => {
+    peers.retain(members.peerAddresses());
+    logger.debug("member list changed", { members: members.size });
+  });
+  const api = new MeteredApi(
+    new ClusterApi({ nodeId, hub, members, peers, deadlineMs }),
+    metrics,
+  );
   const endpoint = new WebSocketEndpoint({
     app,
     api,
     hub,
     ids: new ClientIdAllocator(nodeId),
     logger,
+    metrics,
   });
 
   const rpc = await listenRpc({
@@ -241,6 +326,31 @@ export async function startService(
     );
   }
 
+  let closing: Promise<void> | undefined;
+  const ops = {
+    health: () => ({
+      status: closing !== undefined
+        ? "closing" as const
+        : members.joined
+        ? "ready" as const
+        : "starting" as const,
+      nodeId,
+      members: members.size,
+      clients: hub.size,
+    }),
+    metrics: () =>
+      formatServiceMetrics(metrics, {
+        ready: closing === undefined && members.joined,
+        connections: endpoint.size,
+        uids: hub.uidCount,
+        groups: hub.groupCount,
+        members: members.size,
+      }),
+  };
+  const httpApi = httpApiSecret === undefined
+    ? undefined
+    : createHttpApi({ api, secret: httpApiSecret, metrics, logger });
+
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
     server = Deno.serve(
@@ -253,16 +363,24 @@ export async function startService(
           return new Response("internal error\n", { status: 500 });
         },
       },
-      (request) =>
-        WebSocketEndpoint.isUpgrade(request)
-          ? endpoint.upgrade(request)
-          : new Response(
-            "This is a wsgate service: connect with a WebSocket.\n",
-            {
-              status: 426,
-              headers: { upgrade: "websocket" },
-            },
-          ),
+      (request) => {
+        if (WebSocketEndpoint.isUpgrade(request)) {
+          return endpoint.upgrade(request);
+        }
+        const builtIn = opsResponse(request, ops);
+        if (builtIn !== undefined) return builtIn;
+        if (
+          httpApi !== undefined &&
+          new URL(request.url).pathname.startsWith(HTTP_API_PREFIX)
+        ) {
+          return httpApi(request);
+        }
+        if (fetchHandler !== undefined) return fetchHandler(request);
+        return new Response(
+          "This is a wsgate service: connect with a WebSocket.\n",
+          { status: 426, headers: { upgrade: "websocket" } },
+        );
+      },
     );
   } catch (error) {
     await rpc.close();
@@ -280,7 +398,6 @@ export async function startService(
   });
   const stopGuard = guardUnhandledRejections(logger);
 
-  let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
       stopWatching();

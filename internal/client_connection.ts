@@ -5,6 +5,7 @@ import type { Message } from "../api.ts";
 import type { Application, ConnectContext, Context } from "../application.ts";
 import type { ClientSocket } from "./local_hub.ts";
 import type { Logger } from "./logger.ts";
+import { payloadSize, type ServiceMetrics } from "./metrics.ts";
 
 const OPEN = 1;
 
@@ -20,6 +21,8 @@ export class ClientConnection implements ClientSocket {
   readonly #app: Application;
   readonly #ctx: Context;
   readonly #logger: Logger;
+  /** The service's counters; a slow-consumer close adds to them too. */
+  readonly #metrics: ServiceMetrics;
   #busy = false;
   #backlog: HookEvent[] | undefined;
 
@@ -29,12 +32,14 @@ export class ClientConnection implements ClientSocket {
     app: Application,
     ctx: Context,
     logger: Logger,
+    metrics: ServiceMetrics,
   ) {
     this.id = id;
     this.#socket = socket;
     this.#app = app;
     this.#ctx = ctx;
     this.#logger = logger;
+    this.#metrics = metrics;
   }
 
   send(message: Message): void {
@@ -42,6 +47,8 @@ export class ClientConnection implements ClientSocket {
     if (socket.readyState !== OPEN) return;
     try {
       socket.send(message);
+      this.#metrics.messagesOut++;
+      this.#metrics.bytesOut += payloadSize(message);
     } catch (error) {
       this.#logger.debug("send failed", {
         clientId: this.id,

@@ -8,6 +8,7 @@ import { ClientConnection } from "./client_connection.ts";
 import type { ClientIdAllocator } from "./client_id.ts";
 import type { LocalHub } from "./local_hub.ts";
 import type { Logger } from "./logger.ts";
+import { payloadSize, type ServiceMetrics } from "./metrics.ts";
 
 /** What the endpoint works with. */
 export interface WebSocketEndpointOptions {
@@ -16,6 +17,7 @@ export interface WebSocketEndpointOptions {
   readonly hub: LocalHub;
   readonly ids: ClientIdAllocator;
   readonly logger: Logger;
+  readonly metrics: ServiceMetrics;
 }
 
 /** Accepts client WebSockets. */
@@ -45,7 +47,7 @@ export class WebSocketEndpoint {
     if (this.#closing) {
       return new Response("service is shutting down\n", { status: 503 });
     }
-    const { app, api, hub, ids, logger } = this.#options;
+    const { app, api, hub, ids, logger, metrics } = this.#options;
     const { socket, response } = Deno.upgradeWebSocket(request);
     socket.binaryType = "arraybuffer";
     const client = new ClientConnection(
@@ -54,26 +56,34 @@ export class WebSocketEndpoint {
       app,
       this.#ctx,
       logger,
+      metrics,
     );
     this.#connections.add(client);
     let registered = false;
     socket.onopen = () => {
       registered = true;
+      metrics.connectionsOpened++;
       hub.add(client.id, client);
+      logger.debug("client connected", { clientId: client.id });
       client.dispatch({ kind: "connect", ctx: { api, request } });
     };
     socket.onmessage = (event) => {
       const data = event.data;
-      client.dispatch({
-        kind: "message",
-        message: typeof data === "string" ? data : new Uint8Array(data),
-      });
+      const message = typeof data === "string" ? data : new Uint8Array(data);
+      metrics.messagesIn++;
+      metrics.bytesIn += payloadSize(message);
+      client.dispatch({ kind: "message", message });
     };
-    socket.onclose = () => {
+    socket.onclose = (event) => {
       this.#connections.delete(client);
       if (!registered) return;
       registered = false;
+      metrics.connectionsClosed++;
       hub.remove(client.id);
+      logger.debug("client closed", {
+        clientId: client.id,
+        code: event.code,
+      });
       client.dispatch({ kind: "close" });
     };
     socket.onerror = () => {
