@@ -103,7 +103,7 @@ Deno.test("register.ts --http-port serves /healthz and /metrics", async () => {
     assert.match(first!, /^register listening on 127\.0\.0\.1:\d+$/);
     const health = /health on (http:\S+),/.exec(second!)?.[1];
     const metrics = /metrics on (http:\S+)$/.exec(second!)?.[1];
-    assert.ok(health && metrics, second);
+    assert.ok(health && metrics, `unexpected second line: ${second}`);
     const response = await fetch(health);
     assert.equal(response.status, 200);
     assert.equal((await response.json()).status, "ready");
