@@ -41,7 +41,25 @@ import {
 import { formatRegisterMetrics, RegisterMetrics } from "./internal/metrics.ts";
 import { opsResponse } from "./internal/ops_http.ts";
 
-/** Options of {@linkcode startRegister}. */
+/**
+ * Options of {@linkcode startRegister}.
+ *
+ * @example A register that requires a secret and serves /healthz
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type RegisterOptions, startRegister } from "./mod.ts";
+ *
+ * const options: RegisterOptions = {
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   httpPort: 0,
+ *   secret: "cluster-secret",
+ *   logLevel: "warn",
+ * };
+ * await using register = await startRegister(options);
+ * assert.ok(register.httpPort !== undefined);
+ * ```
+ */
 export interface RegisterOptions {
   /**
    * Address to listen on. Use `"0.0.0.0"` when services on other hosts join.
@@ -104,7 +122,21 @@ export interface RegisterOptions {
   httpPort?: number;
 }
 
-/** A running register, from {@linkcode startRegister}. */
+/**
+ * A running register, from {@linkcode startRegister}.
+ *
+ * @example Stopping a register with a signal
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startRegister } from "./mod.ts";
+ *
+ * const controller = new AbortController();
+ * const register = await startRegister({ hostname: "127.0.0.1", port: 0, signal: controller.signal });
+ * assert.ok(register.port > 0);
+ * controller.abort();
+ * await register.close(); // resolves once the abort-triggered close is done
+ * ```
+ */
 export interface Register extends AsyncDisposable {
   /** The address it listens on. */
   readonly hostname: string;

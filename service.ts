@@ -41,7 +41,29 @@ import { timeUnaryCalls } from "./internal/rpc_timing.ts";
 import { opsResponse } from "./internal/ops_http.ts";
 import { createHttpApi, HTTP_API_PREFIX } from "./internal/http_api.ts";
 
-/** Options of {@linkcode startService}. */
+/**
+ * Options of {@linkcode startService}.
+ *
+ * @example A service with a secret, a deadline and quiet logs
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type ServiceOptions, startRegister, startService } from "./mod.ts";
+ *
+ * await using register = await startRegister({ hostname: "127.0.0.1", port: 0, secret: "s3cret" });
+ * const options: ServiceOptions = {
+ *   register: `127.0.0.1:${register.port}`,
+ *   secret: "s3cret",
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   rpcPort: 0,
+ *   lanIp: "127.0.0.1",
+ *   deadlineMs: 1000,
+ *   logLevel: "warn",
+ * };
+ * await using service = await startService({}, options);
+ * assert.ok(service.rpcAddress.startsWith("127.0.0.1:"));
+ * ```
+ */
 export interface ServiceOptions {
   /** The register(s) to join, as `"host:port"`; with several, all of them. */
   register: string | readonly string[];
@@ -181,7 +203,29 @@ export interface ServiceOptions {
   httpApiSecret?: string;
 }
 
-/** A running service, from {@linkcode startService}. */
+/**
+ * A running service, from {@linkcode startService}.
+ *
+ * @example Using the Api outside any hook
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startRegister, startService } from "./mod.ts";
+ *
+ * await using register = await startRegister({ hostname: "127.0.0.1", port: 0 });
+ * await using service = await startService({}, {
+ *   register: `127.0.0.1:${register.port}`,
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   rpcPort: 0,
+ * });
+ * const socket = new WebSocket(`ws://127.0.0.1:${service.port}/`);
+ * await new Promise((resolve) => socket.onopen = resolve);
+ * const [clientId] = await service.api.getAllClientIds();
+ * assert.ok(clientId?.startsWith(`${service.nodeId}.`));
+ * socket.close();
+ * await new Promise((resolve) => socket.onclose = resolve);
+ * ```
+ */
 export interface Service extends AsyncDisposable {
   /** The cluster-wide Api. */
   readonly api: Api;
