@@ -128,7 +128,7 @@ async function main(): Promise<number> {
   }
   if (flags.help === true) {
     console.log(helpText(
-      "deno task demo [-- flags]",
+      "deno task demo [flags]",
       "Starts a register and two chat services, prints the two URLs, and stops them all on Ctrl-C.",
       FLAGS,
     ));
