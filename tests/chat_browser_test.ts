@@ -8,6 +8,9 @@
 
 import assert from "node:assert/strict";
 import { chromium, type Page } from "playwright-core";
+import { startRegister, startService } from "../mod.ts";
+import { createChatApp } from "../examples/chat/app.ts";
+import { loadPublicFiles } from "../examples/chat/static.ts";
 
 const executablePath = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
 const haveBrowser = await Deno.stat(executablePath).then(
@@ -22,6 +25,17 @@ if (!haveBrowser && !required) {
 }
 
 const WAIT = { timeout: 30_000 };
+
+const BROWSER_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
 
 /** The demo as a child process, with the URLs it printed. */
 async function startDemo() {
@@ -104,16 +118,7 @@ Deno.test({
         executablePath,
         headless: true,
         viewport: { width: 1200, height: 760 },
-        args: [
-          "--headless",
-          "--no-sandbox",
-          "--disable-gpu",
-          "--disable-quic",
-          "--no-first-run",
-          "--disable-background-networking",
-          "--disable-component-update",
-          "--disable-sync",
-        ],
+        args: BROWSER_ARGS,
       });
       const alice = await context.newPage();
       const bob = await context.newPage();
@@ -185,6 +190,65 @@ Deno.test({
       const { code, rest } = await demo.stop();
       assert.equal(code, 0, "Ctrl-C stops the demo cleanly");
       assert.match(rest, /demo stopped/);
+    }
+  },
+});
+
+Deno.test({
+  name: "chat page reconnects by itself when its service restarts",
+  ignore: !haveBrowser && !required,
+  async fn() {
+    await using register = await startRegister({
+      hostname: "127.0.0.1",
+      port: 0,
+      logLevel: "error",
+    });
+    const options = {
+      register: `127.0.0.1:${register.port}`,
+      hostname: "127.0.0.1",
+      rpcPort: 0,
+      logLevel: "error",
+      fetch: await loadPublicFiles(),
+    } as const;
+    let service = await startService(createChatApp({ name: "first" }), {
+      ...options,
+      port: 0,
+    });
+    const port = service.port;
+    const profile = await Deno.makeTempDir({ prefix: "wsgate-chrome-" });
+    const context = await chromium.launchPersistentContext(profile, {
+      executablePath,
+      headless: true,
+      args: BROWSER_ARGS,
+    });
+    try {
+      const page = await context.newPage();
+      await signIn(page, `http://127.0.0.1:${port}/`, "dora", "first");
+      await page.locator("#join-input").fill("ops");
+      await page.locator("#join-input").press("Enter");
+      await page.locator('#members li[data-nick="dora"]').waitFor(WAIT);
+
+      await service.close();
+      await page.locator("#banner", { hasText: "Lost the connection" })
+        .waitFor(WAIT);
+      service = await startService(createChatApp({ name: "second" }), {
+        ...options,
+        port,
+      });
+      await page.locator("#service-text", {
+        hasText: "Connected to service second",
+      }).waitFor(WAIT);
+      await page.locator("#log .notice", {
+        hasText: "Reconnected, now through service second",
+      }).waitFor(WAIT);
+      // The page joined its rooms again on the new service.
+      await page.locator('#members li[data-nick="dora"]').waitFor(WAIT);
+      assert.deepEqual(await service.api.getUidsByGroup("room:ops"), ["dora"]);
+      assert.equal(await page.locator("#banner").isHidden(), true);
+    } finally {
+      await context.close();
+      await Deno.remove(profile, { recursive: true });
+      await service.close();
     }
   },
 });
