@@ -38,8 +38,8 @@ import { sleep } from "./internal/backoff.ts";
 import { formatServiceMetrics, ServiceMetrics } from "./internal/metrics.ts";
 import { MeteredApi } from "./internal/metered_api.ts";
 import { timeUnaryCalls } from "./internal/rpc_timing.ts";
-import { opsResponse } from "./internal/ops_http.ts";
-import { createHttpApi, HTTP_API_PREFIX } from "./internal/http_api.ts";
+import { createHttpApi } from "./internal/http_api.ts";
+import { createServiceHandler } from "./internal/service_http.ts";
 
 /**
  * Options of {@linkcode startService}.
@@ -407,24 +407,7 @@ export async function startService(
           return new Response("internal error\n", { status: 500 });
         },
       },
-      (request) => {
-        if (WebSocketEndpoint.isUpgrade(request)) {
-          return endpoint.upgrade(request);
-        }
-        const builtIn = opsResponse(request, ops);
-        if (builtIn !== undefined) return builtIn;
-        if (
-          httpApi !== undefined &&
-          new URL(request.url).pathname.startsWith(HTTP_API_PREFIX)
-        ) {
-          return httpApi(request);
-        }
-        if (fetchHandler !== undefined) return fetchHandler(request);
-        return new Response(
-          "This is a wsgate service: connect with a WebSocket.\n",
-          { status: 426, headers: { upgrade: "websocket" } },
-        );
-      },
+      createServiceHandler({ endpoint, ops, httpApi, fetch: fetchHandler }),
     );
   } catch (error) {
     await rpc.close();
