@@ -2,6 +2,12 @@
 // (sendToUid), join and leave notices, and the online count, all through
 // the cluster Api, so people on different services talk as if on one.
 //
+// A nickname is the client's uid: two pages with the same nickname are the
+// same person, and both get that person's private messages. A room is the
+// group "room:<name>". State kept here is only about this service's own
+// clients (the rooms each is in, to announce its leaving); everything else
+// comes from the cluster Api.
+//
 // The page connects to `ws://<service>/?nick=<nickname>` and speaks JSON:
 //
 //   page → service   { type: "join",    room }
