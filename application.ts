@@ -7,13 +7,43 @@
 
 import type { Api, ClientInfo, Message } from "./api.ts";
 
-/** What every hook gets besides the clientId. */
+/**
+ * What every hook gets besides the clientId.
+ *
+ * @example Answering through the Api of the context
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { Application, Context } from "./mod.ts";
+ *
+ * async function echo(clientId: string, message: string | Uint8Array, ctx: Context) {
+ *   await ctx.api.sendToClient(clientId, message);
+ * }
+ * const app: Application = { onMessage: echo };
+ * assert.equal(app.onMessage, echo);
+ * ```
+ */
 export interface Context {
   /** The cluster-wide Api. */
   readonly api: Api;
 }
 
-/** What {@linkcode Application.onConnect} gets. */
+/**
+ * What {@linkcode Application.onConnect} gets.
+ *
+ * @example Binding the uid named in the WebSocket URL
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { Application, ConnectContext } from "./mod.ts";
+ *
+ * const app: Application = {
+ *   async onConnect(clientId: string, { api, request }: ConnectContext) {
+ *     const uid = new URL(request.url).searchParams.get("uid");
+ *     if (uid !== null) await api.bindUid(clientId, uid);
+ *   },
+ * };
+ * assert.equal(typeof app.onConnect, "function");
+ * ```
+ */
 export interface ConnectContext extends Context {
   /** The HTTP request that asked for the WebSocket upgrade. */
   readonly request: Request;

@@ -38,8 +38,35 @@ import {
   onAbort,
 } from "./internal/options.ts";
 import { sleep } from "./internal/backoff.ts";
+import { formatServiceMetrics, ServiceMetrics } from "./internal/metrics.ts";
+import { MeteredApi } from "./internal/metered_api.ts";
+import { timeUnaryCalls } from "./internal/rpc_timing.ts";
+import { createHttpApi } from "./internal/http_api.ts";
+import { createServiceHandler } from "./internal/service_http.ts";
 
-/** Options of {@linkcode startService}. */
+/**
+ * Options of {@linkcode startService}.
+ *
+ * @example A service with a secret, a deadline and quiet logs
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type ServiceOptions, startRegister, startService } from "./mod.ts";
+ *
+ * await using register = await startRegister({ hostname: "127.0.0.1", port: 0, secret: "s3cret" });
+ * const options: ServiceOptions = {
+ *   register: `127.0.0.1:${register.port}`,
+ *   secret: "s3cret",
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   rpcPort: 0,
+ *   lanIp: "127.0.0.1",
+ *   deadlineMs: 1000,
+ *   logLevel: "warn",
+ * };
+ * await using service = await startService({}, options);
+ * assert.ok(service.rpcAddress.startsWith("127.0.0.1:"));
+ * ```
+ */
 export interface ServiceOptions {
   /** The register(s) to join, as `"host:port"`; with several, all of them. */
   register: string | readonly string[];
@@ -174,9 +201,92 @@ export interface ServiceOptions {
    * @default {"info"}
    */
   logLevel?: LogLevel;
+  /**
+   * Answers the plain HTTP requests of the WebSocket port (any request
+   * that is not a WebSocket upgrade), for example to serve the web page
+   * of a chat. It runs after the built-in routes: `GET /healthz`,
+   * `GET /metrics` and, when {@linkcode ServiceOptions.httpApiSecret} is
+   * set, `POST /api/<method>`. Unset, such requests get
+   * `426 Upgrade Required`.
+   *
+   * @example Serving a page next to the WebSockets
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { startRegister, startService } from "./mod.ts";
+   *
+   * await using register = await startRegister({ hostname: "127.0.0.1", port: 0 });
+   * await using service = await startService({}, {
+   *   register: `127.0.0.1:${register.port}`,
+   *   hostname: "127.0.0.1",
+   *   port: 0,
+   *   rpcPort: 0,
+   *   fetch: () => new Response("<h1>hello</h1>", { headers: { "content-type": "text/html" } }),
+   * });
+   * const page = await fetch(`http://127.0.0.1:${service.port}/`);
+   * assert.equal(await page.text(), "<h1>hello</h1>");
+   * ```
+   *
+   * @default {undefined}
+   */
+  fetch?: (request: Request) => Response | Promise<Response>;
+  /**
+   * Turns on the HTTP API on the WebSocket port: `POST /api/<method>` with
+   * a JSON body and `Authorization: Bearer <httpApiSecret>` calls the
+   * {@linkcode Api} method of that name, for backends that do not speak
+   * gRPC. Unset, the API is off and `/api/` paths go to `fetch`. It is a
+   * separate secret from `secret` because the WebSocket port usually faces
+   * the internet while the cluster secret never leaves the servers.
+   *
+   * @example Pushing to a uid with an HTTP request
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { startRegister, startService } from "./mod.ts";
+   *
+   * await using register = await startRegister({ hostname: "127.0.0.1", port: 0 });
+   * await using service = await startService({}, {
+   *   register: `127.0.0.1:${register.port}`,
+   *   hostname: "127.0.0.1",
+   *   port: 0,
+   *   rpcPort: 0,
+   *   httpApiSecret: "backend-token",
+   * });
+   * const response = await fetch(`http://127.0.0.1:${service.port}/api/sendToUid`, {
+   *   method: "POST",
+   *   headers: { authorization: "Bearer backend-token" },
+   *   body: JSON.stringify({ uid: "alice", message: "you have mail" }),
+   * });
+   * assert.equal(response.status, 200);
+   * assert.deepEqual(await response.json(), { result: null });
+   * ```
+   *
+   * @default {undefined}
+   */
+  httpApiSecret?: string;
 }
 
-/** A running service, from {@linkcode startService}. */
+/**
+ * A running service, from {@linkcode startService}.
+ *
+ * @example Using the Api outside any hook
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startRegister, startService } from "./mod.ts";
+ *
+ * await using register = await startRegister({ hostname: "127.0.0.1", port: 0 });
+ * await using service = await startService({}, {
+ *   register: `127.0.0.1:${register.port}`,
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   rpcPort: 0,
+ * });
+ * const socket = new WebSocket(`ws://127.0.0.1:${service.port}/`);
+ * await new Promise((resolve) => socket.onopen = resolve);
+ * const [clientId] = await service.api.getAllClientIds();
+ * assert.ok(clientId?.startsWith(`${service.nodeId}.`));
+ * socket.close();
+ * await new Promise((resolve) => socket.onclose = resolve);
+ * ```
+ */
 export interface Service extends AsyncDisposable {
   /** The cluster-wide Api. */
   readonly api: Api;
@@ -253,6 +363,7 @@ export async function startService(
     maxSendBytes = 1024 * 1024,
     shutdownTimeoutMs = 5000,
     logLevel = "info",
+    fetch: fetchHandler,
   } = options;
   const registers = typeof options.register === "string"
     ? [options.register]
@@ -278,10 +389,19 @@ export async function startService(
   checkNonNegative("shutdownTimeoutMs", shutdownTimeoutMs);
   const allowedOrigins = checkOrigins(options.allowedOrigins);
   const secret = checkSecret(options.secret);
+  const httpApiSecret = options.httpApiSecret === undefined
+    ? undefined
+    : checkNonEmpty("httpApiSecret", options.httpApiSecret);
+  if (fetchHandler !== undefined && typeof fetchHandler !== "function") {
+    throw new TypeError(
+      `Cannot start: 'fetch' must be a function: current value is ${typeof fetchHandler}`,
+    );
+  }
   const nodeId = createNodeId();
   const logger = createLogger(`service ${nodeId}`, checkLogLevel(logLevel));
   signal?.throwIfAborted();
 
+  const metrics = new ServiceMetrics();
   const hub = new LocalHub();
   const members = new MemberTable(nodeId);
   const peers = new PeerPool({
@@ -290,22 +410,24 @@ export async function startService(
     pingTimeoutMs: 2 * pingIntervalMs,
     maxQueuedBytes: maxPeerQueueBytes,
     deadlineMs,
+    interceptors: [timeUnaryCalls(metrics.peerUnary)],
+    deliveryLatency: metrics.peerDelivery,
   });
-  members.onChange(() => peers.retain(members.peerAddresses()));
-  const api = new ClusterApi({
-    nodeId,
-    hub,
-    members,
-    peers,
-    deadlineMs,
-    maxSendBytes,
+  members.onChange(() => {
+    peers.retain(members.peerAddresses());
+    logger.debug("member list changed", { members: members.size });
   });
+  const api = new MeteredApi(
+    new ClusterApi({ nodeId, hub, members, peers, deadlineMs, maxSendBytes }),
+    metrics,
+  );
   const endpoint = new WebSocketEndpoint({
     app,
     api,
     hub,
     ids: new ClientIdAllocator(nodeId),
     logger,
+    metrics,
     idleTimeoutMs,
     maxBufferedBytes,
     maxMessageBytes,
@@ -330,6 +452,33 @@ export async function startService(
     );
   }
 
+  let closing: Promise<void> | undefined;
+  /** Whether onStart finished: clients are accepted from then on. */
+  let started = false;
+  const ops = {
+    health: () => ({
+      status: closing !== undefined
+        ? "closing" as const
+        : members.joined && started
+        ? "ready" as const
+        : "starting" as const,
+      nodeId,
+      members: members.size,
+      clients: hub.size,
+    }),
+    metrics: () =>
+      formatServiceMetrics(metrics, {
+        ready: closing === undefined && members.joined && started,
+        connections: endpoint.size,
+        uids: hub.uidCount,
+        groups: hub.groupCount,
+        members: members.size,
+      }),
+  };
+  const httpApi = httpApiSecret === undefined
+    ? undefined
+    : createHttpApi({ api, secret: httpApiSecret, metrics, logger });
+
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
     server = Deno.serve(
@@ -342,16 +491,7 @@ export async function startService(
           return new Response("internal error\n", { status: 500 });
         },
       },
-      (request, info) =>
-        WebSocketEndpoint.isUpgrade(request)
-          ? endpoint.upgrade(request, info.remoteAddr)
-          : new Response(
-            "This is a wsgate service: connect with a WebSocket.\n",
-            {
-              status: 426,
-              headers: { upgrade: "websocket" },
-            },
-          ),
+      createServiceHandler({ endpoint, ops, httpApi, fetch: fetchHandler }),
     );
   } catch (error) {
     await rpc.close();
@@ -370,8 +510,6 @@ export async function startService(
   const stopGuard = guardUnhandledRejections(logger);
 
   const ctx = { api };
-  let started = false;
-  let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
       const deadline = Date.now() + shutdownTimeoutMs;

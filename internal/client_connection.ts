@@ -6,6 +6,7 @@ import type { ClientInfo, Message } from "../api.ts";
 import type { Application, ConnectContext, Context } from "../application.ts";
 import type { ClientSocket, LocalHub } from "./local_hub.ts";
 import type { Logger } from "./logger.ts";
+import { payloadSize, type ServiceMetrics } from "./metrics.ts";
 import { isLongerThan } from "./payload.ts";
 
 /** The service closes: every client is closed with this. */
@@ -36,6 +37,8 @@ export interface ClientConnectionOptions {
   readonly ctx: Context;
   readonly hub: LocalHub;
   readonly logger: Logger;
+  /** The service's counters. */
+  readonly metrics: ServiceMetrics;
   /**
    * A client that has more than this many bytes waiting in its socket when
    * a message is sent to it is closed instead.
@@ -61,6 +64,7 @@ export class ClientConnection implements ClientSocket {
   readonly #socket: WebSocket;
   readonly #options: ClientConnectionOptions;
   readonly #maxBufferedBytes: number;
+  readonly #metrics: ServiceMetrics;
   #state: number = CONNECTING;
   #socketDone = false;
   #finished = false;
@@ -79,11 +83,12 @@ export class ClientConnection implements ClientSocket {
     this.#socket = socket;
     this.#options = options;
     this.#maxBufferedBytes = options.maxBufferedBytes;
+    this.#metrics = options.metrics;
     socket.binaryType = "arraybuffer";
     socket.onopen = () => this.#open(request, info);
     socket.onmessage = (event) => this.#receive(event.data);
     // Deno may fire "close" twice for one socket; #closed() is idempotent.
-    socket.onclose = () => this.#closed();
+    socket.onclose = (event) => this.#closed(event.code);
     socket.onerror = () => {
       // A close event follows.
     };
@@ -94,6 +99,8 @@ export class ClientConnection implements ClientSocket {
     if (socket.readyState !== OPEN) return;
     try {
       socket.send(message);
+      this.#metrics.messagesOut++;
+      this.#metrics.bytesOut += payloadSize(message);
     } catch (error) {
       this.#options.logger.debug("send failed", {
         clientId: this.id,
@@ -112,13 +119,15 @@ export class ClientConnection implements ClientSocket {
     } catch {
       // Already closing.
     }
-    this.#gone();
+    this.#gone(code);
   }
 
   #open(request: Request, info: ClientInfo): void {
     if (this.#state !== CONNECTING) return;
     this.#state = OPENED;
+    this.#metrics.connectionsOpened++;
     this.#options.hub.add(this.id, this, info);
+    this.#options.logger.debug("client connected", { clientId: this.id });
     this.#dispatch({
       kind: "connect",
       ctx: { api: this.#options.ctx.api, request },
@@ -130,6 +139,8 @@ export class ClientConnection implements ClientSocket {
     const message = typeof data === "string"
       ? data
       : new Uint8Array(data as ArrayBuffer);
+    this.#metrics.messagesIn++;
+    this.#metrics.bytesIn += payloadSize(message);
     const max = this.#options.maxMessageBytes;
     if (isLongerThan(message, max)) {
       this.#options.logger.info("closed a client that sent too much", {
@@ -170,23 +181,26 @@ export class ClientConnection implements ClientSocket {
       bufferedBytes: this.#socket.bufferedAmount,
       limit: this.#maxBufferedBytes,
     });
+    this.#metrics.slowConsumerCloses++;
     this.#socketDone = true;
     this.close(SLOW_CONSUMER, "slow consumer: too much data waiting");
   }
 
-  #closed(): void {
+  #closed(code: number): void {
     this.#socketDone = true;
-    this.#gone();
+    this.#gone(code);
     this.#maybeFinish();
   }
 
   /** Leaves the hub and queues onClose, once. */
-  #gone(): void {
+  #gone(code: number): void {
     if (this.#state === GONE) return;
     const wasOpen = this.#state === OPENED;
     this.#state = GONE;
     if (!wasOpen) return this.#maybeFinish();
+    this.#metrics.connectionsClosed++;
     this.#options.hub.remove(this.id);
+    this.#options.logger.debug("client closed", { clientId: this.id, code });
     // Queued, not run here: this may be inside a send loop of the hub.
     (this.#backlog ??= []).push(CLOSE_EVENT);
     if (!this.#busy) queueMicrotask(() => this.#pump());

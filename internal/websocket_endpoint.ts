@@ -8,6 +8,7 @@ import { ClientConnection } from "./client_connection.ts";
 import type { ClientIdAllocator } from "./client_id.ts";
 import type { LocalHub } from "./local_hub.ts";
 import type { Logger } from "./logger.ts";
+import type { ServiceMetrics } from "./metrics.ts";
 import { checkInfo } from "./validate.ts";
 
 /** What the endpoint works with. */
@@ -17,6 +18,7 @@ export interface WebSocketEndpointOptions {
   readonly hub: LocalHub;
   readonly ids: ClientIdAllocator;
   readonly logger: Logger;
+  readonly metrics: ServiceMetrics;
   /** A client silent this long is pinged, then closed; 0 turns it off. */
   readonly idleTimeoutMs: number;
   readonly maxBufferedBytes: number;
