@@ -109,6 +109,10 @@ Deno.test("maxBufferedBytes closes a client that stops reading, and nobody else 
       reason: "slow consumer: too much data waiting",
     });
     assert.ok(frames < FLOOD_COUNT, `got ${frames} of ${FLOOD_COUNT}`);
+    // Operators see it in the metrics.
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`))
+      .text();
+    assert.match(metrics, /^wsgate_slow_consumer_closes_total 1$/m);
     console.log(
       `RSS ${(before / MiB).toFixed(1)} -> ${(after / MiB).toFixed(1)} MiB; ` +
         `the stuck client got ${frames} of ${FLOOD_COUNT} messages`,
