@@ -40,6 +40,8 @@ export interface ClusterApiOptions {
   readonly peers: PeerPool;
   /** How long a call to a peer may take, in milliseconds. */
   readonly deadlineMs: number;
+  /** The largest message the Api sends, in bytes. */
+  readonly maxSendBytes: number;
 }
 
 const NODE = Scope.NODE;
@@ -55,8 +57,10 @@ export class ClusterApi implements Api {
   readonly #members: MemberTable;
   readonly #peers: PeerPool;
   readonly #call: CallOptions;
+  readonly #maxSendBytes: number;
 
   constructor(options: ClusterApiOptions) {
+    this.#maxSendBytes = options.maxSendBytes;
     this.#nodeId = options.nodeId;
     this.#hub = options.hub;
     this.#members = options.members;
@@ -73,10 +77,10 @@ export class ClusterApi implements Api {
 
   // ------------------------------------------------------------- sending
 
-  sendToAll(message: Message, options: SendOptions = {}): Promise<void> {
+  sendToAll(message: Message, options?: SendOptions): Promise<void> {
     try {
-      checkMessage(message, "send to all");
-      const exclude = checkExclude(options.exclude, "send to all");
+      checkMessage(message, "send to all", this.#maxSendBytes);
+      const exclude = checkExcludedIds(options?.exclude, "send to all");
       this.#hub.sendToAll(
         message,
         exclude.length === 0 ? undefined : new Set(exclude),
@@ -90,7 +94,7 @@ export class ClusterApi implements Api {
 
   sendToClient(clientId: string, message: Message): Promise<void> {
     try {
-      checkMessage(message, "send to client");
+      checkMessage(message, "send to client", this.#maxSendBytes);
       const owner = this.#owner(clientId);
       if (owner === "local") {
         this.#hub.sendToClient(clientId, message);
@@ -105,7 +109,7 @@ export class ClusterApi implements Api {
 
   sendToUid(uid: string | readonly string[], message: Message): Promise<void> {
     try {
-      checkMessage(message, "send to uid");
+      checkMessage(message, "send to uid", this.#maxSendBytes);
       const uids = checkNames("uid", uid, "send to uid");
       if (uids.length === 0) return DONE;
       this.#hub.sendToUids(uids, message);
@@ -119,12 +123,12 @@ export class ClusterApi implements Api {
   sendToGroup(
     group: string | readonly string[],
     message: Message,
-    options: SendOptions = {},
+    options?: SendOptions,
   ): Promise<void> {
     try {
-      checkMessage(message, "send to group");
+      checkMessage(message, "send to group", this.#maxSendBytes);
       const groups = checkNames("group", group, "send to group");
-      const exclude = checkExclude(options.exclude, "send to group");
+      const exclude = checkExcludedIds(options?.exclude, "send to group");
       if (groups.length === 0) return DONE;
       this.#hub.sendToGroups(
         groups,
@@ -139,7 +143,9 @@ export class ClusterApi implements Api {
   }
 
   async closeClient(clientId: string, message?: Message): Promise<void> {
-    if (message !== undefined) checkMessage(message, "close client");
+    if (message !== undefined) {
+      checkMessage(message, "close client", this.#maxSendBytes);
+    }
     const owner = this.#owner(clientId);
     if (owner === "local") return this.#hub.close(clientId, message);
     if (owner === undefined) return;
@@ -454,6 +460,13 @@ export class ClusterApi implements Api {
     if (failures.length > 0) throw new IncompleteResultError(merged, failures);
     return merged;
   }
+}
+
+/** The excluded clientIds of send options, each a well-formed clientId. */
+function checkExcludedIds(exclude: unknown, action: string): string[] {
+  const ids = checkExclude(exclude, action);
+  for (const id of ids) nodeIdOf(id);
+  return ids;
 }
 
 function collectFailures(

@@ -11,6 +11,7 @@ import { GatewayError } from "../errors.ts";
 import { type Deferred, deferred } from "./deferred.ts";
 import { fromRpcError } from "./rpc_errors.ts";
 import { rpcCounters } from "./rpc_counters.ts";
+import type { Histogram } from "./prometheus.ts";
 
 interface Batch {
   readonly done: Deferred<void>;
@@ -34,6 +35,8 @@ export interface DeliveryLinkOptions {
    * fails with `deadline_exceeded`, and the stream is dropped.
    */
   readonly deadlineMs: number;
+  /** Observes each batch's latency, first queued to acknowledged, in s. */
+  readonly deliveryLatency?: Histogram | undefined;
 }
 
 /** The outgoing delivery stream to one peer. */
@@ -42,6 +45,7 @@ export class DeliveryLink {
   readonly #address: string;
   readonly #maxQueuedBytes: number;
   readonly #deadlineMs: number;
+  readonly #latency: Histogram | undefined;
   /** The next batch: `#bytes` bytes of encoded deliveries. */
   #batch = new Uint8Array(INITIAL_BATCH_BYTES);
   #bytes = 0;
@@ -63,6 +67,7 @@ export class DeliveryLink {
     this.#address = address;
     this.#maxQueuedBytes = options.maxQueuedBytes;
     this.#deadlineMs = options.deadlineMs;
+    this.#latency = options.deliveryLatency;
   }
 
   /**
@@ -120,6 +125,13 @@ export class DeliveryLink {
     return done.promise;
   }
 
+  /** Resolves when everything queued so far was acknowledged or failed. */
+  drained(): Promise<void> {
+    const pending = this.#inflight.map((batch) => batch.done.promise);
+    if (this.#done !== undefined) pending.push(this.#done.promise);
+    return Promise.allSettled(pending).then(() => {});
+  }
+
   /** Fails what is queued and closes the stream. */
   close(): void {
     this.#closed = true;
@@ -172,6 +184,7 @@ export class DeliveryLink {
             const batch = this.#inflight.shift();
             if (batch === undefined) break;
             this.#queuedBytes -= batch.bytes;
+            this.#latency?.observe((Date.now() - batch.since) / 1000);
             batch.done.resolve();
           }
           this.#wakeUp();

@@ -36,6 +36,11 @@ export class MemberTable {
     return this.#everJoined;
   }
 
+  /** How many members the effective list has. */
+  get size(): number {
+    return this.#addressOf.size;
+  }
+
   /** Records the list that one register pushed. */
   update(source: string, members: readonly Member[]): void {
     this.#sources.set(source, { members, live: true });

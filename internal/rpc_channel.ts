@@ -1,7 +1,7 @@
 // One HTTP/2 connection to a register or a peer service, with keepalive
 // pings, the shared secret, and a way to close it.
 
-import type { Transport } from "@connectrpc/connect";
+import type { Interceptor, Transport } from "@connectrpc/connect";
 import {
   createGrpcTransport,
   Http2SessionManager,
@@ -16,6 +16,8 @@ export interface RpcChannelOptions {
   readonly pingIntervalMs: number;
   /** Drop the connection when a ping is not answered this soon. */
   readonly pingTimeoutMs: number;
+  /** Run on every call, after the secret is added (metrics, for one). */
+  readonly interceptors?: readonly Interceptor[] | undefined;
 }
 
 /** A lazily opened connection; calls made through `transport` share it. */
@@ -41,9 +43,10 @@ export function openRpcChannel(
   const transport = createGrpcTransport({
     baseUrl,
     sessionManager,
-    interceptors: options.secret === undefined
-      ? []
-      : [clientAuth(options.secret)],
+    interceptors: [
+      ...(options.secret === undefined ? [] : [clientAuth(options.secret)]),
+      ...(options.interceptors ?? []),
+    ],
   });
   return {
     address,

@@ -3,6 +3,7 @@
 
 import { GatewayError } from "../errors.ts";
 import type { ClientInfo, Message } from "../api.ts";
+import { frameBytes, isLongerThan } from "./payload.ts";
 
 /** The longest uid or group name, in UTF-8 bytes. */
 export const MAX_NAME_BYTES = 255;
@@ -61,15 +62,30 @@ export function checkNames(
   return value as string[];
 }
 
-/** Returns `message` if it is a string or bytes, else throws. */
-export function checkMessage(message: unknown, action: string): Message {
-  if (typeof message === "string" || message instanceof Uint8Array) {
-    return message;
+/**
+ * Returns `message` if it is a string or bytes of at most `maxBytes` bytes
+ * (UTF-8 for a string), else throws.
+ */
+export function checkMessage(
+  message: unknown,
+  action: string,
+  maxBytes: number,
+): Message {
+  if (typeof message !== "string" && !(message instanceof Uint8Array)) {
+    throw invalid(
+      action,
+      `message is ${describe(message)}, expected a string or a Uint8Array`,
+    );
   }
-  throw invalid(
-    action,
-    `message is ${describe(message)}, expected a string or a Uint8Array`,
-  );
+  if (isLongerThan(message, maxBytes)) {
+    throw invalid(
+      action,
+      `message is ${
+        frameBytes(message)
+      } bytes, more than the limit of ${maxBytes} (maxSendBytes)`,
+    );
+  }
+  return message;
 }
 
 /** Returns `info` if it is a plain object of string values, else throws. */
