@@ -17,6 +17,8 @@ export const SLOW_CONSUMER = 1008;
 export const MESSAGE_TOO_BIG = 1009;
 
 const OPEN = 1;
+/** The most a WebSocket frame header takes (server frames are unmasked). */
+const FRAME_HEADER_BYTES = 10;
 
 // The life of a client: connecting (upgraded, not open yet), open (in the
 // hub), gone (out of the hub; its socket may still be closing).
@@ -69,6 +71,14 @@ export class ClientConnection implements ClientSocket {
   #socketDone = false;
   #finished = false;
   #checking = false;
+  /**
+   * `bufferedAmount` when last read, and at most how many bytes were
+   * queued since: while their sum is within `maxBufferedBytes` the socket
+   * cannot be over it (but for Deno's own small control frames), and
+   * reading `bufferedAmount`, a call into Deno, is skipped.
+   */
+  #buffered = 0;
+  #queuedSince = 0;
   #busy = false;
   #backlog: HookEvent[] | undefined;
 
@@ -108,7 +118,13 @@ export class ClientConnection implements ClientSocket {
       });
       return;
     }
-    if (socket.bufferedAmount > this.#maxBufferedBytes && !this.#checking) {
+    this.#queuedSince += typeof message === "string"
+      ? FRAME_HEADER_BYTES + 3 * message.length // UTF-8: at most 3 per unit
+      : FRAME_HEADER_BYTES + message.byteLength;
+    if (this.#buffered + this.#queuedSince <= this.#maxBufferedBytes) return;
+    this.#buffered = socket.bufferedAmount;
+    this.#queuedSince = 0;
+    if (this.#buffered > this.#maxBufferedBytes && !this.#checking) {
       this.#checkSoon();
     }
   }
@@ -163,9 +179,11 @@ export class ClientConnection implements ClientSocket {
     setTimeout(() => {
       this.#checking = false;
       const socket = this.#socket;
+      this.#buffered = socket.bufferedAmount;
+      this.#queuedSince = 0;
       if (
         socket.readyState === OPEN &&
-        socket.bufferedAmount > this.#maxBufferedBytes
+        this.#buffered > this.#maxBufferedBytes
       ) this.#overflow();
     }, 0);
   }
