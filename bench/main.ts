@@ -519,6 +519,33 @@ function table(head: string[], rows: string[][]): string {
   ].join("\n");
 }
 
+/**
+ * Marks a target cell met (✓) or missed (✗), from the ratio cell for
+ * "≥ 1.00×" targets and from the ours cell for "< 10 ms" ones.
+ */
+function withVerdicts(rows: string[][]): string[][] {
+  const value = (cell: string | undefined) =>
+    Number((cell ?? "").replace(/,/g, "").replace(/[^\d.].*$/, ""));
+  return rows.map((row) => {
+    const target = row[4] ?? "";
+    const m = /^([≥≤<]) ([\d.]+)(×| ms| µs| KiB)$/.exec(target);
+    if (m === null) return row;
+    const got = value(m[3] === "×" ? row[3] : row[2]);
+    if (!Number.isFinite(got) || (row[m[3] === "×" ? 3 : 2] ?? "-") === "-") {
+      return row;
+    }
+    const limit = Number(m[2]);
+    const met = m[1] === "≥"
+      ? got >= limit
+      : m[1] === "≤"
+      ? got <= limit
+      : got < limit;
+    const out = [...row];
+    out[4] = `${target} ${met ? "✓" : "✗"}`;
+    return out;
+  });
+}
+
 /** Memory per client in KiB: RSS growth of the servers while connecting. */
 function kibPerClient(r: Json, servers: string[]): number | undefined {
   const before = get(r, "connect", "rss_kib_before") as Json | undefined;
@@ -687,7 +714,7 @@ async function compare(o: Options): Promise<string> {
         fmt(memRaw, n1, " KiB"),
         fmt(memOurs, n1, " KiB"),
         ratio(memOurs, memRaw),
-        "≤ 20 KiB",
+        "see --conns",
         "",
       ],
       [
@@ -731,7 +758,7 @@ async function compare(o: Options): Promise<string> {
           "target",
           "other CPU raw / ours",
         ],
-        rows,
+        withVerdicts(rows),
       ),
     );
     const batches = num(get(ours, "p2p", "rpc", "batches"));
@@ -887,7 +914,7 @@ async function conns(o: Options): Promise<string> {
       "ratio",
       "target",
     ],
-    [
+    withVerdicts([
       [
         "accepted per second (connect + id greeting)",
         fmt(raw.perS),
@@ -927,7 +954,7 @@ async function conns(o: Options): Promise<string> {
         "",
         "",
       ],
-    ],
+    ]),
   ));
   return out.join("\n");
 }
