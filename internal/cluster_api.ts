@@ -34,6 +34,8 @@ export interface ClusterApiOptions {
   readonly peers: PeerPool;
   /** How long a call to a peer may take, in milliseconds. */
   readonly deadlineMs: number;
+  /** The largest message that may be sent, in bytes. */
+  readonly maxMessageBytes: number;
 }
 
 const NODE = Scope.NODE;
@@ -49,8 +51,10 @@ export class ClusterApi implements Api {
   readonly #members: MemberTable;
   readonly #peers: PeerPool;
   readonly #call: CallOptions;
+  readonly #maxMessageBytes: number;
 
   constructor(options: ClusterApiOptions) {
+    this.#maxMessageBytes = options.maxMessageBytes;
     this.#nodeId = options.nodeId;
     this.#hub = options.hub;
     this.#members = options.members;
@@ -69,7 +73,7 @@ export class ClusterApi implements Api {
 
   sendToAll(message: Message, options: SendOptions = {}): Promise<void> {
     try {
-      checkMessage(message, "send to all");
+      checkMessage(message, "send to all", this.#maxMessageBytes);
       const exclude = checkExclude(options.exclude, "send to all");
       this.#hub.sendToAll(
         message,
@@ -88,7 +92,7 @@ export class ClusterApi implements Api {
 
   sendToClient(clientId: string, message: Message): Promise<void> {
     try {
-      checkMessage(message, "send to client");
+      checkMessage(message, "send to client", this.#maxMessageBytes);
       const owner = this.#owner(clientId);
       if (owner === "local") {
         this.#hub.sendToClient(clientId, message);
@@ -108,7 +112,7 @@ export class ClusterApi implements Api {
 
   sendToUid(uid: string | readonly string[], message: Message): Promise<void> {
     try {
-      checkMessage(message, "send to uid");
+      checkMessage(message, "send to uid", this.#maxMessageBytes);
       const uids = checkNames("uid", uid, "send to uid");
       if (uids.length === 0) return DONE;
       this.#hub.sendToUids(uids, message);
@@ -126,7 +130,7 @@ export class ClusterApi implements Api {
     options: SendOptions = {},
   ): Promise<void> {
     try {
-      checkMessage(message, "send to group");
+      checkMessage(message, "send to group", this.#maxMessageBytes);
       const groups = checkNames("group", group, "send to group");
       const exclude = checkExclude(options.exclude, "send to group");
       if (groups.length === 0) return DONE;
@@ -151,7 +155,9 @@ export class ClusterApi implements Api {
   }
 
   async closeClient(clientId: string, message?: Message): Promise<void> {
-    if (message !== undefined) checkMessage(message, "close client");
+    if (message !== undefined) {
+      checkMessage(message, "close client", this.#maxMessageBytes);
+    }
     const owner = this.#owner(clientId);
     if (owner === "local") return this.#hub.close(clientId, message);
     if (owner === undefined) return;

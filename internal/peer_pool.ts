@@ -3,14 +3,15 @@
 
 import { type Client, createClient } from "@connectrpc/connect";
 import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
-import { openRpcChannel, type RpcChannel } from "./rpc_channel.ts";
+import {
+  openRpcChannel,
+  type RpcChannel,
+  type RpcChannelOptions,
+} from "./rpc_channel.ts";
 import { DeliveryLink } from "./delivery_link.ts";
 
 /** Options of {@linkcode PeerPool}. */
-export interface PeerPoolOptions {
-  readonly secret?: string | undefined;
-  readonly pingIntervalMs: number;
-  readonly pingTimeoutMs: number;
+export interface PeerPoolOptions extends RpcChannelOptions {
   /** Bytes that may wait for one peer before sends to it fail. */
   readonly maxQueuedBytes: number;
   /** How long a delivery may wait for the peer's acknowledgement. */

@@ -61,15 +61,35 @@ export function checkNames(
   return value as string[];
 }
 
-/** Returns `message` if it is a string or bytes, else throws. */
-export function checkMessage(message: unknown, action: string): Message {
-  if (typeof message === "string" || message instanceof Uint8Array) {
-    return message;
+/**
+ * Returns `message` if it is a string or bytes of at most `maxBytes` (UTF-8
+ * for a string), else throws.
+ */
+export function checkMessage(
+  message: unknown,
+  action: string,
+  maxBytes: number = Infinity,
+): Message {
+  let bytes: number;
+  if (message instanceof Uint8Array) bytes = message.byteLength;
+  else if (typeof message === "string") {
+    // A UTF-16 code unit takes at most 3 bytes in UTF-8.
+    bytes = message.length * 3 <= maxBytes
+      ? 0
+      : encoder.encode(message).byteLength;
+  } else {
+    throw invalid(
+      action,
+      `message is ${describe(message)}, expected a string or a Uint8Array`,
+    );
   }
-  throw invalid(
-    action,
-    `message is ${describe(message)}, expected a string or a Uint8Array`,
-  );
+  if (bytes > maxBytes) {
+    throw invalid(
+      action,
+      `message is ${bytes} bytes, more than the limit of ${maxBytes} bytes`,
+    );
+  }
+  return message;
 }
 
 /** Returns `info` if it is a plain object of string values, else throws. */
