@@ -220,3 +220,52 @@ export async function eventually(
   }
   throw new Error(`timed out waiting until ${what}`, { cause: lastError });
 }
+
+/** What {@linkcode runCapturingStderr} saw. */
+export interface CapturedRun {
+  /** Everything the process wrote on stderr until it was stopped. */
+  readonly stderr: string;
+  /** The exit code; killed processes end with 128 + the signal number. */
+  readonly code: number;
+}
+
+/**
+ * Runs `deno run -A <script> ...args` with stderr captured, until stderr
+ * matches `until` (`null`: until it exits) or the process exits, or
+ * `timeoutMs` passes; then kills it if it still runs.
+ */
+export async function runCapturingStderr(
+  script: string,
+  args: string[],
+  until: RegExp | null,
+  timeoutMs = 20_000,
+): Promise<CapturedRun> {
+  const process = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL(script, root).pathname, ...args],
+    stdout: "null",
+    stderr: "piped",
+    stdin: "null",
+  }).spawn();
+  const timer = setTimeout(() => {
+    try {
+      process.kill("SIGKILL");
+    } catch {
+      // Already gone.
+    }
+  }, timeoutMs);
+  let stderr = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of process.stderr) {
+    stderr += decoder.decode(chunk, { stream: true });
+    if (until?.test(stderr)) {
+      try {
+        process.kill("SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    }
+  }
+  const { code } = await process.status;
+  clearTimeout(timer);
+  return { stderr, code };
+}
