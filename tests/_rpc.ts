@@ -34,7 +34,9 @@ export interface TestChannel extends Disposable {
 
 /** A Connect gRPC transport to `address` (`host:port`). */
 export function dial(address: string, options: DialOptions = {}): TestChannel {
-  const baseUrl = `${options.tls === undefined ? "http" : "https"}://${address}`;
+  const baseUrl = `${
+    options.tls === undefined ? "http" : "https"
+  }://${address}`;
   const manager = new GuardedSessionManager(baseUrl, {}, options.tls ?? {});
   const header = options.authorization ??
     (typeof options.secret === "string"

@@ -32,7 +32,9 @@ function harmfulRequests(method: DescMethod, clientId: string): object[] {
     case "deliver":
       return [{
         deliveries: [
-          { target: { case: "client", value: { clientId, payload: text("x") } } },
+          {
+            target: { case: "client", value: { clientId, payload: text("x") } },
+          },
           { target: { case: "all", value: { payload: text("x") } } },
           { target: { case: "close", value: { clientId } } },
         ],

@@ -39,7 +39,18 @@ Deno.test("register.ts prints one line saying where it listens", async () => {
 Deno.test("register.ts --help lists the flags", async () => {
   const { code, stdout } = await run(["--help"]);
   assert.equal(code, 0);
-  for (const flag of ["--hostname", "--port", "--secret", "--log-level"]) {
+  for (
+    const flag of [
+      "--hostname",
+      "--port",
+      "--secret",
+      "--tls-cert",
+      "--tls-key",
+      "--tls-ca",
+      "--tls-mutual",
+      "--log-level",
+    ]
+  ) {
     assert.ok(stdout.includes(flag), flag);
   }
 });
@@ -64,4 +75,26 @@ Deno.test("register.ts says when its port is in use", async () => {
   ]);
   assert.equal(code, 1);
   assert.match(stderr, /port is in use/);
+});
+
+Deno.test("register.ts rejects incomplete or unreadable TLS flags", async () => {
+  const onlyCa = await run(["--port", "0", "--tls-ca", "ca.pem"]);
+  assert.equal(onlyCa.code, 1);
+  assert.match(onlyCa.stderr, /without --tls-cert and --tls-key/);
+  const onlyCert = await run(["--port", "0", "--tls-cert", "cert.pem"]);
+  assert.equal(onlyCert.code, 1);
+  assert.match(onlyCert.stderr, /give both --tls-cert and --tls-key/);
+  const missing = await run([
+    "--port",
+    "0",
+    "--tls-cert",
+    "/nonexistent/cert.pem",
+    "--tls-key",
+    "/nonexistent/key.pem",
+  ]);
+  assert.equal(missing.code, 1);
+  assert.match(
+    missing.stderr,
+    /Cannot read --tls-cert "\/nonexistent\/cert.pem"/,
+  );
 });
