@@ -44,6 +44,11 @@ export class Child implements AsyncDisposable {
     return this.#process.pid;
   }
 
+  /** Sends a signal without waiting (SIGSTOP, SIGCONT, ...). */
+  signal(signal: Deno.Signal): void {
+    this.#process.kill(signal);
+  }
+
   /** Sends a signal (default SIGTERM) and waits for the exit. */
   async stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
     try {
