@@ -63,7 +63,7 @@ export class PeerPool {
     for (const [address, peer] of this.#peers) {
       if (keep.has(address)) continue;
       this.#peers.delete(address);
-      closePeer(peer);
+      closePeer(peer, true);
     }
   }
 
@@ -74,7 +74,7 @@ export class PeerPool {
   }
 }
 
-function closePeer(peer: Entry): void {
-  peer.deliveries.close();
+function closePeer(peer: Entry, left = false): void {
+  peer.deliveries.close(left);
   peer.channel.close();
 }
