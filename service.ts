@@ -351,10 +351,13 @@ export async function startService(
   const stopWaiting = new AbortController();
   const joined = await Promise.race([
     links.joined,
-    sleep(joinTimeoutMs, AbortSignal.any([
-      stopWaiting.signal,
-      ...(signal === undefined ? [] : [signal]),
-    ])).then(() => false as const),
+    sleep(
+      joinTimeoutMs,
+      AbortSignal.any([
+        stopWaiting.signal,
+        ...(signal === undefined ? [] : [signal]),
+      ]),
+    ).then(() => false as const),
   ]);
   stopWaiting.abort();
   if (joined instanceof GatewayError) {

@@ -80,7 +80,9 @@ export interface CheckedTls {
  * TypeError for a missing or unparsable certificate or key, a key that does
  * not belong to the certificate, or `mutual` without `ca`.
  */
-export function checkTls(value: TlsOptions | undefined): CheckedTls | undefined {
+export function checkTls(
+  value: TlsOptions | undefined,
+): CheckedTls | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== "object" || value === null) {
     throw new TypeError(

@@ -1,14 +1,11 @@
 // One HTTP/2 connection to a register or a peer service, with keepalive
 // pings, the shared secret, optional TLS, and a way to close it.
 
-import type * as http2 from "node:http2";
 import type { Transport } from "@connectrpc/connect";
-import {
-  createGrpcTransport,
-  Http2SessionManager,
-} from "@connectrpc/connect-node";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import { clientAuth } from "./auth.ts";
 import { formatHostPort, parseHostPort } from "./address.ts";
+import { Http2Connection } from "./http2_connection.ts";
 import type { CheckedTls } from "./options.ts";
 
 /** Options of {@linkcode openRpcChannel}. */
@@ -45,22 +42,18 @@ export function openRpcChannel(
   const baseUrl = `${tls === undefined ? "http" : "https"}://${
     formatHostPort(host, port)
   }`;
-  const sessionManager = new GuardedSessionManager(
-    baseUrl,
-    {
-      pingIntervalMs: options.pingIntervalMs,
-      pingTimeoutMs: options.pingTimeoutMs,
-      pingIdleConnection: false,
-    },
-    tls === undefined ? {} : {
+  const connection = new Http2Connection(baseUrl, {
+    pingIntervalMs: options.pingIntervalMs,
+    pingTimeoutMs: options.pingTimeoutMs,
+    sessionOptions: tls === undefined ? {} : {
       cert: tls.cert,
       key: tls.key,
       ...(tls.ca === undefined ? {} : { ca: tls.ca }),
     },
-  );
+  });
   const transport = createGrpcTransport({
     baseUrl,
-    sessionManager,
+    sessionManager: connection,
     ...(options.readMaxBytes === undefined
       ? {}
       : { readMaxBytes: options.readMaxBytes }),
@@ -71,36 +64,6 @@ export function openRpcChannel(
   return {
     address,
     transport,
-    close: () => sessionManager.abort(),
+    close: () => connection.close(),
   };
 }
-
-/**
- * Keeps an error listener on every session for its whole life. Connect's
- * session manager removes its own listener when a session leaves its
- * "ready" state, and Deno's node:http2 may emit one more error after that
- * (seen when a mutual-TLS server rejects the client certificate after the
- * client finished its side of the TLS 1.3 handshake); without a listener
- * that error would be thrown as uncaught and end the process. The call that
- * hit it has already failed with the same error.
- */
-class GuardedSessionManager extends Http2SessionManager {
-  readonly #guarded = new WeakSet<http2.Http2Session>();
-
-  override async request(
-    method: string,
-    path: string,
-    headers: http2.OutgoingHttpHeaders,
-    options: Omit<http2.ClientSessionRequestOptions, "signal">,
-  ): Promise<http2.ClientHttp2Stream> {
-    const stream = await super.request(method, path, headers, options);
-    const session = stream.session;
-    if (session !== undefined && !this.#guarded.has(session)) {
-      this.#guarded.add(session);
-      session.on("error", ignore);
-    }
-    return stream;
-  }
-}
-
-function ignore(): void {}

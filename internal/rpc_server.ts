@@ -45,8 +45,7 @@ export interface RpcServer {
 
 /** Starts an RPC server; resolves once it listens. */
 export async function listenRpc(options: RpcServerOptions): Promise<RpcServer> {
-  const { hostname, port, routes, secret, tls, readMaxBytes, logger } =
-    options;
+  const { hostname, port, routes, secret, tls, readMaxBytes, logger } = options;
   const shutdown = new AbortController();
   const interceptors: Interceptor[] = [mapErrors];
   if (secret !== undefined) interceptors.unshift(serverAuth(secret));

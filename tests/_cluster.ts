@@ -10,34 +10,59 @@ export class Child implements AsyncDisposable {
   readonly #process: Deno.ChildProcess;
   readonly #lines: AsyncIterator<string>;
   readonly first: string;
+  readonly #stderr: { text: string; done: Promise<void> };
 
   private constructor(
     process: Deno.ChildProcess,
     lines: AsyncIterator<string>,
     first: string,
+    stderr: { text: string; done: Promise<void> },
   ) {
     this.#process = process;
     this.#lines = lines;
     this.first = first;
+    this.#stderr = stderr;
   }
 
-  /** Runs `deno run -A <script> ...args` and waits for its first line. */
-  static async start(script: string, args: string[]): Promise<Child> {
+  /**
+   * Runs `deno run -A <script> ...args` and waits for its first line. With
+   * `captureStderr`, stderr is kept in {@linkcode Child.stderr} instead of
+   * shown.
+   */
+  static async start(
+    script: string,
+    args: string[],
+    options: { captureStderr?: boolean } = {},
+  ): Promise<Child> {
     const process = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", new URL(script, root).pathname, ...args],
       stdout: "piped",
-      stderr: "inherit",
+      stderr: options.captureStderr ? "piped" : "inherit",
       stdin: "null",
     }).spawn();
+    const stderr = { text: "", done: Promise.resolve() };
+    if (options.captureStderr) {
+      stderr.done = (async () => {
+        for await (
+          const text of process.stderr.pipeThrough(new TextDecoderStream())
+        ) stderr.text += text;
+      })();
+    }
     const lines = process.stdout
       .pipeThrough(new TextDecoderStream())
       .pipeThrough(new LineSplitter())[Symbol.asyncIterator]();
     const first = await lines.next();
     if (first.done) {
       await process.status;
+      await stderr.done;
       throw new Error(`${script} exited before it printed a line`);
     }
-    return new Child(process, lines, first.value);
+    return new Child(process, lines, first.value, stderr);
+  }
+
+  /** What the process wrote on stderr so far (with `captureStderr`). */
+  get stderr(): string {
+    return this.#stderr.text;
   }
 
   get pid(): number {
@@ -58,7 +83,9 @@ export class Child implements AsyncDisposable {
     }
     // Drain stdout so the process can exit and the stream is closed.
     while (!(await this.#lines.next()).done) { /* discard */ }
-    return await this.#process.status;
+    const status = await this.#process.status;
+    await this.#stderr.done;
+    return status;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -112,12 +139,13 @@ export interface ServiceInfo {
 export async function startServiceProcess(
   register: string,
   args: string[] = [],
+  options: { captureStderr?: boolean } = {},
 ): Promise<{ child: Child; info: ServiceInfo }> {
   const child = await Child.start("tests/fixtures/echo_service.ts", [
     "--register",
     register,
     ...args,
-  ]);
+  ], options);
   return { child, info: JSON.parse(child.first) as ServiceInfo };
 }
 

@@ -2,7 +2,6 @@
 // with any (or no) secret and TLS settings, generic calls of any method of a
 // service descriptor, and certificates made with openssl.
 
-import type * as http2 from "node:http2";
 import type {
   DescMessage,
   DescMethod,
@@ -11,10 +10,8 @@ import type {
   MessageInitShape,
 } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
-import {
-  createGrpcTransport,
-  Http2SessionManager,
-} from "@connectrpc/connect-node";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Http2Connection } from "../internal/http2_connection.ts";
 
 /** How a test client dials. */
 export interface DialOptions {
@@ -37,41 +34,25 @@ export function dial(address: string, options: DialOptions = {}): TestChannel {
   const baseUrl = `${
     options.tls === undefined ? "http" : "https"
   }://${address}`;
-  const manager = new GuardedSessionManager(baseUrl, {}, options.tls ?? {});
+  const connection = new Http2Connection(baseUrl, {
+    pingIntervalMs: 1000,
+    pingTimeoutMs: 2000,
+    sessionOptions: options.tls ?? {},
+  });
   const header = options.authorization ??
     (typeof options.secret === "string"
       ? `Bearer ${options.secret}`
       : undefined);
   const transport = createGrpcTransport({
     baseUrl,
-    sessionManager: manager,
+    sessionManager: connection,
     interceptors: header === undefined ? [] : [(next) => (req) => {
       req.header.set("authorization", header);
       return next(req);
     }],
   });
-  const close = () => manager.abort();
+  const close = () => connection.close();
   return { transport, close, [Symbol.dispose]: close };
-}
-
-/**
- * Deno may emit one more error on a session after Connect stopped
- * listening (a mutual-TLS server refusing the client certificate); keep a
- * listener so that it does not end the test process.
- */
-class GuardedSessionManager extends Http2SessionManager {
-  override async request(
-    method: string,
-    path: string,
-    headers: http2.OutgoingHttpHeaders,
-    options: Omit<http2.ClientSessionRequestOptions, "signal">,
-  ): Promise<http2.ClientHttp2Stream> {
-    const stream = await super.request(method, path, headers, options);
-    if (stream.session?.listenerCount("error") === 0) {
-      stream.session.on("error", () => {});
-    }
-    return stream;
-  }
 }
 
 /**

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { type Api, startService } from "../mod.ts";
 import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
+import { RegisterService } from "../proto/gen/websocket/v1/register_pb.ts";
 import {
   eventually,
   startRegisterProcess,
@@ -225,6 +226,48 @@ Deno.test("through a register outage the cluster keeps working, then re-joins", 
     await s3?.child.stop();
     await s1.child.stop();
     await s2.child.stop();
+    await register.child.stop();
+  }
+});
+
+Deno.test("a hung register is found by keepalive, and re-joined once it resumes", async () => {
+  const register = await startRegisterProcess();
+  const service = await startServiceProcess(register.address, [], {
+    captureStderr: true,
+  });
+  try {
+    const stopped = Date.now();
+    register.child.signal("SIGSTOP");
+    // The Join stream carries nothing but heartbeats; only the service's
+    // HTTP/2 pings can tell that the register stopped answering.
+    await eventually(
+      "the service notices",
+      () =>
+        /lost register; retrying .*PING timed out/.test(service.child.stderr),
+      20_000,
+    );
+    const noticed = Date.now() - stopped;
+    const resumed = Date.now();
+    register.child.signal("SIGCONT");
+    await eventually("the service is a member again", async () => {
+      using channel = dial(register.address);
+      const [answer] = await callMethod(
+        channel.transport,
+        RegisterService.method.listMembers,
+        [{}],
+      ) as [{ members: { members: { nodeId: string }[] } }];
+      return answer.members.members.some((m) =>
+        m.nodeId === service.info.nodeId
+      );
+    }, 20_000);
+    console.log(
+      `measured: a hung register noticed by a service after ${noticed} ms; member again ${
+        Date.now() - resumed
+      } ms after it resumed`,
+    );
+  } finally {
+    register.child.signal("SIGCONT");
+    await service.child.stop();
     await register.child.stop();
   }
 });
