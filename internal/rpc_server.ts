@@ -3,7 +3,7 @@
 // a size limit on request messages, and errors mapped to gRPC codes.
 
 import * as http2 from "node:http2";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { serverAuth } from "./auth.ts";
@@ -70,6 +70,14 @@ export async function listenRpc(options: RpcServerOptions): Promise<RpcServer> {
   server.on("tlsClientError", (error) => {
     logger.debug("rpc TLS handshake failed", { error: String(error) });
   });
+  // Every TCP connection, also those that never became an HTTP/2 session
+  // (an idle or garbage-sending peer, a TLS handshake in progress): close()
+  // must not wait on them.
+  const sockets = new Set<Socket>();
+  server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (session) => {
     sessions.add(session);
@@ -106,6 +114,7 @@ export async function listenRpc(options: RpcServerOptions): Promise<RpcServer> {
         for (const session of sessions) session.close();
         const timer = setTimeout(() => {
           for (const session of sessions) session.destroy();
+          for (const socket of sockets) socket.destroy();
         }, graceMs);
         await closed;
         clearTimeout(timer);

@@ -317,3 +317,44 @@ Deno.test("startService() rejects bad options with TypeError or RangeError", asy
     );
   }
 });
+
+Deno.test("idle and garbage connections do not keep register or service from closing", async () => {
+  const register = await startRegister({ port: 0, logLevel: "error" });
+  const service = await startService({}, {
+    register: `127.0.0.1:${register.port}`,
+    hostname: "127.0.0.1",
+    port: 0,
+    rpcPort: 0,
+    logLevel: "error",
+  });
+  const rpcPort = Number(service.rpcAddress.split(":").at(-1));
+  const connections: Deno.TcpConn[] = [];
+  for (const port of [rpcPort, register.port]) {
+    // One that says nothing, one that stops inside the HTTP/2 preface, one
+    // that sends garbage and keeps the connection open.
+    connections.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+    const partial = await Deno.connect({ hostname: "127.0.0.1", port });
+    await partial.write(new TextEncoder().encode("PRI * HTTP/2.0\r\n"));
+    const garbage = await Deno.connect({ hostname: "127.0.0.1", port });
+    await garbage.write(crypto.getRandomValues(new Uint8Array(64)));
+    connections.push(partial, garbage);
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([
+      (async () => {
+        await service.close();
+        await register.close();
+      })(),
+      new Promise((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error("close() still waits on idle connections")),
+          15_000,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    for (const conn of connections) conn.close();
+  }
+});
