@@ -8,13 +8,57 @@
 /**
  * A WebSocket message. A string goes out as a text frame, bytes as a binary
  * frame.
+ *
+ * @example Text and binary messages
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { Message } from "./mod.ts";
+ *
+ * const text: Message = "hello";
+ * const binary: Message = new Uint8Array([0x01, 0x02]);
+ * assert.equal(typeof text, "string");
+ * assert.ok(binary instanceof Uint8Array);
+ * ```
  */
 export type Message = string | Uint8Array;
 
-/** A client's info map: string keys and string values. */
+/**
+ * A client's info map: string keys and string values, set with
+ * {@linkcode Api.setInfo} or {@linkcode Api.updateInfo}.
+ *
+ * @example Tagging a client at connect time
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { Application, ClientInfo } from "./mod.ts";
+ *
+ * const app: Application = {
+ *   async onConnect(clientId, { api }) {
+ *     const info: ClientInfo = { plan: "pro", region: "eu" };
+ *     await api.setInfo(clientId, info);
+ *   },
+ * };
+ * assert.equal(typeof app.onConnect, "function");
+ * ```
+ */
 export type ClientInfo = Record<string, string>;
 
-/** Options for {@linkcode Api.sendToAll} and {@linkcode Api.sendToGroup}. */
+/**
+ * Options for {@linkcode Api.sendToAll} and {@linkcode Api.sendToGroup}.
+ *
+ * @example Sending to everyone but the sender
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { Application, SendOptions } from "./mod.ts";
+ *
+ * const app: Application = {
+ *   async onMessage(clientId, message, { api }) {
+ *     const options: SendOptions = { exclude: [clientId] };
+ *     await api.sendToAll(message, options);
+ *   },
+ * };
+ * assert.equal(typeof app.onMessage, "function");
+ * ```
+ */
 export interface SendOptions {
   /**
    * ClientIds that must not get the message.

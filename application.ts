@@ -1,31 +1,137 @@
 /**
  * The {@linkcode Application}: the business code's hooks, called by a
- * service for each of its clients.
+ * service for its own life and for each of its clients.
  *
  * @module
  */
 
-import type { Api, Message } from "./api.ts";
+import type { Api, ClientInfo, Message } from "./api.ts";
 
-/** What every hook gets besides the clientId. */
+/**
+ * What every hook gets besides the clientId.
+ *
+ * @example Answering through the Api of the context
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { Application, Context } from "./mod.ts";
+ *
+ * async function echo(clientId: string, message: string | Uint8Array, ctx: Context) {
+ *   await ctx.api.sendToClient(clientId, message);
+ * }
+ * const app: Application = { onMessage: echo };
+ * assert.equal(app.onMessage, echo);
+ * ```
+ */
 export interface Context {
   /** The cluster-wide Api. */
   readonly api: Api;
 }
 
-/** What {@linkcode Application.onConnect} gets. */
+/**
+ * What {@linkcode Application.onConnect} gets.
+ *
+ * @example Binding the uid named in the WebSocket URL
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { Application, ConnectContext } from "./mod.ts";
+ *
+ * const app: Application = {
+ *   async onConnect(clientId: string, { api, request }: ConnectContext) {
+ *     const uid = new URL(request.url).searchParams.get("uid");
+ *     if (uid !== null) await api.bindUid(clientId, uid);
+ *   },
+ * };
+ * assert.equal(typeof app.onConnect, "function");
+ * ```
+ */
 export interface ConnectContext extends Context {
   /** The HTTP request that asked for the WebSocket upgrade. */
   readonly request: Request;
 }
 
 /**
- * Business code: optional hooks that a service calls for each of its
- * clients. For one client the hooks run one after another, never
+ * What {@linkcode Application.onHandshake} gets besides the request.
+ *
+ * @example Refusing loopback-only tools from elsewhere
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { HandshakeContext, HandshakeResult } from "./mod.ts";
+ *
+ * function onHandshake(_request: Request, ctx: HandshakeContext): HandshakeResult {
+ *   if (ctx.remoteAddr.hostname !== "127.0.0.1") {
+ *     return new Response("forbidden\n", { status: 403 });
+ *   }
+ * }
+ * const refused = onHandshake(new Request("http://localhost/"), {
+ *   api: {} as never,
+ *   remoteAddr: { hostname: "10.0.0.9", port: 50000 },
+ * });
+ * assert.equal((refused as Response).status, 403);
+ * ```
+ */
+export interface HandshakeContext extends Context {
+  /** The address of the peer that asks for the upgrade. */
+  readonly remoteAddr: { readonly hostname: string; readonly port: number };
+}
+
+/**
+ * How {@linkcode Application.onHandshake} accepts a client: with the info
+ * map that the client starts with.
+ *
+ * @example Accepting with the user's name
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { HandshakeAccept } from "./mod.ts";
+ *
+ * const accept: HandshakeAccept = { info: { user: "alice" } };
+ * assert.equal(accept.info?.user, "alice");
+ * ```
+ */
+export interface HandshakeAccept {
+  /**
+   * The client's initial info map: {@linkcode Api.getInfo} returns it from
+   * `onConnect` on.
+   *
+   * @default {{}}
+   */
+  readonly info?: ClientInfo;
+}
+
+/**
+ * What {@linkcode Application.onHandshake} decides: a `Response` refuses
+ * the upgrade and is sent as it is; anything else accepts it, with the
+ * initial info of a {@linkcode HandshakeAccept}.
+ *
+ * @example Three decisions
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { HandshakeResult } from "./mod.ts";
+ *
+ * const results: HandshakeResult[] = [
+ *   new Response("too many connections\n", { status: 429 }),
+ *   { info: { plan: "free" } },
+ *   undefined,
+ * ];
+ * assert.equal(results.filter((r) => r instanceof Response).length, 1);
+ * ```
+ */
+export type HandshakeResult = Response | HandshakeAccept | void;
+
+/**
+ * Business code: optional hooks that a service calls.
+ *
+ * Per client, `onHandshake` decides on the upgrade request before any
+ * WebSocket exists; then the hooks run one after another, never
  * overlapping: `onConnect` finishes (its promise settles) before the first
  * `onMessage`, each `onMessage` before the next, and `onClose` runs exactly
  * once, after the last `onMessage`. A hook that throws or rejects is logged
- * and affects nothing else.
+ * and affects nothing else (a failed `onHandshake` refuses the client with
+ * 500).
+ *
+ * Per service, `onStart` runs once the service has joined the cluster and
+ * before it accepts clients; `onStop` runs when it closes, after every
+ * client was closed and its `onClose` finished, while the Api still reaches
+ * the rest of the cluster.
  *
  * @example An echo application
  * ```ts
@@ -42,8 +148,61 @@ export interface ConnectContext extends Context {
  * };
  * assert.equal(typeof app.onMessage, "function");
  * ```
+ *
+ * @example Authenticating in the handshake
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { Application } from "./mod.ts";
+ *
+ * const app: Application = {
+ *   onHandshake(request) {
+ *     const token = new URL(request.url).searchParams.get("token");
+ *     if (token !== "let-me-in") {
+ *       return new Response("unauthorized\n", { status: 401 });
+ *     }
+ *     return { info: { user: "alice" } };
+ *   },
+ *   async onConnect(clientId, { api }) {
+ *     const info = await api.getInfo(clientId);
+ *     await api.bindUid(clientId, info!.user!);
+ *   },
+ * };
+ * const refused = await app.onHandshake!(new Request("http://localhost/"), {
+ *   api: {} as never,
+ *   remoteAddr: { hostname: "127.0.0.1", port: 40000 },
+ * });
+ * assert.ok(refused instanceof Response);
+ * assert.equal(refused.status, 401);
+ * ```
  */
 export interface Application {
+  /**
+   * Runs once when the service has joined the cluster (or stopped waiting
+   * for it, see `joinTimeoutMs`), before it accepts clients: the place for
+   * the application's own set-up. `startService` resolves after it; when it
+   * throws or rejects, the service closes and `startService` rejects with
+   * that error.
+   */
+  onStart?(ctx: Context): void | Promise<void>;
+  /**
+   * Runs once when the service closes, after every client was closed (1001)
+   * and its `onClose` finished, and before the service stops talking to its
+   * peers: the place for the application's own clean-up. The Api still
+   * reaches the clients of the other services. A failure is logged;
+   * `close()` waits for it at most until `shutdownTimeoutMs` runs out.
+   */
+  onStop?(ctx: Context): void | Promise<void>;
+  /**
+   * Decides on a WebSocket upgrade request before any WebSocket exists (the
+   * place for authentication): return a `Response` to refuse the client
+   * with it, or nothing or `{ info }` to accept it. Runs after the
+   * `allowedOrigins` check. When it throws or rejects, the client is
+   * refused with 500 and the error is logged.
+   */
+  onHandshake?(
+    request: Request,
+    ctx: HandshakeContext,
+  ): HandshakeResult | Promise<HandshakeResult>;
   /**
    * A client connected. It is registered already: the Api can address it,
    * and what is sent to it here arrives before anything else.
@@ -59,8 +218,8 @@ export interface Application {
     ctx: Context,
   ): void | Promise<void>;
   /**
-   * A client disconnected. It has already left its uid and groups, and the
-   * Api no longer reaches it.
+   * A client disconnected, or the service closed it. It has already left its
+   * uid and groups, and the Api no longer reaches it.
    */
   onClose?(clientId: string, ctx: Context): void | Promise<void>;
 }

@@ -20,6 +20,18 @@
  *   {@linkcode IncompleteResultError}.
  * - `closed`: the register or service was closed.
  * - `internal`: a bug or an unexpected failure.
+ *
+ * @example Deciding whether a retry may help
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { GatewayErrorCode } from "./mod.ts";
+ *
+ * function retryable(code: GatewayErrorCode): boolean {
+ *   return code === "unavailable" || code === "deadline_exceeded" || code === "incomplete";
+ * }
+ * assert.equal(retryable("unavailable"), true);
+ * assert.equal(retryable("invalid_argument"), false);
+ * ```
  */
 export type GatewayErrorCode =
   | "invalid_argument"
@@ -30,7 +42,20 @@ export type GatewayErrorCode =
   | "closed"
   | "internal";
 
-/** Options for {@linkcode GatewayError}. */
+/**
+ * Options for {@linkcode GatewayError}.
+ *
+ * @example Keeping the underlying cause
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { GatewayError, type GatewayErrorOptions } from "./mod.ts";
+ *
+ * const cause = new Error("connection refused");
+ * const options: GatewayErrorOptions = { cause };
+ * const error = new GatewayError("unavailable", "Cannot reach 10.0.0.7:9101: connection refused", options);
+ * assert.equal(error.cause, cause);
+ * ```
+ */
 export interface GatewayErrorOptions {
   /** The underlying error, if any. */
   cause?: unknown;
@@ -157,7 +182,24 @@ export class IncompleteResultError<T = unknown> extends GatewayError {
   }
 }
 
-/** A service that did not answer a cluster-wide call. */
+/**
+ * A service that did not answer a cluster-wide call.
+ *
+ * @example Logging which services failed
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { GatewayError, IncompleteResultError, type PeerFailure } from "./mod.ts";
+ *
+ * const failure: PeerFailure = {
+ *   address: "10.0.0.7:9101",
+ *   error: new GatewayError("unavailable", "connection refused"),
+ * };
+ * const error = new IncompleteResultError(["a.1"], [failure]);
+ * assert.deepEqual(error.failures.map((f) => `${f.address}: ${f.error.code}`), [
+ *   "10.0.0.7:9101: unavailable",
+ * ]);
+ * ```
+ */
 export interface PeerFailure {
   /** The service's RPC address, `host:port`. */
   readonly address: string;

@@ -8,6 +8,13 @@
  * reaches the other services over gRPC to carry out the cluster-wide
  * {@linkcode Api}.
  *
+ * Besides WebSockets, a service's port answers `GET /healthz` (200 once it
+ * has joined the cluster) and `GET /metrics` (Prometheus text); plain HTTP
+ * requests go to {@linkcode ServiceOptions.fetch}, and backends that do not
+ * speak gRPC can call the Api over HTTP+JSON when
+ * {@linkcode ServiceOptions.httpApiSecret} is set. A register serves the
+ * same two endpoints on {@linkcode RegisterOptions.httpPort}.
+ *
  * @example A register and a service that greets every client
  * ```ts
  * import assert from "node:assert/strict";
@@ -31,7 +38,14 @@
  */
 
 export type { Api, ClientInfo, Message, SendOptions } from "./api.ts";
-export type { Application, ConnectContext, Context } from "./application.ts";
+export type {
+  Application,
+  ConnectContext,
+  Context,
+  HandshakeAccept,
+  HandshakeContext,
+  HandshakeResult,
+} from "./application.ts";
 export {
   GatewayError,
   type GatewayErrorCode,

@@ -34,13 +34,39 @@ import {
   checkTls,
   onAbort,
 } from "./internal/options.ts";
-import { helpText, parseFlags, UsageError } from "./internal/cli.ts";
+import {
+  helpText,
+  parseFlags,
+  portInUse,
+  stopSignals,
+  UsageError,
+} from "./internal/cli.ts";
+import { formatRegisterMetrics, RegisterMetrics } from "./internal/metrics.ts";
+import { opsResponse } from "./internal/ops_http.ts";
 import type { TlsOptions } from "./tls.ts";
 
 /** The most bytes one request to the register may have: they are tiny. */
 const REGISTER_READ_MAX_BYTES = 64 * 1024;
 
-/** Options of {@linkcode startRegister}. */
+/**
+ * Options of {@linkcode startRegister}.
+ *
+ * @example A register that requires a secret and serves /healthz
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type RegisterOptions, startRegister } from "./mod.ts";
+ *
+ * const options: RegisterOptions = {
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   httpPort: 0,
+ *   secret: "cluster-secret",
+ *   logLevel: "warn",
+ * };
+ * await using register = await startRegister(options);
+ * assert.ok(register.httpPort !== undefined);
+ * ```
+ */
 export interface RegisterOptions {
   /**
    * Address to listen on. Use `"0.0.0.0"` when services on other hosts join.
@@ -91,14 +117,54 @@ export interface RegisterOptions {
    * @default {"info"}
    */
   logLevel?: LogLevel;
+  /**
+   * Port of a small plain-HTTP server for operators, on `hostname`:
+   * `GET /healthz` (200 with a JSON body while the register runs) and
+   * `GET /metrics` (Prometheus text). The register's main port speaks
+   * HTTP/2 gRPC only, so these get a port of their own; 0 picks a free one
+   * ({@linkcode Register.httpPort} tells). Unset, there is no HTTP server.
+   *
+   * @example Checking a register's health
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { startRegister } from "./mod.ts";
+   *
+   * await using register = await startRegister({ hostname: "127.0.0.1", port: 0, httpPort: 0 });
+   * const health = await fetch(`http://127.0.0.1:${register.httpPort}/healthz`);
+   * assert.equal(health.status, 200);
+   * assert.equal((await health.json()).status, "ready");
+   * ```
+   *
+   * @default {undefined}
+   */
+  httpPort?: number;
 }
 
-/** A running register, from {@linkcode startRegister}. */
+/**
+ * A running register, from {@linkcode startRegister}.
+ *
+ * @example Stopping a register with a signal
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startRegister } from "./mod.ts";
+ *
+ * const controller = new AbortController();
+ * const register = await startRegister({ hostname: "127.0.0.1", port: 0, signal: controller.signal });
+ * assert.ok(register.port > 0);
+ * controller.abort();
+ * await register.close(); // resolves once the abort-triggered close is done
+ * ```
+ */
 export interface Register extends AsyncDisposable {
   /** The address it listens on. */
   readonly hostname: string;
   /** The port it listens on. */
   readonly port: number;
+  /**
+   * The port of the operator HTTP server (`/healthz`, `/metrics`), or
+   * `undefined` when {@linkcode RegisterOptions.httpPort} was not set.
+   */
+  readonly httpPort: number | undefined;
   /** Stops the register: ends every Join stream, then closes the port. */
   close(): Promise<void>;
 }
@@ -128,8 +194,10 @@ export async function startRegister(
     heartbeatMs = 1000,
     pingIntervalMs = 1000,
     logLevel = "info",
+    httpPort,
   } = options;
   checkPort("port", port);
+  if (httpPort !== undefined) checkPort("httpPort", httpPort);
   checkPositive("heartbeatMs", heartbeatMs);
   if (pingIntervalMs !== 0) checkPositive("pingIntervalMs", pingIntervalMs);
   const secret = checkSecret(options.secret);
@@ -144,6 +212,7 @@ export async function startRegister(
     );
   }
   const registry = new MemberRegistry({ heartbeatMs, logger });
+  const metrics = new RegisterMetrics();
   const server = await listenRpc({
     hostname,
     port,
@@ -154,16 +223,55 @@ export async function startRegister(
     pingTimeoutMs: 2 * pingIntervalMs,
     logger,
     routes: (router) =>
-      router.service(RegisterService, createRegisterHandler(registry)),
+      router.service(
+        RegisterService,
+        createRegisterHandler(registry, metrics),
+      ),
   });
+  let closing: Promise<void> | undefined;
+  let http: Deno.HttpServer<Deno.NetAddr> | undefined;
+  if (httpPort !== undefined) {
+    const ops = {
+      health: () => {
+        const list = registry.list();
+        return {
+          status: closing === undefined ? "ready" as const : "closing" as const,
+          registerId: list.registerId,
+          members: list.members.length,
+          version: Number(list.version),
+        };
+      },
+      metrics: () => {
+        const list = registry.list();
+        return formatRegisterMetrics(metrics, {
+          members: list.members.length,
+          version: list.version,
+        });
+      },
+    };
+    try {
+      http = Deno.serve(
+        { hostname, port: httpPort, onListen: () => {} },
+        (request) =>
+          opsResponse(request, ops) ??
+            new Response("Not found: try /healthz or /metrics\n", {
+              status: 404,
+            }),
+      );
+    } catch (error) {
+      registry.close();
+      await server.close();
+      throw error;
+    }
+  }
   logger.debug("register listening", { hostname, port: server.port });
 
-  let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
       stopWatching();
       registry.close();
       await server.close();
+      await http?.shutdown();
     })();
     return closing;
   };
@@ -171,6 +279,7 @@ export async function startRegister(
   return {
     hostname,
     port: server.port,
+    httpPort: http?.addr.port,
     close,
     [Symbol.asyncDispose]: close,
   };
@@ -178,6 +287,7 @@ export async function startRegister(
 
 function createRegisterHandler(
   registry: MemberRegistry,
+  metrics: RegisterMetrics,
 ): ServiceImpl<typeof RegisterService> {
   return {
     async *join(request, context) {
@@ -192,10 +302,15 @@ function createRegisterHandler(
       }
       parseHostPort(member.rpcAddress, "member.rpc_address");
       const joined = { nodeId: member.nodeId, rpcAddress: member.rpcAddress };
-      for await (const event of registry.join(joined, context.signal)) {
-        yield event.kind === "members"
-          ? { event: { case: "members", value: toProto(event.list) } }
-          : { event: { case: "heartbeat", value: {} } };
+      metrics.joins++;
+      try {
+        for await (const event of registry.join(joined, context.signal)) {
+          yield event.kind === "members"
+            ? { event: { case: "members", value: toProto(event.list) } }
+            : { event: { case: "heartbeat", value: {} } };
+        }
+      } finally {
+        metrics.leaves++;
       }
     },
     listMembers() {
@@ -224,8 +339,15 @@ const FLAGS = [
     name: "port",
     env: "WSGATE_REGISTER_PORT",
     kind: "port",
-    description: "port to listen on, 0 for any free port",
+    description: "gRPC port that services join, 0 for any free port",
     defaultText: "8101",
+  },
+  {
+    name: "http-port",
+    env: "WSGATE_REGISTER_HTTP_PORT",
+    kind: "port",
+    description: "plain HTTP port for /healthz and /metrics, 0 for any",
+    defaultText: "off",
   },
   {
     name: "secret",
@@ -284,17 +406,17 @@ async function main(): Promise<void> {
     ));
     return;
   }
-  const controller = new AbortController();
-  const options: RegisterOptions = { signal: controller.signal };
+  using stop = stopSignals();
+  const options: RegisterOptions = { signal: stop.signal };
   if (flags.hostname !== undefined) options.hostname = String(flags.hostname);
   if (flags.port !== undefined) options.port = Number(flags.port);
+  if (flags["http-port"] !== undefined) {
+    options.httpPort = Number(flags["http-port"]);
+  }
   if (flags.secret !== undefined) options.secret = String(flags.secret);
   if (flags["log-level"] !== undefined) {
     options.logLevel = String(flags["log-level"]) as LogLevel;
   }
-  const stop = () => controller.abort();
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
   let register: Register;
   try {
     const tls = await readTlsFlags(flags);
@@ -302,19 +424,22 @@ async function main(): Promise<void> {
     register = await startRegister(options);
   } catch (error) {
     console.error(`register: ${startFailure(error, options)}`);
-    Deno.exit(1);
+    Deno.exit(isUsage(error) ? 2 : 1);
   }
-  console.log(
-    `register listening on ${formatHostPort(register.hostname, register.port)}`,
-  );
-  if (!controller.signal.aborted) {
-    await new Promise((resolve) =>
-      controller.signal.addEventListener("abort", resolve, { once: true })
+  const address = formatHostPort(register.hostname, register.port);
+  console.log(`register listening on ${address}`);
+  if (register.httpPort !== undefined) {
+    const http = formatHostPort(register.hostname, register.httpPort);
+    console.log(
+      `register health on http://${http}/healthz, metrics on http://${http}/metrics`,
     );
   }
+  await stop.stopped;
   await register.close();
-  Deno.removeSignalListener("SIGINT", stop);
-  Deno.removeSignalListener("SIGTERM", stop);
+}
+
+function isUsage(error: unknown): boolean {
+  return error instanceof TypeError || error instanceof RangeError;
 }
 
 /** The TLS options that the `--tls-*` flags name, read from their files. */
@@ -357,12 +482,16 @@ async function readTlsFlags(
 }
 
 function startFailure(error: unknown, options: RegisterOptions): string {
-  if (
-    error instanceof Error && "code" in error && error.code === "EADDRINUSE"
-  ) {
-    return `Cannot listen on ${options.hostname ?? "127.0.0.1"}:${
-      options.port ?? 8101
-    }: the port is in use (pick another with --port)`;
+  const hostname = options.hostname ?? "127.0.0.1";
+  switch (portInUse(error)) {
+    case "rpc":
+      return `Cannot listen on ${
+        formatHostPort(hostname, options.port ?? 8101)
+      }: the port is in use (pick another with --port)`;
+    case "http":
+      return `Cannot listen on ${
+        formatHostPort(hostname, options.httpPort ?? 0)
+      }: the port is in use (pick another with --http-port)`;
   }
   return error instanceof Error ? error.message : String(error);
 }

@@ -26,22 +26,53 @@ import {
   parseHostPort,
 } from "./internal/address.ts";
 import { createLogger, type Logger, type LogLevel } from "./internal/logger.ts";
+import { GOING_AWAY } from "./internal/client_connection.ts";
 import {
   checkLogLevel,
   checkNonEmpty,
+  checkNonNegative,
+  checkOrigins,
   checkPort,
   checkPositive,
   checkSecret,
   checkTls,
   onAbort,
 } from "./internal/options.ts";
-import { type BackoffOptions, sleep } from "./internal/backoff.ts";
+import { sleep } from "./internal/backoff.ts";
+import { formatServiceMetrics, ServiceMetrics } from "./internal/metrics.ts";
+import { MeteredApi } from "./internal/metered_api.ts";
+import { timeUnaryCalls } from "./internal/rpc_timing.ts";
+import { createHttpApi } from "./internal/http_api.ts";
+import { createServiceHandler } from "./internal/service_http.ts";
+import type { BackoffOptions } from "./internal/backoff.ts";
 import type { TlsOptions } from "./tls.ts";
 
 /** How a service retries a register: capped, jittered, exponential. */
 const REGISTER_BACKOFF: BackoffOptions = { minMs: 100, maxMs: 3000 };
 
-/** Options of {@linkcode startService}. */
+/**
+ * Options of {@linkcode startService}.
+ *
+ * @example A service with a secret, a deadline and quiet logs
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type ServiceOptions, startRegister, startService } from "./mod.ts";
+ *
+ * await using register = await startRegister({ hostname: "127.0.0.1", port: 0, secret: "s3cret" });
+ * const options: ServiceOptions = {
+ *   register: `127.0.0.1:${register.port}`,
+ *   secret: "s3cret",
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   rpcPort: 0,
+ *   lanIp: "127.0.0.1",
+ *   deadlineMs: 1000,
+ *   logLevel: "warn",
+ * };
+ * await using service = await startService({}, options);
+ * assert.ok(service.rpcAddress.startsWith("127.0.0.1:"));
+ * ```
+ */
 export interface ServiceOptions {
   /** The register(s) to join, as `"host:port"`; with several, all of them. */
   register: string | readonly string[];
@@ -120,23 +151,163 @@ export interface ServiceOptions {
   pingIntervalMs?: number;
   /**
    * Bytes of deliveries that may wait for one peer; past it, sends to that
-   * peer fail at once with `unavailable` until it catches up. It also caps
-   * one message sent through the {@linkcode Api}: a larger one is refused
-   * with `invalid_argument`, and the RPC port refuses requests of more
-   * than four times this many bytes.
+   * peer fail at once with `unavailable` until it catches up. The RPC port
+   * refuses requests of more than four times this (or `maxSendBytes`, if
+   * larger) with `RESOURCE_EXHAUSTED`, before reading them.
    *
    * @default {16777216}
    */
   maxPeerQueueBytes?: number;
+  /**
+   * Client heartbeat, in milliseconds. A client that sends nothing for half
+   * of this is pinged (browsers answer pings by themselves); one from which
+   * nothing, not even the pong, arrives for this long is closed with 1001
+   * and cleaned up like any other (its `onClose` runs, it leaves its uid and
+   * groups). 0 turns the heartbeat off.
+   *
+   * @default {30000}
+   */
+  idleTimeoutMs?: number;
+  /**
+   * Bytes that may wait in one client's socket (its `bufferedAmount`). A
+   * client with more than this still waiting once the event loop had a turn
+   * to write (a burst sent in one go is not held against it) reads slower
+   * than it is sent to: it is closed with 1008 (policy violation), reason
+   * `"slow consumer: too much data waiting"`, and cleaned up at once (its
+   * `onClose` runs, it leaves its uid and groups). So it never slows down
+   * anyone else, and holds at most this plus what is sent to it in one turn
+   * of the event loop.
+   *
+   * @default {1048576}
+   */
+  maxBufferedBytes?: number;
+  /**
+   * The largest message a client may send, in bytes (UTF-8 for text). A
+   * client that sends a larger one is closed with 1009 (message too big),
+   * and the message is not delivered.
+   *
+   * @default {1048576}
+   */
+  maxMessageBytes?: number;
+  /**
+   * The largest message the Api sends, in bytes (UTF-8 for text). Larger
+   * ones are refused with a `GatewayError` whose code is
+   * `invalid_argument`, and nothing is sent.
+   *
+   * @default {1048576}
+   */
+  maxSendBytes?: number;
+  /**
+   * Browser origins that may connect, as browsers send them in the `Origin`
+   * header (`"https://example.com"`). An upgrade request from any other
+   * origin is refused with 403 before the handshake hook runs. Requests
+   * without an `Origin` header (clients that are not browsers) are not
+   * affected; refuse them in {@linkcode Application.onHandshake} if needed.
+   * Unset, any origin may connect.
+   */
+  allowedOrigins?: readonly string[];
+  /**
+   * The longest {@linkcode Service.close} waits for clients to finish their
+   * close handshake, for their `onClose` and the application's `onStop` to
+   * settle, and for deliveries to peers to be acknowledged, in milliseconds.
+   * Past it, what is left is cut off; stopping the servers then takes at
+   * most about a second more.
+   *
+   * @default {5000}
+   */
+  shutdownTimeoutMs?: number;
   /**
    * How much to log on stderr.
    *
    * @default {"info"}
    */
   logLevel?: LogLevel;
+  /**
+   * Answers the plain HTTP requests of the WebSocket port (any request
+   * that is not a WebSocket upgrade), for example to serve the web page
+   * of a chat. It runs after the built-in routes: `GET /healthz`,
+   * `GET /metrics` and, when {@linkcode ServiceOptions.httpApiSecret} is
+   * set, `POST /api/<method>`. Unset, such requests get
+   * `426 Upgrade Required`.
+   *
+   * @example Serving a page next to the WebSockets
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { startRegister, startService } from "./mod.ts";
+   *
+   * await using register = await startRegister({ hostname: "127.0.0.1", port: 0 });
+   * await using service = await startService({}, {
+   *   register: `127.0.0.1:${register.port}`,
+   *   hostname: "127.0.0.1",
+   *   port: 0,
+   *   rpcPort: 0,
+   *   fetch: () => new Response("<h1>hello</h1>", { headers: { "content-type": "text/html" } }),
+   * });
+   * const page = await fetch(`http://127.0.0.1:${service.port}/`);
+   * assert.equal(await page.text(), "<h1>hello</h1>");
+   * ```
+   *
+   * @default {undefined}
+   */
+  fetch?: (request: Request) => Response | Promise<Response>;
+  /**
+   * Turns on the HTTP API on the WebSocket port: `POST /api/<method>` with
+   * a JSON body and `Authorization: Bearer <httpApiSecret>` calls the
+   * {@linkcode Api} method of that name, for backends that do not speak
+   * gRPC. Unset, the API is off and `/api/` paths go to `fetch`. It is a
+   * separate secret from `secret` because the WebSocket port usually faces
+   * the internet while the cluster secret never leaves the servers.
+   *
+   * @example Pushing to a uid with an HTTP request
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { startRegister, startService } from "./mod.ts";
+   *
+   * await using register = await startRegister({ hostname: "127.0.0.1", port: 0 });
+   * await using service = await startService({}, {
+   *   register: `127.0.0.1:${register.port}`,
+   *   hostname: "127.0.0.1",
+   *   port: 0,
+   *   rpcPort: 0,
+   *   httpApiSecret: "backend-token",
+   * });
+   * const response = await fetch(`http://127.0.0.1:${service.port}/api/sendToUid`, {
+   *   method: "POST",
+   *   headers: { authorization: "Bearer backend-token" },
+   *   body: JSON.stringify({ uid: "alice", message: "you have mail" }),
+   * });
+   * assert.equal(response.status, 200);
+   * assert.deepEqual(await response.json(), { result: null });
+   * ```
+   *
+   * @default {undefined}
+   */
+  httpApiSecret?: string;
 }
 
-/** A running service, from {@linkcode startService}. */
+/**
+ * A running service, from {@linkcode startService}.
+ *
+ * @example Using the Api outside any hook
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startRegister, startService } from "./mod.ts";
+ *
+ * await using register = await startRegister({ hostname: "127.0.0.1", port: 0 });
+ * await using service = await startService({}, {
+ *   register: `127.0.0.1:${register.port}`,
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   rpcPort: 0,
+ * });
+ * const socket = new WebSocket(`ws://127.0.0.1:${service.port}/`);
+ * await new Promise((resolve) => socket.onopen = resolve);
+ * const [clientId] = await service.api.getAllClientIds();
+ * assert.ok(clientId?.startsWith(`${service.nodeId}.`));
+ * socket.close();
+ * await new Promise((resolve) => socket.onclose = resolve);
+ * ```
+ */
 export interface Service extends AsyncDisposable {
   /** The cluster-wide Api. */
   readonly api: Api;
@@ -149,16 +320,22 @@ export interface Service extends AsyncDisposable {
   /** Where peers reach this service's RPC server, `lanIp:rpcPort`. */
   readonly rpcAddress: string;
   /**
-   * Stops the service: leaves the registers, closes every client with 1001
-   * (going away), then stops the RPC server.
+   * Stops the service gracefully, within about `shutdownTimeoutMs`: leaves
+   * the registers, stops accepting clients, closes every client with 1001
+   * (going away) after what is queued for it, waits for the clients' close
+   * handshakes and `onClose` hooks, runs `onStop`, waits until deliveries
+   * queued for peers are acknowledged, then stops the WebSocket and RPC
+   * servers. Aborting `signal` does the same. Calling it again returns the
+   * same promise.
    */
   close(): Promise<void>;
 }
 
 /**
  * Starts a service of `app`: a WebSocket server, an RPC server, and the
- * membership in the cluster. Resolves when both servers listen and the
- * first member list arrived (or `joinTimeoutMs` passed).
+ * membership in the cluster. Resolves when both servers listen, the first
+ * member list arrived (or `joinTimeoutMs` passed) and `app.onStart`
+ * finished; clients are accepted from then on.
  *
  * @example A service with one client-facing hook
  * ```ts
@@ -201,7 +378,13 @@ export async function startService(
     joinTimeoutMs = 5000,
     pingIntervalMs = 1000,
     maxPeerQueueBytes = 16 * 1024 * 1024,
+    idleTimeoutMs = 30_000,
+    maxBufferedBytes = 1024 * 1024,
+    maxMessageBytes = 1024 * 1024,
+    maxSendBytes = 1024 * 1024,
+    shutdownTimeoutMs = 5000,
     logLevel = "info",
+    fetch: fetchHandler,
   } = options;
   const registers = typeof options.register === "string"
     ? [options.register]
@@ -231,8 +414,22 @@ export async function startService(
   checkPositive("joinTimeoutMs", joinTimeoutMs);
   checkPositive("pingIntervalMs", pingIntervalMs);
   checkPositive("maxPeerQueueBytes", maxPeerQueueBytes);
+  checkNonNegative("idleTimeoutMs", idleTimeoutMs);
+  checkPositive("maxBufferedBytes", maxBufferedBytes);
+  checkPositive("maxMessageBytes", maxMessageBytes);
+  checkPositive("maxSendBytes", maxSendBytes);
+  checkNonNegative("shutdownTimeoutMs", shutdownTimeoutMs);
+  const allowedOrigins = checkOrigins(options.allowedOrigins);
   const secret = checkSecret(options.secret);
   const tls = checkTls(options.tls);
+  const httpApiSecret = options.httpApiSecret === undefined
+    ? undefined
+    : checkNonEmpty("httpApiSecret", options.httpApiSecret);
+  if (fetchHandler !== undefined && typeof fetchHandler !== "function") {
+    throw new TypeError(
+      `Cannot start: 'fetch' must be a function: current value is ${typeof fetchHandler}`,
+    );
+  }
   const nodeId = createNodeId();
   const logger = createLogger(`service ${nodeId}`, checkLogLevel(logLevel));
   signal?.throwIfAborted();
@@ -243,11 +440,12 @@ export async function startService(
     );
   }
 
+  const metrics = new ServiceMetrics();
   const hub = new LocalHub();
   const members = new MemberTable(nodeId, {
     settleMs: 2 * REGISTER_BACKOFF.maxMs,
   });
-  const readMaxBytes = 4 * maxPeerQueueBytes;
+  const readMaxBytes = 4 * Math.max(maxPeerQueueBytes, maxSendBytes);
   const peers = new PeerPool({
     secret,
     tls,
@@ -256,22 +454,28 @@ export async function startService(
     pingTimeoutMs: 2 * pingIntervalMs,
     maxQueuedBytes: maxPeerQueueBytes,
     deadlineMs,
+    interceptors: [timeUnaryCalls(metrics.peerUnary)],
+    deliveryLatency: metrics.peerDelivery,
   });
-  members.onChange(() => peers.retain(members.peerAddresses()));
-  const api = new ClusterApi({
-    nodeId,
-    hub,
-    members,
-    peers,
-    deadlineMs,
-    maxMessageBytes: maxPeerQueueBytes,
+  members.onChange(() => {
+    peers.retain(members.peerAddresses());
+    logger.debug("member list changed", { members: members.size });
   });
+  const api = new MeteredApi(
+    new ClusterApi({ nodeId, hub, members, peers, deadlineMs, maxSendBytes }),
+    metrics,
+  );
   const endpoint = new WebSocketEndpoint({
     app,
     api,
     hub,
     ids: new ClientIdAllocator(nodeId),
     logger,
+    metrics,
+    idleTimeoutMs,
+    maxBufferedBytes,
+    maxMessageBytes,
+    allowedOrigins,
   });
 
   const rpc = await listenRpc({
@@ -288,6 +492,33 @@ export async function startService(
   });
   const rpcAddress = formatHostPort(lanIp, rpc.port);
 
+  let closing: Promise<void> | undefined;
+  /** Whether onStart finished: clients are accepted from then on. */
+  let started = false;
+  const ops = {
+    health: () => ({
+      status: closing !== undefined
+        ? "closing" as const
+        : members.joined && started
+        ? "ready" as const
+        : "starting" as const,
+      nodeId,
+      members: members.size,
+      clients: hub.size,
+    }),
+    metrics: () =>
+      formatServiceMetrics(metrics, {
+        ready: closing === undefined && members.joined && started,
+        connections: endpoint.size,
+        uids: hub.uidCount,
+        groups: hub.groupCount,
+        members: members.size,
+      }),
+  };
+  const httpApi = httpApiSecret === undefined
+    ? undefined
+    : createHttpApi({ api, secret: httpApiSecret, metrics, logger });
+
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
     server = Deno.serve(
@@ -300,16 +531,7 @@ export async function startService(
           return new Response("internal error\n", { status: 500 });
         },
       },
-      (request) =>
-        WebSocketEndpoint.isUpgrade(request)
-          ? endpoint.upgrade(request)
-          : new Response(
-            "This is a wsgate service: connect with a WebSocket.\n",
-            {
-              status: 426,
-              headers: { upgrade: "websocket" },
-            },
-          ),
+      createServiceHandler({ endpoint, ops, httpApi, fetch: fetchHandler }),
     );
   } catch (error) {
     await rpc.close();
@@ -328,14 +550,38 @@ export async function startService(
   });
   const stopGuard = guardUnhandledRejections(logger);
 
-  let closing: Promise<void> | undefined;
+  const ctx = { api };
   const close = () => {
     closing ??= (async () => {
+      const deadline = Date.now() + shutdownTimeoutMs;
+      const left = () => Math.max(0, deadline - Date.now());
       stopWatching();
-      await links.close();
-      endpoint.closeAll(1001, "service is going away");
-      await waitUntil(() => endpoint.size === 0, 2000);
-      await server.shutdown();
+      logger.debug("closing: leaving the registers");
+      // Peers stop routing to this service once the registers say it left.
+      await within(links.close(), left());
+      endpoint.stopAccepting();
+      logger.debug("closing: closing the clients", { clients: hub.size });
+      // Each close frame goes out after what is queued for that client;
+      // clients leave the hub at once and their onClose is queued.
+      endpoint.closeAll(GOING_AWAY, "service is going away");
+      await waitUntil(() => endpoint.size === 0, left());
+      if (endpoint.size > 0) {
+        logger.warn("some clients did not finish closing in time", {
+          clients: endpoint.size,
+          shutdownTimeoutMs,
+        });
+      }
+      if (started && app.onStop !== undefined) {
+        logger.debug("closing: running onStop");
+        await within(runHook("onStop", () => app.onStop!(ctx), logger), left());
+      }
+      logger.debug("closing: waiting for deliveries to peers");
+      // What onClose and onStop sent to other services.
+      await within(peers.drained(), left());
+      logger.debug("closing: stopping the servers");
+      // Cuts off client sockets still closing (dead or stuck clients); they
+      // get a second at least.
+      await within(server.shutdown(), Math.max(left(), 1000));
       // Outgoing connections first: a peer closing at the same moment then
       // sees its server's connections end instead of waiting for them.
       peers.close();
@@ -360,6 +606,10 @@ export async function startService(
     ).then(() => false as const),
   ]);
   stopWaiting.abort();
+  if (signal?.aborted) {
+    await close();
+    throw signal.reason;
+  }
   if (joined instanceof GatewayError) {
     logger.error("no register accepted this service; stopping", {
       error: joined.message,
@@ -373,6 +623,17 @@ export async function startService(
       waitedMs: joinTimeoutMs,
     });
   }
+  if (app.onStart !== undefined) {
+    try {
+      await app.onStart(ctx);
+    } catch (error) {
+      logger.error("onStart failed; closing", { error: errorText(error) });
+      await close();
+      throw error;
+    }
+  }
+  started = true;
+  if (closing === undefined) endpoint.open();
   logger.info("service started", {
     websocket: formatHostPort(hostname, server.addr.port),
     rpc: rpcAddress,
@@ -386,6 +647,35 @@ export async function startService(
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/** Waits for `promise`, at most `ms`; never rejects. */
+async function within(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    promise.then(() => {}, () => {}),
+    new Promise<void>((resolve) => timer = setTimeout(resolve, ms)),
+  ]);
+  clearTimeout(timer);
+}
+
+/** Runs a service hook; a failure is logged. */
+async function runHook(
+  name: string,
+  hook: () => void | Promise<void>,
+  logger: Logger,
+): Promise<void> {
+  try {
+    await hook();
+  } catch (error) {
+    logger.error(`${name} failed`, { error: errorText(error) });
+  }
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error
+    ? (error.stack ?? error.message)
+    : String(error);
 }
 
 /** Resolves when `done()` holds, or after `ms`. */

@@ -111,3 +111,51 @@ export function helpText(
   }
   return lines.join("\n");
 }
+
+/**
+ * Which of our servers failed to listen because its port is taken: the
+ * gRPC servers (node:http2) fail with code `EADDRINUSE`, the HTTP and
+ * WebSocket servers (`Deno.serve`) with `Deno.errors.AddrInUse`.
+ */
+export function portInUse(error: unknown): "rpc" | "http" | undefined {
+  if (error instanceof Deno.errors.AddrInUse) return "http";
+  if (
+    error instanceof Error && "code" in error && error.code === "EADDRINUSE"
+  ) {
+    return "rpc";
+  }
+  return undefined;
+}
+
+/** SIGINT and SIGTERM, as an AbortSignal, until disposed. */
+export interface StopSignals extends Disposable {
+  /** Aborts on the first SIGINT or SIGTERM. */
+  readonly signal: AbortSignal;
+  /** Resolves on the first SIGINT or SIGTERM. */
+  readonly stopped: Promise<void>;
+}
+
+/**
+ * Listens for SIGINT and SIGTERM. Call it before announcing readiness, so
+ * that a signal sent right after the announcement is not missed.
+ */
+export function stopSignals(): StopSignals {
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  const signals: Deno.Signal[] = Deno.build.os === "windows"
+    ? ["SIGINT"]
+    : ["SIGINT", "SIGTERM"];
+  for (const s of signals) Deno.addSignalListener(s, stop);
+  const stopped = new Promise<void>((resolve) =>
+    controller.signal.addEventListener("abort", () => resolve(), {
+      once: true,
+    })
+  );
+  return {
+    signal: controller.signal,
+    stopped,
+    [Symbol.dispose]() {
+      for (const s of signals) Deno.removeSignalListener(s, stop);
+    },
+  };
+}

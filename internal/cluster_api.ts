@@ -34,8 +34,8 @@ export interface ClusterApiOptions {
   readonly peers: PeerPool;
   /** How long a call to a peer may take, in milliseconds. */
   readonly deadlineMs: number;
-  /** The largest message that may be sent, in bytes. */
-  readonly maxMessageBytes: number;
+  /** The largest message the Api sends, in bytes. */
+  readonly maxSendBytes: number;
 }
 
 const NODE = Scope.NODE;
@@ -51,10 +51,10 @@ export class ClusterApi implements Api {
   readonly #members: MemberTable;
   readonly #peers: PeerPool;
   readonly #call: CallOptions;
-  readonly #maxMessageBytes: number;
+  readonly #maxSendBytes: number;
 
   constructor(options: ClusterApiOptions) {
-    this.#maxMessageBytes = options.maxMessageBytes;
+    this.#maxSendBytes = options.maxSendBytes;
     this.#nodeId = options.nodeId;
     this.#hub = options.hub;
     this.#members = options.members;
@@ -71,10 +71,10 @@ export class ClusterApi implements Api {
 
   // ------------------------------------------------------------- sending
 
-  sendToAll(message: Message, options: SendOptions = {}): Promise<void> {
+  sendToAll(message: Message, options?: SendOptions): Promise<void> {
     try {
-      checkMessage(message, "send to all", this.#maxMessageBytes);
-      const exclude = checkExclude(options.exclude, "send to all");
+      checkMessage(message, "send to all", this.#maxSendBytes);
+      const exclude = checkExcludedIds(options?.exclude, "send to all");
       this.#hub.sendToAll(
         message,
         exclude.length === 0 ? undefined : new Set(exclude),
@@ -92,7 +92,7 @@ export class ClusterApi implements Api {
 
   sendToClient(clientId: string, message: Message): Promise<void> {
     try {
-      checkMessage(message, "send to client", this.#maxMessageBytes);
+      checkMessage(message, "send to client", this.#maxSendBytes);
       const owner = this.#owner(clientId);
       if (owner === "local") {
         this.#hub.sendToClient(clientId, message);
@@ -112,7 +112,7 @@ export class ClusterApi implements Api {
 
   sendToUid(uid: string | readonly string[], message: Message): Promise<void> {
     try {
-      checkMessage(message, "send to uid", this.#maxMessageBytes);
+      checkMessage(message, "send to uid", this.#maxSendBytes);
       const uids = checkNames("uid", uid, "send to uid");
       if (uids.length === 0) return DONE;
       this.#hub.sendToUids(uids, message);
@@ -127,12 +127,12 @@ export class ClusterApi implements Api {
   sendToGroup(
     group: string | readonly string[],
     message: Message,
-    options: SendOptions = {},
+    options?: SendOptions,
   ): Promise<void> {
     try {
-      checkMessage(message, "send to group", this.#maxMessageBytes);
+      checkMessage(message, "send to group", this.#maxSendBytes);
       const groups = checkNames("group", group, "send to group");
-      const exclude = checkExclude(options.exclude, "send to group");
+      const exclude = checkExcludedIds(options?.exclude, "send to group");
       if (groups.length === 0) return DONE;
       this.#hub.sendToGroups(
         groups,
@@ -156,7 +156,7 @@ export class ClusterApi implements Api {
 
   async closeClient(clientId: string, message?: Message): Promise<void> {
     if (message !== undefined) {
-      checkMessage(message, "close client", this.#maxMessageBytes);
+      checkMessage(message, "close client", this.#maxSendBytes);
     }
     const owner = this.#owner(clientId);
     if (owner === "local") return this.#hub.close(clientId, message);
@@ -477,6 +477,13 @@ export class ClusterApi implements Api {
     if (failures.length > 0) throw new IncompleteResultError(merged, failures);
     return merged;
   }
+}
+
+/** The excluded clientIds of send options, each a well-formed clientId. */
+function checkExcludedIds(exclude: unknown, action: string): string[] {
+  const ids = checkExclude(exclude, action);
+  for (const id of ids) nodeIdOf(id);
+  return ids;
 }
 
 function collectFailures(

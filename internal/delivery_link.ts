@@ -12,6 +12,7 @@ import type {
 import { GatewayError } from "../errors.ts";
 import { type Deferred, deferred } from "./deferred.ts";
 import { fromRpcError } from "./rpc_errors.ts";
+import type { Histogram } from "./prometheus.ts";
 
 /** One delivery, in protobuf init form. */
 export type DeliveryInit = MessageInitShape<typeof DeliverySchema>;
@@ -32,6 +33,8 @@ export interface DeliveryLinkOptions {
    * fails with `deadline_exceeded`, and the stream is dropped.
    */
   readonly deadlineMs: number;
+  /** Observes each batch's latency, first queued to acknowledged, in s. */
+  readonly deliveryLatency?: Histogram | undefined;
 }
 
 /** The outgoing delivery stream to one peer. */
@@ -40,6 +43,7 @@ export class DeliveryLink {
   readonly #address: string;
   readonly #maxQueuedBytes: number;
   readonly #deadlineMs: number;
+  readonly #latency: Histogram | undefined;
   #deliveries: DeliveryInit[] = [];
   #bytes = 0;
   #done: Deferred<void> | undefined;
@@ -60,6 +64,7 @@ export class DeliveryLink {
     this.#address = address;
     this.#maxQueuedBytes = options.maxQueuedBytes;
     this.#deadlineMs = options.deadlineMs;
+    this.#latency = options.deliveryLatency;
   }
 
   /**
@@ -99,6 +104,13 @@ export class DeliveryLink {
     if (this.#stream === undefined) this.#open();
     else this.#wakeUp();
     return done.promise;
+  }
+
+  /** Resolves when everything queued so far was acknowledged or failed. */
+  drained(): Promise<void> {
+    const pending = this.#inflight.map((batch) => batch.done.promise);
+    if (this.#done !== undefined) pending.push(this.#done.promise);
+    return Promise.allSettled(pending).then(() => {});
   }
 
   /**
@@ -176,6 +188,7 @@ export class DeliveryLink {
             const batch = this.#inflight.shift();
             if (batch === undefined) break;
             this.#queuedBytes -= batch.bytes;
+            this.#latency?.observe((Date.now() - batch.since) / 1000);
             batch.done.resolve();
           }
         }

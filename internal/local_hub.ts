@@ -105,6 +105,11 @@ export class LocalHub {
     return this.#clientsOfUid.size;
   }
 
+  /** How many non-empty groups there are. */
+  get groupCount(): number {
+    return this.#clientsOfGroup.size;
+  }
+
   // ----------------------------------------------------------- groups
 
   /** Adds a client to a group; false if offline. */

@@ -1,6 +1,21 @@
 // One line per event on stderr, with levels.
 
-/** How much to log: each level includes the ones before it. */
+/**
+ * How much to log on stderr, one line per event: each level includes the
+ * ones before it. `info` (the default) logs starts, stops, membership
+ * changes and problems, never a line per message or per ping; `debug` adds
+ * a line per client connect and close, and more.
+ *
+ * @example Quiet logs
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type LogLevel, startRegister } from "../mod.ts";
+ *
+ * const logLevel: LogLevel = "warn";
+ * await using register = await startRegister({ hostname: "127.0.0.1", port: 0, logLevel });
+ * assert.ok(register.port > 0);
+ * ```
+ */
 export type LogLevel = "error" | "warn" | "info" | "debug";
 
 const RANK: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };

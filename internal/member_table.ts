@@ -57,6 +57,11 @@ export class MemberTable {
     return this.#everJoined;
   }
 
+  /** How many members the effective list has. */
+  get size(): number {
+    return this.#addressOf.size;
+  }
+
   /** Records the list that one register pushed. */
   update(source: string, members: readonly Member[]): void {
     if (this.#everJoined && !this.#anyLive()) {

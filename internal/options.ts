@@ -25,6 +25,50 @@ export function checkPositive(name: string, value: number): number {
   return value;
 }
 
+/** Returns `value` if it is 0 or a positive integer, else throws a RangeError. */
+export function checkNonNegative(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 0) {
+    throw new RangeError(
+      `Cannot start: '${name}' must be 0 or a positive integer: current value is ${value}`,
+    );
+  }
+  return value;
+}
+
+/**
+ * Returns the origins as a set if each is an origin as browsers send it
+ * (`"https://example.com"`, `"http://localhost:8000"`), else throws a
+ * TypeError.
+ */
+export function checkOrigins(
+  value: readonly string[] | undefined,
+): ReadonlySet<string> | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) {
+    throw new TypeError(
+      `Cannot start: 'allowedOrigins' must be an array of origins: current value is ${
+        JSON.stringify(value)
+      }`,
+    );
+  }
+  for (const origin of value) {
+    let parsed: string | undefined;
+    try {
+      parsed = new URL(origin).origin;
+    } catch {
+      // Reported below.
+    }
+    if (parsed !== origin || parsed === "null") {
+      throw new TypeError(
+        `Cannot start: 'allowedOrigins' must hold origins like "https://example.com" (scheme, host and port only, lower case, no trailing slash): current value has ${
+          JSON.stringify(origin)
+        }`,
+      );
+    }
+  }
+  return new Set(value);
+}
+
 /** Returns `value` if it is a non-empty string, else throws a TypeError. */
 export function checkNonEmpty(name: string, value: unknown): string {
   if (typeof value !== "string" || value.length === 0) {

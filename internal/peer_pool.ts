@@ -1,7 +1,11 @@
 // Connections to the other services: one HTTP/2 connection per peer,
 // opened on first use and reused, with keepalive pings.
 
-import { type Client, createClient } from "@connectrpc/connect";
+import {
+  type Client,
+  createClient,
+  type Interceptor,
+} from "@connectrpc/connect";
 import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
 import {
   openRpcChannel,
@@ -9,6 +13,7 @@ import {
   type RpcChannelOptions,
 } from "./rpc_channel.ts";
 import { DeliveryLink } from "./delivery_link.ts";
+import type { Histogram } from "./prometheus.ts";
 
 /** Options of {@linkcode PeerPool}. */
 export interface PeerPoolOptions extends RpcChannelOptions {
@@ -16,6 +21,10 @@ export interface PeerPoolOptions extends RpcChannelOptions {
   readonly maxQueuedBytes: number;
   /** How long a delivery may wait for the peer's acknowledgement. */
   readonly deadlineMs: number;
+  /** Run on every call to a peer. */
+  readonly interceptors?: readonly Interceptor[] | undefined;
+  /** Observes each delivery batch's latency, in seconds. */
+  readonly deliveryLatency?: Histogram | undefined;
 }
 
 /** One peer service. */
@@ -65,6 +74,12 @@ export class PeerPool {
       this.#peers.delete(address);
       closePeer(peer, true);
     }
+  }
+
+  /** Resolves when every delivery queued so far was acknowledged or failed. */
+  async drained(): Promise<void> {
+    const links = [...this.#peers.values()].map((p) => p.deliveries.drained());
+    await Promise.all(links);
   }
 
   /** Closes every peer. */

@@ -1,7 +1,7 @@
 // One HTTP/2 connection to a register or a peer service, with keepalive
 // pings, the shared secret, optional TLS, and a way to close it.
 
-import type { Transport } from "@connectrpc/connect";
+import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { clientAuth } from "./auth.ts";
 import { formatHostPort, parseHostPort } from "./address.ts";
@@ -22,6 +22,8 @@ export interface RpcChannelOptions {
    * call with `resource_exhausted`.
    */
   readonly readMaxBytes?: number;
+  /** Run on every call, after the secret is added (metrics, for one). */
+  readonly interceptors?: readonly Interceptor[] | undefined;
 }
 
 /** A lazily opened connection; calls made through `transport` share it. */
@@ -57,9 +59,10 @@ export function openRpcChannel(
     ...(options.readMaxBytes === undefined
       ? {}
       : { readMaxBytes: options.readMaxBytes }),
-    interceptors: options.secret === undefined
-      ? []
-      : [clientAuth(options.secret)],
+    interceptors: [
+      ...(options.secret === undefined ? [] : [clientAuth(options.secret)]),
+      ...(options.interceptors ?? []),
+    ],
   });
   return {
     address,

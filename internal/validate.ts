@@ -3,6 +3,7 @@
 
 import { GatewayError } from "../errors.ts";
 import type { ClientInfo, Message } from "../api.ts";
+import { frameBytes, isLongerThan } from "./payload.ts";
 
 /** The longest uid or group name, in UTF-8 bytes. */
 export const MAX_NAME_BYTES = 255;
@@ -62,31 +63,26 @@ export function checkNames(
 }
 
 /**
- * Returns `message` if it is a string or bytes of at most `maxBytes` (UTF-8
- * for a string), else throws.
+ * Returns `message` if it is a string or bytes of at most `maxBytes` bytes
+ * (UTF-8 for a string), else throws.
  */
 export function checkMessage(
   message: unknown,
   action: string,
-  maxBytes: number = Infinity,
+  maxBytes: number,
 ): Message {
-  let bytes: number;
-  if (message instanceof Uint8Array) bytes = message.byteLength;
-  else if (typeof message === "string") {
-    // A UTF-16 code unit takes at most 3 bytes in UTF-8.
-    bytes = message.length * 3 <= maxBytes
-      ? 0
-      : encoder.encode(message).byteLength;
-  } else {
+  if (typeof message !== "string" && !(message instanceof Uint8Array)) {
     throw invalid(
       action,
       `message is ${describe(message)}, expected a string or a Uint8Array`,
     );
   }
-  if (bytes > maxBytes) {
+  if (isLongerThan(message, maxBytes)) {
     throw invalid(
       action,
-      `message is ${bytes} bytes, more than the limit of ${maxBytes} bytes`,
+      `message is ${
+        frameBytes(message)
+      } bytes, more than the limit of ${maxBytes} (maxSendBytes)`,
     );
   }
   return message;

@@ -5,68 +5,106 @@ import type { Message } from "../mod.ts";
 
 const root = new URL("..", import.meta.url);
 
+/** Options of {@linkcode Child.start}. */
+export interface ChildOptions {
+  /**
+   * Collect stderr (see {@linkcode Child.stderr}) instead of passing it on.
+   *
+   * @default {false}
+   */
+  captureStderr?: boolean;
+  /** Flags for `deno run` before the script, e.g. `--v8-flags=--expose-gc`. */
+  denoFlags?: string[];
+}
+
 /** A child process whose first stdout line announced it. */
 export class Child implements AsyncDisposable {
   readonly #process: Deno.ChildProcess;
   readonly #lines: AsyncIterator<string>;
-  readonly first: string;
-  readonly #stderr: { text: string; done: Promise<void> };
+  readonly #stderr: Promise<void>;
+  #stderrText = "";
+  #first = "";
+  /** Stdout lines after the first, as read by `nextLine()` or `stop()`. */
+  readonly output: string[] = [];
 
   private constructor(
     process: Deno.ChildProcess,
     lines: AsyncIterator<string>,
-    first: string,
-    stderr: { text: string; done: Promise<void> },
+    captureStderr: boolean,
   ) {
     this.#process = process;
     this.#lines = lines;
-    this.first = first;
-    this.#stderr = stderr;
+    this.#stderr = captureStderr
+      ? (async () => {
+        for await (
+          const text of process.stderr.pipeThrough(new TextDecoderStream())
+        ) this.#stderrText += text;
+      })()
+      : Promise.resolve();
   }
 
-  /**
-   * Runs `deno run -A <script> ...args` and waits for its first line. With
-   * `captureStderr`, stderr is kept in {@linkcode Child.stderr} instead of
-   * shown.
-   */
+  /** Runs `deno run -A <script> ...args` and waits for its first line. */
   static async start(
     script: string,
     args: string[],
-    options: { captureStderr?: boolean } = {},
+    options: ChildOptions = {},
   ): Promise<Child> {
+    const { captureStderr = false, denoFlags = [] } = options;
     const process = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", new URL(script, root).pathname, ...args],
+      args: [
+        "run",
+        "-A",
+        ...denoFlags,
+        new URL(script, root).pathname,
+        ...args,
+      ],
       stdout: "piped",
-      stderr: options.captureStderr ? "piped" : "inherit",
+      stderr: captureStderr ? "piped" : "inherit",
       stdin: "null",
     }).spawn();
-    const stderr = { text: "", done: Promise.resolve() };
-    if (options.captureStderr) {
-      stderr.done = (async () => {
-        for await (
-          const text of process.stderr.pipeThrough(new TextDecoderStream())
-        ) stderr.text += text;
-      })();
-    }
     const lines = process.stdout
       .pipeThrough(new TextDecoderStream())
       .pipeThrough(new LineSplitter())[Symbol.asyncIterator]();
+    const child = new Child(process, lines, captureStderr);
     const first = await lines.next();
     if (first.done) {
       await process.status;
-      await stderr.done;
-      throw new Error(`${script} exited before it printed a line`);
+      await child.#stderr;
+      throw new Error(
+        `${script} exited before it printed a line${
+          captureStderr ? `: ${child.#stderrText}` : ""
+        }`,
+      );
     }
-    return new Child(process, lines, first.value, stderr);
+    child.#first = first.value;
+    return child;
   }
 
-  /** What the process wrote on stderr so far (with `captureStderr`). */
-  get stderr(): string {
-    return this.#stderr.text;
+  /** The first stdout line. */
+  get first(): string {
+    return this.#first;
   }
 
   get pid(): number {
     return this.#process.pid;
+  }
+
+  /** What the process wrote on stderr so far (with `captureStderr`). */
+  get stderr(): string {
+    return this.#stderrText;
+  }
+
+  /** Resolves with the exit status. */
+  get status(): Promise<Deno.CommandStatus> {
+    return this.#process.status;
+  }
+
+  /** The next stdout line, or undefined at the end of the output. */
+  async nextLine(): Promise<string | undefined> {
+    const next = await this.#lines.next();
+    if (next.done) return undefined;
+    this.output.push(next.value);
+    return next.value;
   }
 
   /** Sends a signal without waiting (SIGSTOP, SIGCONT, ...). */
@@ -82,10 +120,9 @@ export class Child implements AsyncDisposable {
       // Already gone.
     }
     // Drain stdout so the process can exit and the stream is closed.
-    while (!(await this.#lines.next()).done) { /* discard */ }
-    const status = await this.#process.status;
-    await this.#stderr.done;
-    return status;
+    while (await this.nextLine() !== undefined) { /* kept in output */ }
+    await this.#stderr;
+    return await this.#process.status;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -139,7 +176,7 @@ export interface ServiceInfo {
 export async function startServiceProcess(
   register: string,
   args: string[] = [],
-  options: { captureStderr?: boolean } = {},
+  options: ChildOptions = {},
 ): Promise<{ child: Child; info: ServiceInfo }> {
   const child = await Child.start("tests/fixtures/echo_service.ts", [
     "--register",
@@ -177,8 +214,8 @@ export class TestClient implements AsyncDisposable {
   }
 
   /** Connects to an echo service and reads the `id:` greeting. */
-  static async connect(port: number): Promise<TestClient> {
-    const client = new TestClient(`ws://127.0.0.1:${port}/`);
+  static async connect(port: number, path = "/"): Promise<TestClient> {
+    const client = new TestClient(`ws://127.0.0.1:${port}${path}`);
     const greeting = await client.next();
     if (typeof greeting !== "string" || !greeting.startsWith("id:")) {
       throw new Error(`expected an id greeting, got ${String(greeting)}`);
@@ -252,6 +289,229 @@ export async function eventually(
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
   throw new Error(`timed out waiting until ${what}`, { cause: lastError });
+}
+
+/** A lab service process (tests/fixtures/lab_service.ts). */
+export async function startLabService(
+  register: string,
+  args: string[] = [],
+  options: ChildOptions = {},
+): Promise<{ child: Child; info: ServiceInfo }> {
+  const child = await Child.start("tests/fixtures/lab_service.ts", [
+    "--register",
+    register,
+    ...args,
+  ], options);
+  return { child, info: JSON.parse(child.first) as ServiceInfo };
+}
+
+/** The resident set size of a process, in bytes, from /proc. */
+export async function rssOf(pid: number): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  const match = /^VmRSS:\s+(\d+) kB$/m.exec(status);
+  if (match === null) throw new Error(`no VmRSS for process ${pid}`);
+  return Number(match[1]) * 1024;
+}
+
+/** How many file descriptors a process has open, from /proc. */
+export async function openFdsOf(pid: number): Promise<number> {
+  let count = 0;
+  for await (const _ of Deno.readDir(`/proc/${pid}/fd`)) count++;
+  return count;
+}
+
+/** A frame that a raw client read. */
+export interface Frame {
+  readonly opcode: number;
+  readonly payload: Uint8Array;
+}
+
+/**
+ * A WebSocket client on a bare TCP connection: it completes the handshake
+ * and then does only what the test tells it, so it can stop reading or stop
+ * answering pings.
+ */
+export class RawClient implements AsyncDisposable {
+  readonly conn: Deno.TcpConn;
+  #buffer: Uint8Array;
+
+  private constructor(conn: Deno.TcpConn, rest: Uint8Array) {
+    this.conn = conn;
+    this.#buffer = rest;
+  }
+
+  /**
+   * Connects and sends the upgrade request for `path`; resolves once the
+   * response head arrived. Throws with the status line when it is not 101.
+   */
+  static async connect(
+    port: number,
+    path = "/",
+    headers: Record<string, string> = {},
+  ): Promise<RawClient> {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const key = btoa(
+      String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))),
+    );
+    const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`)
+      .join("");
+    await conn.write(new TextEncoder().encode(
+      `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n` +
+        `Upgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n` +
+        `${extra}\r\n`,
+    ));
+    let head: Uint8Array = new Uint8Array(0);
+    const chunk = new Uint8Array(4096);
+    let end = -1;
+    while (end < 0) {
+      const n = await conn.read(chunk);
+      if (n === null) {
+        conn.close();
+        throw new Error("connection closed during the handshake");
+      }
+      head = concat(head, chunk.subarray(0, n));
+      end = indexOfHeadEnd(head);
+    }
+    const text = new TextDecoder().decode(head.subarray(0, end));
+    if (!text.startsWith("HTTP/1.1 101")) {
+      conn.close();
+      throw new Error(text); // the status line and the headers
+    }
+    return new RawClient(conn, head.slice(end + 4));
+  }
+
+  /** Sends one masked frame. */
+  async send(opcode: number, payload: Uint8Array): Promise<void> {
+    const length = payload.length;
+    const header = length < 126
+      ? [0x80 | opcode, 0x80 | length]
+      : length < 65536
+      ? [0x80 | opcode, 0x80 | 126, length >> 8, length & 0xff]
+      : [
+        0x80 | opcode,
+        0x80 | 127,
+        0,
+        0,
+        0,
+        0,
+        (length >>> 24) & 0xff,
+        (length >>> 16) & 0xff,
+        (length >>> 8) & 0xff,
+        length & 0xff,
+      ];
+    const mask = crypto.getRandomValues(new Uint8Array(4));
+    const masked = new Uint8Array(length);
+    for (let i = 0; i < length; i++) masked[i] = payload[i]! ^ mask[i & 3]!;
+    const frame = new Uint8Array(header.length + 4 + length);
+    frame.set(header);
+    frame.set(mask, header.length);
+    frame.set(masked, header.length + 4);
+    let written = 0;
+    while (written < frame.length) {
+      written += await this.conn.write(frame.subarray(written));
+    }
+  }
+
+  /** Reads frames until a close frame or the end of the stream. */
+  async readUntilClose(): Promise<{ frames: number; close?: Frame }> {
+    let frames = 0;
+    const chunk = new Uint8Array(1 << 16);
+    while (true) {
+      let frame: Frame | undefined;
+      while ((frame = this.#nextFrame()) !== undefined) {
+        if (frame.opcode === 0x8) return { frames, close: frame };
+        frames++;
+      }
+      const n = await this.conn.read(chunk);
+      if (n === null) return { frames };
+      this.#buffer = concat(this.#buffer, chunk.subarray(0, n));
+    }
+  }
+
+  #nextFrame(): Frame | undefined {
+    const b = this.#buffer;
+    if (b.length < 2) return undefined;
+    let length = b[1]! & 0x7f;
+    let offset = 2;
+    if (length === 126) {
+      if (b.length < 4) return undefined;
+      length = (b[2]! << 8) | b[3]!;
+      offset = 4;
+    } else if (length === 127) {
+      if (b.length < 10) return undefined;
+      length = Number(new DataView(b.buffer, b.byteOffset + 2).getBigUint64(0));
+      offset = 10;
+    }
+    if (b.length < offset + length) return undefined;
+    const frame = {
+      opcode: b[0]! & 0x0f,
+      payload: b.slice(offset, offset + length),
+    };
+    this.#buffer = b.subarray(offset + length);
+    return frame;
+  }
+
+  close(): void {
+    try {
+      this.conn.close();
+    } catch {
+      // Already closed.
+    }
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    return Promise.resolve();
+  }
+}
+
+/** The code and reason of a close frame. */
+export function closeOf(frame: Frame): { code: number; reason: string } {
+  const p = frame.payload;
+  return {
+    code: p.length >= 2 ? (p[0]! << 8) | p[1]! : 1005,
+    reason: new TextDecoder().decode(p.subarray(2)),
+  };
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+function indexOfHeadEnd(bytes: Uint8Array): number {
+  for (let i = 0; i + 3 < bytes.length; i++) {
+    if (
+      bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 &&
+      bytes[i + 3] === 10
+    ) return i;
+  }
+  return -1;
+}
+
+/** Waits for `promise`; throws after `timeoutMs` naming `what`. */
+export async function settles<T>(
+  what: string,
+  promise: Promise<T>,
+  timeoutMs = 10_000,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`timed out waiting until ${what}`)),
+          timeoutMs,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** What {@linkcode runCapturingStderr} saw. */

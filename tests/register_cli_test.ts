@@ -43,6 +43,7 @@ Deno.test("register.ts --help lists the flags", async () => {
     const flag of [
       "--hostname",
       "--port",
+      "--http-port",
       "--secret",
       "--tls-cert",
       "--tls-key",
@@ -74,15 +75,63 @@ Deno.test("register.ts says when its port is in use", async () => {
     String(listener.addr.port),
   ]);
   assert.equal(code, 1);
-  assert.match(stderr, /port is in use/);
+  assert.match(stderr, /port is in use \(pick another with --port\)/);
+  const http = await run([
+    "--port",
+    "0",
+    "--http-port",
+    String(listener.addr.port),
+  ]);
+  assert.equal(http.code, 1);
+  assert.match(http.stderr, /port is in use \(pick another with --http-port\)/);
+});
+
+Deno.test("register.ts --http-port serves /healthz and /metrics", async () => {
+  const process = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", register, "--port", "0", "--log-level", "warn"],
+    env: { WSGATE_REGISTER_HTTP_PORT: "0" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = process.stdout.pipeThrough(new TextDecoderStream())
+    .getReader();
+  let text = "";
+  try {
+    while (text.split("\n").length < 3) {
+      const chunk = await reader.read();
+      if (chunk.done) break;
+      text += chunk.value;
+    }
+    const [first, second] = text.split("\n");
+    assert.match(first!, /^register listening on 127\.0\.0\.1:\d+$/);
+    const health = /health on (http:\S+),/.exec(second!)?.[1];
+    const metrics = /metrics on (http:\S+)$/.exec(second!)?.[1];
+    assert.ok(health && metrics, `unexpected second line: ${second}`);
+    const response = await fetch(health);
+    assert.equal(response.status, 200);
+    assert.equal((await response.json()).status, "ready");
+    const scrape = await fetch(metrics);
+    assert.match(await scrape.text(), /^wsgate_register_members 0$/m);
+  } finally {
+    process.kill("SIGTERM");
+    while (!(await reader.read()).done) { /* drain */ }
+    assert.equal((await process.status).code, 0);
+  }
+});
+
+Deno.test("register.ts rejects a bad log level", async () => {
+  const { code, stderr } = await run(["--port", "0", "--log-level", "loud"]);
+  assert.equal(code, 2);
+  assert.match(stderr, /logLevel/);
 });
 
 Deno.test("register.ts rejects incomplete or unreadable TLS flags", async () => {
   const onlyCa = await run(["--port", "0", "--tls-ca", "ca.pem"]);
-  assert.equal(onlyCa.code, 1);
+  assert.equal(onlyCa.code, 2);
   assert.match(onlyCa.stderr, /without --tls-cert and --tls-key/);
   const onlyCert = await run(["--port", "0", "--tls-cert", "cert.pem"]);
-  assert.equal(onlyCert.code, 1);
+  assert.equal(onlyCert.code, 2);
   assert.match(onlyCert.stderr, /give both --tls-cert and --tls-key/);
   const missing = await run([
     "--port",
@@ -92,7 +141,7 @@ Deno.test("register.ts rejects incomplete or unreadable TLS flags", async () => 
     "--tls-key",
     "/nonexistent/key.pem",
   ]);
-  assert.equal(missing.code, 1);
+  assert.equal(missing.code, 2);
   assert.match(
     missing.stderr,
     /Cannot read --tls-cert "\/nonexistent\/cert.pem"/,

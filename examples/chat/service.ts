@@ -1,0 +1,176 @@
+// One service of the chat: the WebSockets, the web page, and its share of
+// the cluster. Run a register first (deno run -A register.ts), then one or
+// more of these:
+//
+//   deno run -A examples/chat/service.ts --name A --port 9201 --rpc-port 9101
+//   deno run -A examples/chat/service.ts --name B --port 9202 --rpc-port 9102
+//
+// `--help` lists the flags and their environment variables. It prints one
+// line, "chat service <name> on http://host:port/ ...", once it has joined.
+
+import { type ServiceOptions, startService } from "../../mod.ts";
+import type { LogLevel } from "../../internal/logger.ts";
+import {
+  helpText,
+  parseFlags,
+  portInUse,
+  stopSignals,
+  UsageError,
+} from "../../internal/cli.ts";
+import { createChatApp } from "./app.ts";
+import { loadPublicFiles } from "./static.ts";
+
+const FLAGS = [
+  {
+    name: "register",
+    env: "WSGATE_REGISTER",
+    kind: "string",
+    description: "register address(es), host:port, comma-separated",
+    defaultText: "127.0.0.1:8101",
+  },
+  {
+    name: "name",
+    env: "WSGATE_SERVICE_NAME",
+    kind: "string",
+    description: "name shown to users, e.g. A",
+    defaultText: "the node id",
+  },
+  {
+    name: "hostname",
+    env: "WSGATE_HOSTNAME",
+    kind: "string",
+    description: "address of the web and WebSocket server",
+    defaultText: "0.0.0.0",
+  },
+  {
+    name: "port",
+    env: "WSGATE_PORT",
+    kind: "port",
+    description: "web and WebSocket port, 0 for any free port",
+    defaultText: "9201",
+  },
+  {
+    name: "rpc-port",
+    env: "WSGATE_RPC_PORT",
+    kind: "port",
+    description: "gRPC port for peers and backends, 0 for any",
+    defaultText: "9101",
+  },
+  {
+    name: "lan-ip",
+    env: "WSGATE_LAN_IP",
+    kind: "string",
+    description: "address peers dial to reach the gRPC port",
+    defaultText: "127.0.0.1",
+  },
+  {
+    name: "rpc-hostname",
+    env: "WSGATE_RPC_HOSTNAME",
+    kind: "string",
+    description: "address the gRPC server listens on",
+    defaultText: "the lan ip",
+  },
+  {
+    name: "secret",
+    env: "WSGATE_SECRET",
+    kind: "string",
+    description: "shared secret of the cluster",
+  },
+  {
+    name: "http-api-secret",
+    env: "WSGATE_HTTP_API_SECRET",
+    kind: "string",
+    description: "turns on POST /api/<method> with this bearer token",
+  },
+  {
+    name: "log-level",
+    env: "WSGATE_LOG_LEVEL",
+    kind: "string",
+    description: "error, warn, info or debug",
+    defaultText: "info",
+  },
+  { name: "help", kind: "boolean", description: "show this help" },
+] as const;
+
+async function main(): Promise<number> {
+  let flags;
+  try {
+    flags = parseFlags(Deno.args, FLAGS);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`chat service: ${error.message}`);
+    return 2;
+  }
+  if (flags.help === true) {
+    console.log(helpText(
+      "deno run -A examples/chat/service.ts [flags]",
+      "Runs one service of the wsgate chat demo: the chat page and its WebSockets on one port, gRPC to its peers on another.",
+      FLAGS,
+    ));
+    return 0;
+  }
+  using stop = stopSignals();
+  const name = flags.name === undefined ? undefined : String(flags.name);
+  const options: ServiceOptions = {
+    register: String(flags.register ?? "127.0.0.1:8101").split(",")
+      .map((r) => r.trim()).filter((r) => r.length > 0),
+    signal: stop.signal,
+    fetch: await loadPublicFiles(),
+  };
+  if (flags.hostname !== undefined) options.hostname = String(flags.hostname);
+  if (flags.port !== undefined) options.port = Number(flags.port);
+  if (flags["rpc-port"] !== undefined) {
+    options.rpcPort = Number(flags["rpc-port"]);
+  }
+  if (flags["lan-ip"] !== undefined) options.lanIp = String(flags["lan-ip"]);
+  if (flags["rpc-hostname"] !== undefined) {
+    options.rpcHostname = String(flags["rpc-hostname"]);
+  }
+  if (flags.secret !== undefined) options.secret = String(flags.secret);
+  if (flags["http-api-secret"] !== undefined) {
+    options.httpApiSecret = String(flags["http-api-secret"]);
+  }
+  if (flags["log-level"] !== undefined) {
+    options.logLevel = String(flags["log-level"]) as LogLevel;
+  }
+
+  let service;
+  try {
+    service = await startService(
+      createChatApp(name === undefined ? {} : { name }),
+      options,
+    );
+  } catch (error) {
+    console.error(`chat service: ${startFailure(error, options)}`);
+    return error instanceof TypeError || error instanceof RangeError ? 2 : 1;
+  }
+  const host = service.hostname === "0.0.0.0" || service.hostname === "::"
+    ? "127.0.0.1"
+    : service.hostname;
+  console.log(
+    `chat service ${
+      name ?? service.nodeId
+    } on http://${host}:${service.port}/ (node ${service.nodeId}, rpc ${service.rpcAddress})`,
+  );
+  await stop.stopped;
+  await service.close();
+  return 0;
+}
+
+function startFailure(error: unknown, options: ServiceOptions): string {
+  switch (portInUse(error)) {
+    case "http":
+      return `Cannot listen on port ${
+        options.port ?? 9201
+      }: the port is in use (pick another with --port)`;
+    case "rpc":
+      return `Cannot listen on port ${
+        options.rpcPort ?? 9101
+      }: the port is in use (pick another with --rpc-port)`;
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
+if (import.meta.main) {
+  Deno.exit(await main());
+}

@@ -1,0 +1,254 @@
+// The chat demo in a real browser: `examples/chat/demo.ts` (what
+// `deno task demo` runs) with a page on each of its two services, driven by
+// headless Chromium. Screenshots land in a temporary folder printed by the
+// test.
+//
+// Needs Chromium (`apt-get install -y chromium`, or CHROMIUM_PATH). Without
+// it the test is skipped, unless WSGATE_REQUIRE_BROWSER=1 (as in CI).
+
+import assert from "node:assert/strict";
+import { chromium, type Page } from "playwright-core";
+import { startRegister, startService } from "../mod.ts";
+import { createChatApp } from "../examples/chat/app.ts";
+import { loadPublicFiles } from "../examples/chat/static.ts";
+
+const executablePath = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
+const haveBrowser = await Deno.stat(executablePath).then(
+  () => true,
+  () => false,
+);
+const required = Deno.env.get("WSGATE_REQUIRE_BROWSER") === "1";
+if (!haveBrowser && !required) {
+  console.warn(
+    `chat_browser_test: no browser at ${executablePath}; skipped (apt-get install -y chromium)`,
+  );
+}
+
+const WAIT = { timeout: 30_000 };
+
+const BROWSER_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+/** The demo as a child process, with the URLs it printed. */
+async function startDemo() {
+  const process = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("../examples/chat/demo.ts", import.meta.url).pathname,
+      "--port",
+      "0",
+      "--rpc-port",
+      "0",
+      "--register-port",
+      "0",
+      "--http-port",
+      "0",
+      "--log-level",
+      "warn",
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = process.stdout.pipeThrough(new TextDecoderStream())
+    .getReader();
+  let output = "";
+  while (!output.includes("Ctrl-C")) {
+    const chunk = await reader.read();
+    if (chunk.done) break;
+    output += chunk.value;
+  }
+  const url = (name: string) =>
+    new RegExp(`service ${name}\\s+(http://\\S+)`).exec(output)?.[1];
+  return {
+    process,
+    output,
+    a: url("A"),
+    b: url("B"),
+    /** SIGINT, as Ctrl-C; resolves with the exit code and the rest of stdout. */
+    async stop(): Promise<{ code: number; rest: string }> {
+      process.kill("SIGINT");
+      let rest = "";
+      for (;;) {
+        const chunk = await reader.read();
+        if (chunk.done) break;
+        rest += chunk.value;
+      }
+      return { code: (await process.status).code, rest };
+    },
+  };
+}
+
+async function signIn(page: Page, url: string, nick: string, service: string) {
+  await page.goto(url);
+  await page.locator("#nick-input").fill(nick);
+  await page.locator("#nick-form button[type=submit]").click();
+  await page.locator("#service-text", {
+    hasText: `Connected to service ${service}`,
+  }).waitFor(WAIT);
+  await page.locator(`#members li[data-nick="${nick}"]`).waitFor(WAIT);
+}
+
+async function say(page: Page, text: string) {
+  await page.locator("#composer-input").fill(text);
+  await page.locator("#composer-input").press("Enter");
+}
+
+Deno.test({
+  name: "chat demo: two pages on two services chat, list rooms and whisper",
+  ignore: !haveBrowser && !required,
+  async fn() {
+    const demo = await startDemo();
+    const profile = await Deno.makeTempDir({ prefix: "wsgate-chrome-" });
+    const shots = await Deno.makeTempDir({ prefix: "wsgate-chat-shots-" });
+    let context;
+    try {
+      assert.ok(demo.a && demo.b, `the demo printed two URLs:\n${demo.output}`);
+      assert.notEqual(demo.a, demo.b);
+      context = await chromium.launchPersistentContext(profile, {
+        executablePath,
+        headless: true,
+        viewport: { width: 1200, height: 760 },
+        args: BROWSER_ARGS,
+      });
+      const alice = await context.newPage();
+      const bob = await context.newPage();
+
+      await signIn(alice, demo.a, "alice", "A");
+      await signIn(bob, demo.b, "bob", "B");
+
+      // Both are in #lobby; the member lists come from getUidsByGroup.
+      await bob.locator('#members li[data-nick="alice"]').waitFor(WAIT);
+      await alice.locator('#members li[data-nick="bob"]').waitFor(WAIT);
+      await alice.locator("#log .notice", { hasText: "bob joined #lobby" })
+        .waitFor(WAIT);
+      await alice.locator("#online .count", { hasText: "2" }).waitFor(WAIT);
+      await bob.locator("#online .count", { hasText: "2" }).waitFor(WAIT);
+
+      // A message crosses from service A to service B, and back.
+      await say(alice, "hello from A");
+      const onBob = bob.locator("#log .msg", { hasText: "hello from A" });
+      await onBob.waitFor(WAIT);
+      assert.equal(await onBob.locator(".from").textContent(), "alice");
+      assert.equal(await onBob.locator(".via").textContent(), "via A");
+      await say(bob, "hi from B");
+      const onAlice = alice.locator("#log .msg", { hasText: "hi from B" });
+      await onAlice.waitFor(WAIT);
+      assert.equal(await onAlice.locator(".via").textContent(), "via B");
+      await bob.locator("#log .msg", { hasText: "hi from B" }).waitFor(WAIT);
+      await bob.screenshot({ path: `${shots}/service-b-lobby.png` });
+
+      // A new room shows up in the other page's room list with its count.
+      await alice.locator("#join-input").fill("dev");
+      await alice.locator("#join-input").press("Enter");
+      await alice.locator("#view-title", { hasText: "#dev" }).waitFor(WAIT);
+      await bob.locator('#rooms li[data-room="dev"] .badge', { hasText: "1" })
+        .waitFor(WAIT);
+      await bob.locator('#rooms li[data-room="lobby"] .badge', {
+        hasText: "2",
+      }).waitFor(WAIT);
+
+      // A private message from B reaches only alice, on A.
+      await bob.locator('#members li[data-nick="alice"] button').click();
+      await bob.locator("#view-title", { hasText: "@alice" }).waitFor(WAIT);
+      await say(bob, "psst, alice");
+      await bob.locator("#log .msg.whisper", { hasText: "psst, alice" })
+        .waitFor(WAIT);
+      const unread = alice.locator('#directs li[data-nick="bob"] .unread');
+      await unread.waitFor(WAIT);
+      await alice.locator('#directs li[data-nick="bob"] button').click();
+      const whisper = alice.locator("#log .msg.whisper", {
+        hasText: "psst, alice",
+      });
+      await whisper.waitFor(WAIT);
+      assert.equal(await whisper.locator(".via").textContent(), "via B");
+
+      await alice.screenshot({ path: `${shots}/service-a-whisper.png` });
+      for (const name of ["service-b-lobby.png", "service-a-whisper.png"]) {
+        assert.ok((await Deno.stat(`${shots}/${name}`)).size > 10_000, name);
+      }
+
+      // When bob's page goes away, alice sees him leave.
+      await alice.locator('#rooms li[data-room="lobby"] button').click();
+      await bob.close();
+      await alice.locator("#log .notice", { hasText: "bob left #lobby" })
+        .waitFor(WAIT);
+      await alice.locator("#online .count", { hasText: "1" }).waitFor(WAIT);
+      console.log(`chat screenshots: ${shots}`);
+    } finally {
+      await context?.close();
+      await Deno.remove(profile, { recursive: true });
+      const { code, rest } = await demo.stop();
+      assert.equal(code, 0, "Ctrl-C stops the demo cleanly");
+      assert.match(rest, /demo stopped/);
+    }
+  },
+});
+
+Deno.test({
+  name: "chat page reconnects by itself when its service restarts",
+  ignore: !haveBrowser && !required,
+  async fn() {
+    await using register = await startRegister({
+      hostname: "127.0.0.1",
+      port: 0,
+      logLevel: "error",
+    });
+    const options = {
+      register: `127.0.0.1:${register.port}`,
+      hostname: "127.0.0.1",
+      rpcPort: 0,
+      logLevel: "error",
+      fetch: await loadPublicFiles(),
+    } as const;
+    let service = await startService(createChatApp({ name: "first" }), {
+      ...options,
+      port: 0,
+    });
+    const port = service.port;
+    const profile = await Deno.makeTempDir({ prefix: "wsgate-chrome-" });
+    const context = await chromium.launchPersistentContext(profile, {
+      executablePath,
+      headless: true,
+      args: BROWSER_ARGS,
+    });
+    try {
+      const page = await context.newPage();
+      await signIn(page, `http://127.0.0.1:${port}/`, "dora", "first");
+      await page.locator("#join-input").fill("ops");
+      await page.locator("#join-input").press("Enter");
+      await page.locator('#members li[data-nick="dora"]').waitFor(WAIT);
+
+      await service.close();
+      await page.locator("#banner", { hasText: "Lost the connection" })
+        .waitFor(WAIT);
+      service = await startService(createChatApp({ name: "second" }), {
+        ...options,
+        port,
+      });
+      await page.locator("#service-text", {
+        hasText: "Connected to service second",
+      }).waitFor(WAIT);
+      await page.locator("#log .notice", {
+        hasText: "Reconnected, now through service second",
+      }).waitFor(WAIT);
+      // The page joined its rooms again on the new service.
+      await page.locator('#members li[data-nick="dora"]').waitFor(WAIT);
+      assert.deepEqual(await service.api.getUidsByGroup("room:ops"), ["dora"]);
+      assert.equal(await page.locator("#banner").isHidden(), true);
+    } finally {
+      await context.close();
+      await Deno.remove(profile, { recursive: true });
+      await service.close();
+    }
+  },
+});
