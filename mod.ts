@@ -59,4 +59,5 @@ export {
   startRegister,
 } from "./register.ts";
 export { type Service, type ServiceOptions, startService } from "./service.ts";
+export type { TlsOptions } from "./tls.ts";
 export type { LogLevel } from "./internal/logger.ts";

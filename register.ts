@@ -2,8 +2,9 @@
  * The register: the membership server of a gateway cluster. Every service
  * keeps a stream open to it and gets the member list pushed on every change.
  *
- * Run it with `deno run -A register.ts [--hostname H] [--port P] [--secret S]`
- * or start it from code with {@linkcode startRegister}.
+ * Run it with `deno run -A register.ts [--hostname H] [--port P] [--secret S]
+ * [--tls-cert F --tls-key F [--tls-ca F] [--tls-mutual]]` or start it from
+ * code with {@linkcode startRegister}.
  *
  * @module
  */
@@ -16,6 +17,7 @@ import {
 } from "./proto/gen/websocket/v1/register_pb.ts";
 import { GatewayError } from "./errors.ts";
 import { isNodeId } from "./internal/client_id.ts";
+import { describe } from "./internal/validate.ts";
 import {
   formatHostPort,
   isLoopback,
@@ -29,6 +31,7 @@ import {
   checkPort,
   checkPositive,
   checkSecret,
+  checkTls,
   onAbort,
 } from "./internal/options.ts";
 import {
@@ -40,6 +43,10 @@ import {
 } from "./internal/cli.ts";
 import { formatRegisterMetrics, RegisterMetrics } from "./internal/metrics.ts";
 import { opsResponse } from "./internal/ops_http.ts";
+import type { TlsOptions } from "./tls.ts";
+
+/** The most bytes one request to the register may have: they are tiny. */
+const REGISTER_READ_MAX_BYTES = 64 * 1024;
 
 /**
  * Options of {@linkcode startRegister}.
@@ -74,9 +81,20 @@ export interface RegisterOptions {
    */
   port?: number;
   /**
-   * Shared secret: services must present it to join. Unset means no check.
+   * Shared secret: every call must carry it (`authorization: Bearer
+   * <secret>`), or it is refused with gRPC `UNAUTHENTICATED`. Give the same
+   * secret to every service.
+   *
+   * @default {undefined (no check)}
    */
   secret?: string;
+  /**
+   * Serve over TLS, or mutual TLS (see {@linkcode TlsOptions}). Services
+   * must then dial it with TLS too.
+   *
+   * @default {undefined (plaintext HTTP/2)}
+   */
+  tls?: TlsOptions;
   /** Closes the register when aborted. */
   signal?: AbortSignal;
   /**
@@ -183,15 +201,24 @@ export async function startRegister(
   checkPositive("heartbeatMs", heartbeatMs);
   if (pingIntervalMs !== 0) checkPositive("pingIntervalMs", pingIntervalMs);
   const secret = checkSecret(options.secret);
+  const tls = checkTls(options.tls);
   const logger = createLogger("register", checkLogLevel(logLevel));
   signal?.throwIfAborted();
 
+  if (secret === undefined && !tls?.mutual && !isLoopback(hostname)) {
+    logger.warn(
+      "register listens beyond loopback without a secret: any host that reaches it can join the cluster; set a secret",
+      { hostname },
+    );
+  }
   const registry = new MemberRegistry({ heartbeatMs, logger });
   const metrics = new RegisterMetrics();
   const server = await listenRpc({
     hostname,
     port,
     secret,
+    tls,
+    readMaxBytes: REGISTER_READ_MAX_BYTES,
     pingIntervalMs,
     pingTimeoutMs: 2 * pingIntervalMs,
     logger,
@@ -237,12 +264,6 @@ export async function startRegister(
       throw error;
     }
   }
-  if (secret === undefined && !isLoopback(hostname)) {
-    logger.warn(
-      "register listens beyond loopback without a secret: any host that reaches it can join the cluster; set a secret",
-      { hostname },
-    );
-  }
   logger.debug("register listening", { hostname, port: server.port });
 
   const close = () => {
@@ -274,7 +295,9 @@ function createRegisterHandler(
       if (member === undefined || !isNodeId(member.nodeId)) {
         throw new GatewayError(
           "invalid_argument",
-          "Cannot join: member.node_id must be a node id made by a gateway service",
+          `Cannot join: member.node_id ${
+            describe(member?.nodeId)
+          } is not a node id made by a gateway service`,
         );
       }
       parseHostPort(member.rpcAddress, "member.rpc_address");
@@ -333,6 +356,30 @@ const FLAGS = [
     description: "shared secret that services must present",
   },
   {
+    name: "tls-cert",
+    env: "WSGATE_TLS_CERT",
+    kind: "string",
+    description: "serve TLS with this certificate chain (PEM file)",
+  },
+  {
+    name: "tls-key",
+    env: "WSGATE_TLS_KEY",
+    kind: "string",
+    description: "private key of --tls-cert (PEM file)",
+  },
+  {
+    name: "tls-ca",
+    env: "WSGATE_TLS_CA",
+    kind: "string",
+    description: "certificate authorities to trust (PEM file)",
+  },
+  {
+    name: "tls-mutual",
+    env: "WSGATE_TLS_MUTUAL",
+    kind: "boolean",
+    description: "require client certificates signed by --tls-ca",
+  },
+  {
     name: "log-level",
     env: "WSGATE_LOG_LEVEL",
     kind: "string",
@@ -372,6 +419,8 @@ async function main(): Promise<void> {
   }
   let register: Register;
   try {
+    const tls = await readTlsFlags(flags);
+    if (tls !== undefined) options.tls = tls;
     register = await startRegister(options);
   } catch (error) {
     console.error(`register: ${startFailure(error, options)}`);
@@ -391,6 +440,45 @@ async function main(): Promise<void> {
 
 function isUsage(error: unknown): boolean {
   return error instanceof TypeError || error instanceof RangeError;
+}
+
+/** The TLS options that the `--tls-*` flags name, read from their files. */
+async function readTlsFlags(
+  flags: Record<string, string | number | boolean | undefined>,
+): Promise<TlsOptions | undefined> {
+  const certFile = flags["tls-cert"];
+  const keyFile = flags["tls-key"];
+  const caFile = flags["tls-ca"];
+  const mutual = flags["tls-mutual"] === true;
+  if (certFile === undefined && keyFile === undefined) {
+    if (caFile !== undefined || mutual) {
+      throw new TypeError(
+        "Cannot use --tls-ca or --tls-mutual without --tls-cert and --tls-key",
+      );
+    }
+    return undefined;
+  }
+  if (certFile === undefined || keyFile === undefined) {
+    throw new TypeError("Cannot use TLS: give both --tls-cert and --tls-key");
+  }
+  const read = async (file: unknown, flag: string) => {
+    try {
+      return await Deno.readTextFile(String(file));
+    } catch (error) {
+      throw new TypeError(
+        `Cannot read --${flag} "${String(file)}": ${
+          error instanceof Error ? error.message : String(error)
+        }`,
+      );
+    }
+  };
+  const tls: TlsOptions = {
+    cert: await read(certFile, "tls-cert"),
+    key: await read(keyFile, "tls-key"),
+    mutual,
+  };
+  if (caFile !== undefined) tls.ca = await read(caFile, "tls-ca");
+  return tls;
 }
 
 function startFailure(error: unknown, options: RegisterOptions): string {

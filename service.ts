@@ -35,6 +35,7 @@ import {
   checkPort,
   checkPositive,
   checkSecret,
+  checkTls,
   onAbort,
 } from "./internal/options.ts";
 import { sleep } from "./internal/backoff.ts";
@@ -43,6 +44,11 @@ import { MeteredApi } from "./internal/metered_api.ts";
 import { timeUnaryCalls } from "./internal/rpc_timing.ts";
 import { createHttpApi } from "./internal/http_api.ts";
 import { createServiceHandler } from "./internal/service_http.ts";
+import type { BackoffOptions } from "./internal/backoff.ts";
+import type { TlsOptions } from "./tls.ts";
+
+/** How a service retries a register: capped, jittered, exponential. */
+const REGISTER_BACKOFF: BackoffOptions = { minMs: 100, maxMs: 3000 };
 
 /**
  * Options of {@linkcode startService}.
@@ -102,10 +108,23 @@ export interface ServiceOptions {
    */
   rpcHostname?: string;
   /**
-   * Shared secret of the cluster: sent with every register and peer call,
-   * and required from every caller of this service's RPC port.
+   * Shared secret of the cluster: sent with every register and peer call
+   * (`authorization: Bearer <secret>`), and required from every caller of
+   * this service's RPC port, which refuses a call without it with gRPC
+   * `UNAUTHENTICATED`. When every register refuses it, `startService`
+   * rejects with a `GatewayError` whose code is `unauthenticated`.
+   *
+   * @default {undefined (no check)}
    */
   secret?: string;
+  /**
+   * Serve the RPC port over TLS, and dial registers and peers over TLS (see
+   * {@linkcode TlsOptions}); with `mutual`, also require and present client
+   * certificates.
+   *
+   * @default {undefined (plaintext HTTP/2)}
+   */
+  tls?: TlsOptions;
   /** Closes the service when aborted. */
   signal?: AbortSignal;
   /**
@@ -132,7 +151,9 @@ export interface ServiceOptions {
   pingIntervalMs?: number;
   /**
    * Bytes of deliveries that may wait for one peer; past it, sends to that
-   * peer fail at once with `unavailable` until it catches up.
+   * peer fail at once with `unavailable` until it catches up. The RPC port
+   * refuses requests of more than four times this (or `maxSendBytes`, if
+   * larger) with `RESOURCE_EXHAUSTED`, before reading them.
    *
    * @default {16777216}
    */
@@ -373,7 +394,18 @@ export async function startService(
       "Cannot start: 'register' must name at least one register: current value is []",
     );
   }
-  for (const r of registers) parseHostPort(r, "register address");
+  for (const r of registers) {
+    try {
+      parseHostPort(r, "register address");
+    } catch (error) {
+      throw new TypeError(
+        `Cannot start: 'register' must be "host:port" or a list of them: current value is ${
+          JSON.stringify(r)
+        }`,
+        { cause: error },
+      );
+    }
+  }
   checkPort("port", port);
   checkPort("rpcPort", rpcPort);
   checkNonEmpty("lanIp", lanIp);
@@ -389,6 +421,7 @@ export async function startService(
   checkNonNegative("shutdownTimeoutMs", shutdownTimeoutMs);
   const allowedOrigins = checkOrigins(options.allowedOrigins);
   const secret = checkSecret(options.secret);
+  const tls = checkTls(options.tls);
   const httpApiSecret = options.httpApiSecret === undefined
     ? undefined
     : checkNonEmpty("httpApiSecret", options.httpApiSecret);
@@ -400,12 +433,23 @@ export async function startService(
   const nodeId = createNodeId();
   const logger = createLogger(`service ${nodeId}`, checkLogLevel(logLevel));
   signal?.throwIfAborted();
+  if (secret === undefined && !tls?.mutual && !isLoopback(rpcHostname)) {
+    logger.warn(
+      "RPC port listens beyond loopback without a secret: any host that reaches it can push to every client; set a secret",
+      { rpcHostname },
+    );
+  }
 
   const metrics = new ServiceMetrics();
   const hub = new LocalHub();
-  const members = new MemberTable(nodeId);
+  const members = new MemberTable(nodeId, {
+    settleMs: 2 * REGISTER_BACKOFF.maxMs,
+  });
+  const readMaxBytes = 4 * Math.max(maxPeerQueueBytes, maxSendBytes);
   const peers = new PeerPool({
     secret,
+    tls,
+    readMaxBytes,
     pingIntervalMs,
     pingTimeoutMs: 2 * pingIntervalMs,
     maxQueuedBytes: maxPeerQueueBytes,
@@ -438,6 +482,8 @@ export async function startService(
     hostname: rpcHostname,
     port: rpcPort,
     secret,
+    tls,
+    readMaxBytes,
     pingIntervalMs,
     pingTimeoutMs: 2 * pingIntervalMs,
     logger,
@@ -445,12 +491,6 @@ export async function startService(
       router.service(GatewayService, createGatewayHandler(nodeId, hub, api)),
   });
   const rpcAddress = formatHostPort(lanIp, rpc.port);
-  if (secret === undefined && !isLoopback(rpcHostname)) {
-    logger.warn(
-      "RPC port listens beyond loopback without a secret: any host that reaches it can push to every client; set a secret",
-      { rpcHostname },
-    );
-  }
 
   let closing: Promise<void> | undefined;
   /** Whether onStart finished: clients are accepted from then on. */
@@ -502,9 +542,10 @@ export async function startService(
     member: { nodeId, rpcAddress },
     table: members,
     secret,
+    tls,
     pingIntervalMs,
     pingTimeoutMs: 2 * pingIntervalMs,
-    backoff: { minMs: 100, maxMs: 3000 },
+    backoff: REGISTER_BACKOFF,
     logger,
   });
   const stopGuard = guardUnhandledRejections(logger);
@@ -544,6 +585,7 @@ export async function startService(
       // Outgoing connections first: a peer closing at the same moment then
       // sees its server's connections end instead of waiting for them.
       peers.close();
+      members.close();
       await rpc.close();
       stopGuard();
       logger.info("service stopped");
@@ -552,15 +594,30 @@ export async function startService(
   };
   const stopWatching = onAbort(signal, close);
 
+  const stopWaiting = new AbortController();
   const joined = await Promise.race([
-    links.joined.then(() => true),
-    sleep(joinTimeoutMs, signal).then(() => false),
+    links.joined,
+    sleep(
+      joinTimeoutMs,
+      AbortSignal.any([
+        stopWaiting.signal,
+        ...(signal === undefined ? [] : [signal]),
+      ]),
+    ).then(() => false as const),
   ]);
+  stopWaiting.abort();
   if (signal?.aborted) {
     await close();
     throw signal.reason;
   }
-  if (!joined) {
+  if (joined instanceof GatewayError) {
+    logger.error("no register accepted this service; stopping", {
+      error: joined.message,
+    });
+    await close();
+    throw joined;
+  }
+  if (joined === false) {
     logger.warn("no register answered yet; still trying in the background", {
       registers: registers.join(","),
       waitedMs: joinTimeoutMs,

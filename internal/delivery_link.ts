@@ -51,7 +51,7 @@ export class DeliveryLink {
   #bytes = 0;
   #done: Deferred<void> | undefined;
   #since = 0;
-  #watchdog: ReturnType<typeof setInterval> | undefined;
+  #watchdog: ReturnType<typeof setTimeout> | undefined;
   readonly #inflight: Batch[] = [];
   #queuedBytes = 0;
   #wake: (() => void) | undefined;
@@ -113,10 +113,7 @@ export class DeliveryLink {
     if (done === undefined) {
       done = this.#done = deferred();
       this.#since = Date.now();
-      this.#watchdog ??= setInterval(
-        () => this.#checkDeadline(),
-        Math.max(10, this.#deadlineMs / 4),
-      );
+      this.#armWatchdog();
     }
     if (this.#stream === undefined) this.#open();
     else if (this.#inflight.length < MAX_UNACKNOWLEDGED_BATCHES) {
@@ -132,28 +129,51 @@ export class DeliveryLink {
     return Promise.allSettled(pending).then(() => {});
   }
 
-  /** Fails what is queued and closes the stream. */
-  close(): void {
+  /**
+   * Fails what is queued and closes the stream: because this service is
+   * closing, or (`left`) because the peer left the cluster.
+   */
+  close(left = false): void {
     this.#closed = true;
     this.#fail(
-      new GatewayError(
-        "closed",
-        `Cannot send to service ${this.#address}: this service is closing`,
-      ),
+      left
+        ? new GatewayError(
+          "unavailable",
+          `Cannot send to service ${this.#address}: it left the cluster`,
+        )
+        : new GatewayError(
+          "closed",
+          `Cannot send to service ${this.#address}: this service is closing`,
+        ),
     );
     this.#stream?.abort();
   }
 
+  /** When the oldest unacknowledged delivery was queued, if any. */
+  #oldest(): number | undefined {
+    return this.#inflight[0]?.since ??
+      (this.#done === undefined ? undefined : this.#since);
+  }
+
+  /** Wakes up when the oldest unacknowledged delivery is due. */
+  #armWatchdog(): void {
+    if (this.#watchdog !== undefined) return;
+    const oldest = this.#oldest();
+    if (oldest === undefined) return;
+    this.#watchdog = setTimeout(() => {
+      this.#watchdog = undefined;
+      this.#checkDeadline();
+    }, Math.max(0, oldest + this.#deadlineMs - Date.now()));
+  }
+
   /** Fails everything and drops the stream when the oldest batch is late. */
   #checkDeadline(): void {
-    const oldest = this.#inflight[0]?.since ??
-      (this.#done === undefined ? undefined : this.#since);
-    if (oldest === undefined) {
-      clearInterval(this.#watchdog);
-      this.#watchdog = undefined;
+    const oldest = this.#oldest();
+    if (oldest === undefined) return;
+    if (Date.now() - oldest < this.#deadlineMs) {
+      this.#armWatchdog();
       return;
     }
-    if (Date.now() - oldest <= this.#deadlineMs) return;
     this.#fail(
       new GatewayError(
         "deadline_exceeded",
@@ -230,7 +250,7 @@ export class DeliveryLink {
       this.#done = undefined;
     }
     this.#queuedBytes = 0;
-    clearInterval(this.#watchdog);
+    clearTimeout(this.#watchdog);
     this.#watchdog = undefined;
     for (const batch of failed) batch.done.reject(error);
   }

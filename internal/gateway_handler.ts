@@ -243,8 +243,23 @@ export function createGatewayHandler(
   };
 }
 
+/**
+ * Whether a request is limited to this service's clients. An unset scope
+ * means the cluster; a value the proto does not define is refused.
+ */
 function isNode(scope: Scope): boolean {
-  return scope === Scope.NODE;
+  switch (scope) {
+    case Scope.NODE:
+      return true;
+    case Scope.CLUSTER:
+    case Scope.UNSPECIFIED:
+      return false;
+    default:
+      throw new GatewayError(
+        "invalid_argument",
+        `Cannot use scope ${scope}: expected SCOPE_UNSPECIFIED (0), SCOPE_CLUSTER (1) or SCOPE_NODE (2)`,
+      );
+  }
 }
 
 function required(payload: Payload | undefined, action: string): Message {

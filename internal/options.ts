@@ -1,6 +1,8 @@
 // Eager checks of start options. Bad options are programming errors and
 // throw TypeError or RangeError, as Deno's standard library does.
 
+import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
+import type { TlsOptions } from "../tls.ts";
 import { isLogLevel, type LogLevel } from "./logger.ts";
 
 /** Returns `value` if it is a port (0 to 65535), else throws a RangeError. */
@@ -107,4 +109,70 @@ export function onAbort(
   const listener = () => void close();
   signal.addEventListener("abort", listener, { once: true });
   return () => signal.removeEventListener("abort", listener);
+}
+
+/** TLS options after checking: PEM strings and whether TLS is mutual. */
+export interface CheckedTls {
+  readonly cert: string;
+  readonly key: string;
+  readonly ca: string | undefined;
+  readonly mutual: boolean;
+}
+
+/**
+ * Returns the TLS options if they are unset or usable, else throws: a
+ * TypeError for a missing or unparsable certificate or key, a key that does
+ * not belong to the certificate, or `mutual` without `ca`.
+ */
+export function checkTls(
+  value: TlsOptions | undefined,
+): CheckedTls | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "object" || value === null) {
+    throw new TypeError(
+      `Cannot start: 'tls' must be an object with cert and key: current value is ${
+        JSON.stringify(value)
+      }`,
+    );
+  }
+  const { cert, key, ca, mutual = false } = value;
+  checkNonEmpty("tls.cert", cert);
+  checkNonEmpty("tls.key", key);
+  if (ca !== undefined) checkNonEmpty("tls.ca", ca);
+  if (typeof mutual !== "boolean") {
+    throw new TypeError(
+      `Cannot start: 'tls.mutual' must be a boolean: current value is ${
+        JSON.stringify(mutual)
+      }`,
+    );
+  }
+  if (mutual && ca === undefined) {
+    throw new TypeError(
+      "Cannot start: 'tls.mutual' needs 'tls.ca' to verify client certificates: current value of 'tls.ca' is undefined",
+    );
+  }
+  let certificate: X509Certificate;
+  try {
+    certificate = new X509Certificate(cert);
+  } catch (error) {
+    throw new TypeError(
+      "Cannot start: 'tls.cert' is not a PEM certificate",
+      { cause: error },
+    );
+  }
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch (error) {
+    throw new TypeError(
+      "Cannot start: 'tls.key' is not a PEM private key",
+      { cause: error },
+    );
+  }
+  if (!certificate.checkPrivateKey(privateKey)) {
+    throw new TypeError(
+      `Cannot start: 'tls.key' does not belong to 'tls.cert': the certificate is for ${certificate.subject}`,
+    );
+  }
+  return { cert, key, ca, mutual };
 }

@@ -7,15 +7,16 @@ import {
   type Interceptor,
 } from "@connectrpc/connect";
 import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
-import { openRpcChannel, type RpcChannel } from "./rpc_channel.ts";
+import {
+  openRpcChannel,
+  type RpcChannel,
+  type RpcChannelOptions,
+} from "./rpc_channel.ts";
 import { DeliveryLink } from "./delivery_link.ts";
 import type { Histogram } from "./prometheus.ts";
 
 /** Options of {@linkcode PeerPool}. */
-export interface PeerPoolOptions {
-  readonly secret?: string | undefined;
-  readonly pingIntervalMs: number;
-  readonly pingTimeoutMs: number;
+export interface PeerPoolOptions extends RpcChannelOptions {
   /** Bytes that may wait for one peer before sends to it fail. */
   readonly maxQueuedBytes: number;
   /** How long a delivery may wait for the peer's acknowledgement. */
@@ -71,7 +72,7 @@ export class PeerPool {
     for (const [address, peer] of this.#peers) {
       if (keep.has(address)) continue;
       this.#peers.delete(address);
-      closePeer(peer);
+      closePeer(peer, true);
     }
   }
 
@@ -88,7 +89,7 @@ export class PeerPool {
   }
 }
 
-function closePeer(peer: Entry): void {
-  peer.deliveries.close();
+function closePeer(peer: Entry, left = false): void {
+  peer.deliveries.close(left);
   peer.channel.close();
 }

@@ -3,11 +3,15 @@
 
 import { createClient } from "@connectrpc/connect";
 import { RegisterService } from "../proto/gen/websocket/v1/register_pb.ts";
+import { GatewayError } from "../errors.ts";
 import type { Member, MemberTable } from "./member_table.ts";
+import { isNodeId } from "./client_id.ts";
+import { parseHostPort } from "./address.ts";
 import { openRpcChannel } from "./rpc_channel.ts";
 import { fromRpcError } from "./rpc_errors.ts";
 import { backoffDelay, type BackoffOptions, sleep } from "./backoff.ts";
 import type { Logger } from "./logger.ts";
+import type { CheckedTls } from "./options.ts";
 
 /** Options of {@linkcode joinRegisters}. */
 export interface RegisterLinkOptions {
@@ -15,6 +19,7 @@ export interface RegisterLinkOptions {
   readonly member: Member;
   readonly table: MemberTable;
   readonly secret?: string | undefined;
+  readonly tls?: CheckedTls | undefined;
   readonly pingIntervalMs: number;
   readonly pingTimeoutMs: number;
   readonly backoff: BackoffOptions;
@@ -23,10 +28,21 @@ export interface RegisterLinkOptions {
 
 /** The Join streams of one service. */
 export interface RegisterLinks {
-  /** Resolves when the first member list arrived from any register. */
-  readonly joined: Promise<void>;
+  /**
+   * Settles once: with `undefined` when the first member list arrived from
+   * any register, or with an `unauthenticated` GatewayError when every
+   * register refused this service's secret before any list arrived. The
+   * links keep trying in both cases.
+   */
+  readonly joined: Promise<GatewayError | undefined>;
   /** Leaves every register and stops retrying. */
   close(): Promise<void>;
+}
+
+/** What one link reports to the others. */
+interface JoinProgress {
+  joined(): void;
+  refused(address: string, error: GatewayError): void;
 }
 
 /** Joins every register in `addresses` and keeps the streams open. */
@@ -34,11 +50,31 @@ export function joinRegisters(
   addresses: readonly string[],
   options: RegisterLinkOptions,
 ): RegisterLinks {
+  const unique = [...new Set(addresses)];
   const controller = new AbortController();
-  let markJoined!: () => void;
-  const joined = new Promise<void>((resolve) => markJoined = resolve);
-  const runs = addresses.map((address) =>
-    runLink(address, options, controller.signal, markJoined)
+  let settle!: (result: GatewayError | undefined) => void;
+  const joined = new Promise<GatewayError | undefined>((resolve) =>
+    settle = resolve
+  );
+  const refusals = new Map<string, GatewayError>();
+  const progress: JoinProgress = {
+    joined: () => settle(undefined),
+    refused(address, error) {
+      refusals.set(address, error);
+      if (refusals.size < unique.length) return;
+      settle(
+        new GatewayError(
+          "unauthenticated",
+          `Cannot join the cluster: every register refused this service's secret (${
+            [...refusals.values()].map((e) => e.message).join("; ")
+          })`,
+          { cause: error },
+        ),
+      );
+    },
+  };
+  const runs = unique.map((address) =>
+    runLink(address, options, controller.signal, progress)
   );
   return {
     joined,
@@ -53,7 +89,7 @@ async function runLink(
   address: string,
   options: RegisterLinkOptions,
   signal: AbortSignal,
-  markJoined: () => void,
+  progress: JoinProgress,
 ): Promise<void> {
   const { member, table, logger } = options;
   const channel = openRpcChannel(address, options);
@@ -67,12 +103,13 @@ async function runLink(
         const stream = client.join({ member }, { signal });
         for await (const response of stream) {
           if (response.event.case !== "members") continue;
-          const members = response.event.value.members.map((m) => ({
-            nodeId: m.nodeId,
-            rpcAddress: m.rpcAddress,
-          }));
+          const members = validMembers(
+            response.event.value.members,
+            address,
+            logger,
+          );
           table.update(address, members);
-          markJoined();
+          progress.joined();
           attempt = 0;
           if (!connected) {
             connected = true;
@@ -86,15 +123,26 @@ async function runLink(
         if (!signal.aborted) throw new Error("the register ended the stream");
       } catch (error) {
         if (signal.aborted) break;
-        const reason = fromRpcError(error, address).message;
-        if (connected || !warned) {
+        const failure = fromRpcError(error, address);
+        if (failure.code === "unauthenticated") {
+          if (connected || !warned) {
+            logger.error(
+              "register refused this service's secret; check that every register and service uses the same secret",
+              { register: address, reason: failure.message },
+            );
+          }
+          warned = true;
+          progress.refused(address, failure);
+        } else if (connected || !warned) {
           logger.warn("lost register; retrying", {
             register: address,
-            reason,
+            reason: failure.message,
           });
           warned = true;
         } else {
-          logger.debug("register still unreachable", { reason });
+          logger.debug("register still unreachable", {
+            reason: failure.message,
+          });
         }
         connected = false;
       }
@@ -104,4 +152,36 @@ async function runLink(
   } finally {
     channel.close();
   }
+}
+
+/**
+ * The members of a pushed list that are well-formed; a register pushes only
+ * members it checked, so anything else is logged and left out rather than
+ * dialled.
+ */
+function validMembers(
+  members: readonly Member[],
+  register: string,
+  logger: Logger,
+): Member[] {
+  const valid: Member[] = [];
+  for (const m of members) {
+    let ok = isNodeId(m.nodeId);
+    if (ok) {
+      try {
+        parseHostPort(m.rpcAddress, "member address");
+      } catch {
+        ok = false;
+      }
+    }
+    if (ok) valid.push({ nodeId: m.nodeId, rpcAddress: m.rpcAddress });
+    else {
+      logger.warn("register pushed a malformed member; ignoring it", {
+        register,
+        nodeId: m.nodeId,
+        rpcAddress: m.rpcAddress,
+      });
+    }
+  }
+  return valid;
 }

@@ -1,21 +1,27 @@
 // One HTTP/2 connection to a register or a peer service, with keepalive
-// pings, the shared secret, and a way to close it.
+// pings, the shared secret, optional TLS, and a way to close it.
 
 import type { Interceptor, Transport } from "@connectrpc/connect";
-import {
-  createGrpcTransport,
-  Http2SessionManager,
-} from "@connectrpc/connect-node";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import { clientAuth } from "./auth.ts";
 import { formatHostPort, parseHostPort } from "./address.ts";
+import { Http2Connection } from "./http2_connection.ts";
+import type { CheckedTls } from "./options.ts";
 
 /** Options of {@linkcode openRpcChannel}. */
 export interface RpcChannelOptions {
   readonly secret?: string | undefined;
+  /** Dial over TLS with these: trust `ca`, present `cert` when asked. */
+  readonly tls?: CheckedTls | undefined;
   /** Ping the connection this often while it carries calls. */
   readonly pingIntervalMs: number;
   /** Drop the connection when a ping is not answered this soon. */
   readonly pingTimeoutMs: number;
+  /**
+   * The most bytes one response message may have; a larger one fails the
+   * call with `resource_exhausted`.
+   */
+  readonly readMaxBytes?: number;
   /** Run on every call, after the secret is added (metrics, for one). */
   readonly interceptors?: readonly Interceptor[] | undefined;
 }
@@ -34,15 +40,25 @@ export function openRpcChannel(
   options: RpcChannelOptions,
 ): RpcChannel {
   const { host, port } = parseHostPort(address, "RPC address");
-  const baseUrl = `http://${formatHostPort(host, port)}`;
-  const sessionManager = new Http2SessionManager(baseUrl, {
+  const { tls } = options;
+  const baseUrl = `${tls === undefined ? "http" : "https"}://${
+    formatHostPort(host, port)
+  }`;
+  const connection = new Http2Connection(baseUrl, {
     pingIntervalMs: options.pingIntervalMs,
     pingTimeoutMs: options.pingTimeoutMs,
-    pingIdleConnection: false,
+    sessionOptions: tls === undefined ? {} : {
+      cert: tls.cert,
+      key: tls.key,
+      ...(tls.ca === undefined ? {} : { ca: tls.ca }),
+    },
   });
   const transport = createGrpcTransport({
     baseUrl,
-    sessionManager,
+    sessionManager: connection,
+    ...(options.readMaxBytes === undefined
+      ? {}
+      : { readMaxBytes: options.readMaxBytes }),
     interceptors: [
       ...(options.secret === undefined ? [] : [clientAuth(options.secret)]),
       ...(options.interceptors ?? []),
@@ -51,6 +67,6 @@ export function openRpcChannel(
   return {
     address,
     transport,
-    close: () => sessionManager.abort(),
+    close: () => connection.close(),
   };
 }

@@ -1,13 +1,15 @@
 // An HTTP/2 server that speaks gRPC (Connect's node adapter on node:http2),
-// shared by the register and the services.
+// shared by the register and the services: optional TLS, the shared secret,
+// a size limit on request messages, and errors mapped to gRPC codes.
 
 import * as http2 from "node:http2";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { serverAuth } from "./auth.ts";
 import { toConnectError } from "./rpc_errors.ts";
 import type { Logger } from "./logger.ts";
+import type { CheckedTls } from "./options.ts";
 
 /** Options of {@linkcode listenRpc}. */
 export interface RpcServerOptions {
@@ -16,6 +18,13 @@ export interface RpcServerOptions {
   readonly routes: (router: ConnectRouter) => void;
   /** Calls without this secret are refused. */
   readonly secret?: string | undefined;
+  /** Serve over TLS; with `mutual`, require client certificates. */
+  readonly tls?: CheckedTls | undefined;
+  /**
+   * The most bytes one request message may have; a larger one fails the
+   * call with `resource_exhausted` before it is read.
+   */
+  readonly readMaxBytes: number;
   /** Each connection is pinged this often; 0 turns pings off. */
   readonly pingIntervalMs: number;
   /** A connection whose ping is not answered this soon is dropped. */
@@ -36,7 +45,7 @@ export interface RpcServer {
 
 /** Starts an RPC server; resolves once it listens. */
 export async function listenRpc(options: RpcServerOptions): Promise<RpcServer> {
-  const { hostname, port, routes, secret, logger } = options;
+  const { hostname, port, routes, secret, tls, readMaxBytes, logger } = options;
   const shutdown = new AbortController();
   const interceptors: Interceptor[] = [mapErrors];
   if (secret !== undefined) interceptors.unshift(serverAuth(secret));
@@ -44,11 +53,31 @@ export async function listenRpc(options: RpcServerOptions): Promise<RpcServer> {
     routes,
     interceptors,
     shutdownSignal: shutdown.signal,
+    readMaxBytes,
     connect: false,
     grpcWeb: false,
     grpc: true,
   });
-  const server = http2.createServer({}, handler);
+  const server = tls === undefined
+    ? http2.createServer({}, handler)
+    : http2.createSecureServer({
+      cert: tls.cert,
+      key: tls.key,
+      ...(tls.ca === undefined ? {} : { ca: tls.ca }),
+      requestCert: tls.mutual,
+      rejectUnauthorized: tls.mutual,
+    }, handler);
+  server.on("tlsClientError", (error) => {
+    logger.debug("rpc TLS handshake failed", { error: String(error) });
+  });
+  // Every TCP connection, also those that never became an HTTP/2 session
+  // (an idle or garbage-sending peer, a TLS handshake in progress): close()
+  // must not wait on them.
+  const sockets = new Set<Socket>();
+  server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (session) => {
     sessions.add(session);
@@ -85,6 +114,7 @@ export async function listenRpc(options: RpcServerOptions): Promise<RpcServer> {
         for (const session of sessions) session.close();
         const timer = setTimeout(() => {
           for (const session of sessions) session.destroy();
+          for (const socket of sockets) socket.destroy();
         }, graceMs);
         await closed;
         clearTimeout(timer);
@@ -94,13 +124,24 @@ export async function listenRpc(options: RpcServerOptions): Promise<RpcServer> {
   };
 }
 
+/** Turns whatever a handler throws, also mid-stream, into a gRPC status. */
 const mapErrors: Interceptor = (next) => async (req) => {
+  let res;
   try {
-    return await next(req);
+    res = await next(req);
   } catch (error) {
     throw toConnectError(error);
   }
+  return res.stream ? { ...res, message: mapStreamErrors(res.message) } : res;
 };
+
+async function* mapStreamErrors<T>(messages: AsyncIterable<T>) {
+  try {
+    yield* messages;
+  } catch (error) {
+    throw toConnectError(error);
+  }
+}
 
 function keepAlive(
   session: http2.ServerHttp2Session,

@@ -107,6 +107,11 @@ export class Child implements AsyncDisposable {
     return next.value;
   }
 
+  /** Sends a signal without waiting (SIGSTOP, SIGCONT, ...). */
+  signal(signal: Deno.Signal): void {
+    this.#process.kill(signal);
+  }
+
   /** Sends a signal (default SIGTERM) and waits for the exit. */
   async stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
     try {
@@ -171,12 +176,13 @@ export interface ServiceInfo {
 export async function startServiceProcess(
   register: string,
   args: string[] = [],
+  options: ChildOptions = {},
 ): Promise<{ child: Child; info: ServiceInfo }> {
   const child = await Child.start("tests/fixtures/echo_service.ts", [
     "--register",
     register,
     ...args,
-  ]);
+  ], options);
   return { child, info: JSON.parse(child.first) as ServiceInfo };
 }
 
@@ -506,4 +512,53 @@ export async function settles<T>(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** What {@linkcode runCapturingStderr} saw. */
+export interface CapturedRun {
+  /** Everything the process wrote on stderr until it was stopped. */
+  readonly stderr: string;
+  /** The exit code; killed processes end with 128 + the signal number. */
+  readonly code: number;
+}
+
+/**
+ * Runs `deno run -A <script> ...args` with stderr captured, until stderr
+ * matches `until` (`null`: until it exits) or the process exits, or
+ * `timeoutMs` passes; then kills it if it still runs.
+ */
+export async function runCapturingStderr(
+  script: string,
+  args: string[],
+  until: RegExp | null,
+  timeoutMs = 20_000,
+): Promise<CapturedRun> {
+  const process = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL(script, root).pathname, ...args],
+    stdout: "null",
+    stderr: "piped",
+    stdin: "null",
+  }).spawn();
+  const timer = setTimeout(() => {
+    try {
+      process.kill("SIGKILL");
+    } catch {
+      // Already gone.
+    }
+  }, timeoutMs);
+  let stderr = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of process.stderr) {
+    stderr += decoder.decode(chunk, { stream: true });
+    if (until?.test(stderr)) {
+      try {
+        process.kill("SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    }
+  }
+  const { code } = await process.status;
+  clearTimeout(timer);
+  return { stderr, code };
 }

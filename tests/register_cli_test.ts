@@ -45,6 +45,10 @@ Deno.test("register.ts --help lists the flags", async () => {
       "--port",
       "--http-port",
       "--secret",
+      "--tls-cert",
+      "--tls-key",
+      "--tls-ca",
+      "--tls-mutual",
       "--log-level",
     ]
   ) {
@@ -120,4 +124,26 @@ Deno.test("register.ts rejects a bad log level", async () => {
   const { code, stderr } = await run(["--port", "0", "--log-level", "loud"]);
   assert.equal(code, 2);
   assert.match(stderr, /logLevel/);
+});
+
+Deno.test("register.ts rejects incomplete or unreadable TLS flags", async () => {
+  const onlyCa = await run(["--port", "0", "--tls-ca", "ca.pem"]);
+  assert.equal(onlyCa.code, 2);
+  assert.match(onlyCa.stderr, /without --tls-cert and --tls-key/);
+  const onlyCert = await run(["--port", "0", "--tls-cert", "cert.pem"]);
+  assert.equal(onlyCert.code, 2);
+  assert.match(onlyCert.stderr, /give both --tls-cert and --tls-key/);
+  const missing = await run([
+    "--port",
+    "0",
+    "--tls-cert",
+    "/nonexistent/cert.pem",
+    "--tls-key",
+    "/nonexistent/key.pem",
+  ]);
+  assert.equal(missing.code, 2);
+  assert.match(
+    missing.stderr,
+    /Cannot read --tls-cert "\/nonexistent\/cert.pem"/,
+  );
 });
