@@ -2,6 +2,7 @@
 // clients with a message queue.
 
 import type { Message } from "../mod.ts";
+import { splitLines } from "../internal/split_lines.ts";
 
 const root = new URL("..", import.meta.url);
 
@@ -64,7 +65,7 @@ export class Child implements AsyncDisposable {
     }).spawn();
     const lines = process.stdout
       .pipeThrough(new TextDecoderStream())
-      .pipeThrough(new LineSplitter())[Symbol.asyncIterator]();
+      .pipeThrough(splitLines())[Symbol.asyncIterator]();
     const child = new Child(process, lines, captureStderr);
     const first = await lines.next();
     if (first.done) {
@@ -127,25 +128,6 @@ export class Child implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop("SIGKILL");
-  }
-}
-
-class LineSplitter extends TransformStream<string, string> {
-  constructor() {
-    let buffer = "";
-    super({
-      transform(chunk, controller) {
-        buffer += chunk;
-        let i;
-        while ((i = buffer.indexOf("\n")) >= 0) {
-          controller.enqueue(buffer.slice(0, i));
-          buffer = buffer.slice(i + 1);
-        }
-      },
-      flush(controller) {
-        if (buffer.length > 0) controller.enqueue(buffer);
-      },
-    });
   }
 }
 

@@ -12,6 +12,7 @@ import {
   stopSignals,
   UsageError,
 } from "../../internal/cli.ts";
+import { splitLines } from "../../internal/split_lines.ts";
 
 const FLAGS = [
   {
@@ -94,23 +95,6 @@ async function spawn(
     while (!(await reader.read()).done) { /* discard */ }
   })();
   return { name, process, lines: first };
-}
-
-function splitLines(): TransformStream<string, string> {
-  let buffer = "";
-  return new TransformStream({
-    transform(chunk, controller) {
-      buffer += chunk;
-      let i;
-      while ((i = buffer.indexOf("\n")) >= 0) {
-        controller.enqueue(buffer.slice(0, i));
-        buffer = buffer.slice(i + 1);
-      }
-    },
-    flush(controller) {
-      if (buffer.length > 0) controller.enqueue(buffer);
-    },
-  });
 }
 
 function next(port: number): number {
