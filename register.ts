@@ -35,11 +35,10 @@ import {
   onAbort,
 } from "./internal/options.ts";
 import {
-  helpText,
-  parseFlags,
+  type CommandSpec,
   portInUse,
+  readCommandLine,
   stopSignals,
-  UsageError,
 } from "./internal/cli.ts";
 import { formatRegisterMetrics, RegisterMetrics } from "./internal/metrics.ts";
 import { opsResponse } from "./internal/ops_http.ts";
@@ -327,85 +326,75 @@ function toProto(list: MemberList) {
   });
 }
 
-const FLAGS = [
-  {
-    name: "hostname",
-    env: "WSGATE_REGISTER_HOSTNAME",
-    kind: "string",
-    description: "address to listen on",
-    defaultText: "127.0.0.1",
-  },
-  {
-    name: "port",
-    env: "WSGATE_REGISTER_PORT",
-    kind: "port",
-    description: "gRPC port that services join, 0 for any free port",
-    defaultText: "8101",
-  },
-  {
-    name: "http-port",
-    env: "WSGATE_REGISTER_HTTP_PORT",
-    kind: "port",
-    description: "plain HTTP port for /healthz and /metrics, 0 for any",
-    defaultText: "off",
-  },
-  {
-    name: "secret",
-    env: "WSGATE_SECRET",
-    kind: "string",
-    description: "shared secret that services must present",
-  },
-  {
-    name: "tls-cert",
-    env: "WSGATE_TLS_CERT",
-    kind: "string",
-    description: "serve TLS with this certificate chain (PEM file)",
-  },
-  {
-    name: "tls-key",
-    env: "WSGATE_TLS_KEY",
-    kind: "string",
-    description: "private key of --tls-cert (PEM file)",
-  },
-  {
-    name: "tls-ca",
-    env: "WSGATE_TLS_CA",
-    kind: "string",
-    description: "certificate authorities to trust (PEM file)",
-  },
-  {
-    name: "tls-mutual",
-    env: "WSGATE_TLS_MUTUAL",
-    kind: "boolean",
-    description: "require client certificates signed by --tls-ca",
-  },
-  {
-    name: "log-level",
-    env: "WSGATE_LOG_LEVEL",
-    kind: "string",
-    description: "error, warn, info or debug",
-    defaultText: "info",
-  },
-  { name: "help", kind: "boolean", description: "show this help" },
-] as const;
+const COMMAND: CommandSpec = {
+  name: "register",
+  usage: "deno run -A register.ts [flags]",
+  summary:
+    "Runs the register of a wsgate cluster: the membership server that every service joins.",
+  flags: [
+    {
+      name: "hostname",
+      env: "WSGATE_REGISTER_HOSTNAME",
+      kind: "string",
+      description: "address to listen on",
+      defaultText: "127.0.0.1",
+    },
+    {
+      name: "port",
+      env: "WSGATE_REGISTER_PORT",
+      kind: "port",
+      description: "gRPC port that services join, 0 for any free port",
+      defaultText: "8101",
+    },
+    {
+      name: "http-port",
+      env: "WSGATE_REGISTER_HTTP_PORT",
+      kind: "port",
+      description: "plain HTTP port for /healthz and /metrics, 0 for any",
+      defaultText: "off",
+    },
+    {
+      name: "secret",
+      env: "WSGATE_SECRET",
+      kind: "string",
+      description: "shared secret that services must present",
+    },
+    {
+      name: "tls-cert",
+      env: "WSGATE_TLS_CERT",
+      kind: "string",
+      description: "serve TLS with this certificate chain (PEM file)",
+    },
+    {
+      name: "tls-key",
+      env: "WSGATE_TLS_KEY",
+      kind: "string",
+      description: "private key of --tls-cert (PEM file)",
+    },
+    {
+      name: "tls-ca",
+      env: "WSGATE_TLS_CA",
+      kind: "string",
+      description: "certificate authorities to trust (PEM file)",
+    },
+    {
+      name: "tls-mutual",
+      env: "WSGATE_TLS_MUTUAL",
+      kind: "boolean",
+      description: "require client certificates signed by --tls-ca",
+    },
+    {
+      name: "log-level",
+      env: "WSGATE_LOG_LEVEL",
+      kind: "string",
+      description: "error, warn, info or debug",
+      defaultText: "info",
+    },
+  ],
+};
 
 async function main(): Promise<void> {
-  let flags;
-  try {
-    flags = parseFlags(Deno.args, FLAGS);
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    console.error(`register: ${error.message}`);
-    Deno.exit(2);
-  }
-  if (flags.help === true) {
-    console.log(helpText(
-      "deno run -A register.ts [flags]",
-      "Runs the register of a wsgate cluster: the membership server that every service joins.",
-      FLAGS,
-    ));
-    return;
-  }
+  const flags = readCommandLine(COMMAND);
   using stop = stopSignals();
   const options: RegisterOptions = { signal: stop.signal };
   if (flags.hostname !== undefined) options.hostname = String(flags.hostname);

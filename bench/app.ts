@@ -22,7 +22,7 @@
 
 import { type Api, type Application, startService } from "../mod.ts";
 import { rpcCounters } from "../internal/rpc_counters.ts";
-import { helpText, parseFlags, UsageError } from "../internal/cli.ts";
+import { type CommandSpec, readCommandLine } from "../internal/cli.ts";
 import type { LogLevel } from "../internal/logger.ts";
 
 const OP_BROADCAST = 0x42;
@@ -69,57 +69,46 @@ function command(clientId: string, text: string, api: Api): void {
   }
 }
 
-const FLAGS = [
-  {
-    name: "register",
-    kind: "string",
-    description: "host:port of the register",
-    defaultText: "127.0.0.1:8101",
-  },
-  {
-    name: "hostname",
-    kind: "string",
-    description: "address the WebSocket server listens on",
-    defaultText: "127.0.0.1",
-  },
-  {
-    name: "port",
-    kind: "port",
-    description: "WebSocket port",
-    defaultText: "9201",
-  },
-  {
-    name: "rpc-port",
-    kind: "port",
-    description: "gRPC port",
-    defaultText: "9101",
-  },
-  {
-    name: "log-level",
-    kind: "string",
-    description: "error, warn, info or debug",
-    defaultText: "warn",
-  },
-  { name: "help", kind: "boolean", description: "show this help" },
-] as const;
+const COMMAND: CommandSpec = {
+  name: "bench app",
+  usage: "deno run -A bench/app.ts [flags]",
+  summary: "A wsgate service that speaks the peer benchmark's app protocol.",
+  flags: [
+    {
+      name: "register",
+      kind: "string",
+      description: "host:port of the register",
+      defaultText: "127.0.0.1:8101",
+    },
+    {
+      name: "hostname",
+      kind: "string",
+      description: "address the WebSocket server listens on",
+      defaultText: "127.0.0.1",
+    },
+    {
+      name: "port",
+      kind: "port",
+      description: "WebSocket port",
+      defaultText: "9201",
+    },
+    {
+      name: "rpc-port",
+      kind: "port",
+      description: "gRPC port",
+      defaultText: "9101",
+    },
+    {
+      name: "log-level",
+      kind: "string",
+      description: "error, warn, info or debug",
+      defaultText: "warn",
+    },
+  ],
+};
 
 async function main(): Promise<void> {
-  let flags;
-  try {
-    flags = parseFlags(Deno.args, FLAGS);
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    console.error(`bench app: ${error.message}`);
-    Deno.exit(2);
-  }
-  if (flags.help === true) {
-    console.log(helpText(
-      "deno run -A bench/app.ts [flags]",
-      "A wsgate service that speaks the peer benchmark's app protocol.",
-      FLAGS,
-    ));
-    return;
-  }
+  const flags = readCommandLine(COMMAND);
   const controller = new AbortController();
   const stop = () => controller.abort();
   Deno.addSignalListener("SIGINT", stop);

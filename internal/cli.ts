@@ -112,6 +112,46 @@ export function helpText(
   return lines.join("\n");
 }
 
+/** A command-line program: what its help and its error lines say. */
+export interface CommandSpec {
+  /** Starts each line it prints on stderr, e.g. `"register"`. */
+  readonly name: string;
+  /** The usage line of its help, e.g. `"deno run -A register.ts [flags]"`. */
+  readonly usage: string;
+  /** What it does, in a sentence. */
+  readonly summary: string;
+  /** Its flags; `--help` (and `-h`) comes with every command. */
+  readonly flags: readonly FlagSpec[];
+}
+
+const HELP_FLAG: FlagSpec = {
+  name: "help",
+  kind: "boolean",
+  description: "show this help",
+};
+
+/**
+ * Reads the command line (and the environment) of `command`. With `--help`
+ * it prints the help and exits with 0; with a bad flag or value it prints
+ * `<name>: <what is wrong>` on stderr and exits with 2.
+ */
+export function readCommandLine(command: CommandSpec): FlagValues {
+  const specs = [...command.flags, HELP_FLAG];
+  let flags: FlagValues;
+  try {
+    flags = parseFlags(Deno.args, specs);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`${command.name}: ${error.message}`);
+    Deno.exit(2);
+  }
+  if (flags.help === true) {
+    console.log(helpText(command.usage, command.summary, specs));
+    Deno.exit(0);
+  }
+  return flags;
+}
+
 /**
  * Which of our servers failed to listen because its port is taken: the
  * gRPC servers (node:http2) fail with code `EADDRINUSE`, the HTTP and

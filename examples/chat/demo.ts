@@ -7,52 +7,56 @@
 // service it is connected to, and messages cross from one to the other.
 
 import {
-  helpText,
-  parseFlags,
+  type CommandSpec,
+  readCommandLine,
   stopSignals,
-  UsageError,
 } from "../../internal/cli.ts";
 import { splitLines } from "../../internal/split_lines.ts";
 
-const FLAGS = [
-  {
-    name: "hostname",
-    kind: "string",
-    description: "address the chat pages listen on",
-    defaultText: "127.0.0.1",
-  },
-  {
-    name: "port",
-    kind: "port",
-    description: "port of service A; B gets the next one (0: any free ports)",
-    defaultText: "9201",
-  },
-  {
-    name: "rpc-port",
-    kind: "port",
-    description: "gRPC port of service A; B gets the next one",
-    defaultText: "9101",
-  },
-  {
-    name: "register-port",
-    kind: "port",
-    description: "the register's gRPC port",
-    defaultText: "8101",
-  },
-  {
-    name: "http-port",
-    kind: "port",
-    description: "the register's /healthz and /metrics port",
-    defaultText: "8102",
-  },
-  {
-    name: "log-level",
-    kind: "string",
-    description: "error, warn, info or debug",
-    defaultText: "info",
-  },
-  { name: "help", kind: "boolean", description: "show this help" },
-] as const;
+const COMMAND: CommandSpec = {
+  name: "demo",
+  usage: "deno task demo [flags]",
+  summary:
+    "Starts a register and two chat services, prints the two URLs, and stops them all on Ctrl-C.",
+  flags: [
+    {
+      name: "hostname",
+      kind: "string",
+      description: "address the chat pages listen on",
+      defaultText: "127.0.0.1",
+    },
+    {
+      name: "port",
+      kind: "port",
+      description: "port of service A; B gets the next one (0: any free ports)",
+      defaultText: "9201",
+    },
+    {
+      name: "rpc-port",
+      kind: "port",
+      description: "gRPC port of service A; B gets the next one",
+      defaultText: "9101",
+    },
+    {
+      name: "register-port",
+      kind: "port",
+      description: "the register's gRPC port",
+      defaultText: "8101",
+    },
+    {
+      name: "http-port",
+      kind: "port",
+      description: "the register's /healthz and /metrics port",
+      defaultText: "8102",
+    },
+    {
+      name: "log-level",
+      kind: "string",
+      description: "error, warn, info or debug",
+      defaultText: "info",
+    },
+  ],
+};
 
 const root = new URL("../../", import.meta.url);
 
@@ -102,22 +106,7 @@ function next(port: number): number {
 }
 
 async function main(): Promise<number> {
-  let flags;
-  try {
-    flags = parseFlags(Deno.args, FLAGS);
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    console.error(`demo: ${error.message}`);
-    return 2;
-  }
-  if (flags.help === true) {
-    console.log(helpText(
-      "deno task demo [flags]",
-      "Starts a register and two chat services, prints the two URLs, and stops them all on Ctrl-C.",
-      FLAGS,
-    ));
-    return 0;
-  }
+  const flags = readCommandLine(COMMAND);
   const hostname = String(flags.hostname ?? "127.0.0.1");
   const port = Number(flags.port ?? 9201);
   const rpcPort = Number(flags["rpc-port"] ?? 9101);

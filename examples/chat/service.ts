@@ -11,104 +11,93 @@
 import { type ServiceOptions, startService } from "../../mod.ts";
 import type { LogLevel } from "../../internal/logger.ts";
 import {
-  helpText,
-  parseFlags,
+  type CommandSpec,
   portInUse,
+  readCommandLine,
   stopSignals,
-  UsageError,
 } from "../../internal/cli.ts";
 import { createChatApp } from "./app.ts";
 import { loadPublicFiles } from "./static.ts";
 
-const FLAGS = [
-  {
-    name: "register",
-    env: "WSGATE_REGISTER",
-    kind: "string",
-    description: "register address(es), host:port, comma-separated",
-    defaultText: "127.0.0.1:8101",
-  },
-  {
-    name: "name",
-    env: "WSGATE_SERVICE_NAME",
-    kind: "string",
-    description: "name shown to users, e.g. A",
-    defaultText: "the node id",
-  },
-  {
-    name: "hostname",
-    env: "WSGATE_HOSTNAME",
-    kind: "string",
-    description: "address of the web and WebSocket server",
-    defaultText: "0.0.0.0",
-  },
-  {
-    name: "port",
-    env: "WSGATE_PORT",
-    kind: "port",
-    description: "web and WebSocket port, 0 for any free port",
-    defaultText: "9201",
-  },
-  {
-    name: "rpc-port",
-    env: "WSGATE_RPC_PORT",
-    kind: "port",
-    description: "gRPC port for peers and backends, 0 for any",
-    defaultText: "9101",
-  },
-  {
-    name: "lan-ip",
-    env: "WSGATE_LAN_IP",
-    kind: "string",
-    description: "address peers dial to reach the gRPC port",
-    defaultText: "127.0.0.1",
-  },
-  {
-    name: "rpc-hostname",
-    env: "WSGATE_RPC_HOSTNAME",
-    kind: "string",
-    description: "address the gRPC server listens on",
-    defaultText: "the lan ip",
-  },
-  {
-    name: "secret",
-    env: "WSGATE_SECRET",
-    kind: "string",
-    description: "shared secret of the cluster",
-  },
-  {
-    name: "http-api-secret",
-    env: "WSGATE_HTTP_API_SECRET",
-    kind: "string",
-    description: "turns on POST /api/<method> with this bearer token",
-  },
-  {
-    name: "log-level",
-    env: "WSGATE_LOG_LEVEL",
-    kind: "string",
-    description: "error, warn, info or debug",
-    defaultText: "info",
-  },
-  { name: "help", kind: "boolean", description: "show this help" },
-] as const;
+const COMMAND: CommandSpec = {
+  name: "chat service",
+  usage: "deno run -A examples/chat/service.ts [flags]",
+  summary:
+    "Runs one service of the wsgate chat demo: the chat page and its WebSockets on one port, gRPC to its peers on another.",
+  flags: [
+    {
+      name: "register",
+      env: "WSGATE_REGISTER",
+      kind: "string",
+      description: "register address(es), host:port, comma-separated",
+      defaultText: "127.0.0.1:8101",
+    },
+    {
+      name: "name",
+      env: "WSGATE_SERVICE_NAME",
+      kind: "string",
+      description: "name shown to users, e.g. A",
+      defaultText: "the node id",
+    },
+    {
+      name: "hostname",
+      env: "WSGATE_HOSTNAME",
+      kind: "string",
+      description: "address of the web and WebSocket server",
+      defaultText: "0.0.0.0",
+    },
+    {
+      name: "port",
+      env: "WSGATE_PORT",
+      kind: "port",
+      description: "web and WebSocket port, 0 for any free port",
+      defaultText: "9201",
+    },
+    {
+      name: "rpc-port",
+      env: "WSGATE_RPC_PORT",
+      kind: "port",
+      description: "gRPC port for peers and backends, 0 for any",
+      defaultText: "9101",
+    },
+    {
+      name: "lan-ip",
+      env: "WSGATE_LAN_IP",
+      kind: "string",
+      description: "address peers dial to reach the gRPC port",
+      defaultText: "127.0.0.1",
+    },
+    {
+      name: "rpc-hostname",
+      env: "WSGATE_RPC_HOSTNAME",
+      kind: "string",
+      description: "address the gRPC server listens on",
+      defaultText: "the lan ip",
+    },
+    {
+      name: "secret",
+      env: "WSGATE_SECRET",
+      kind: "string",
+      description: "shared secret of the cluster",
+    },
+    {
+      name: "http-api-secret",
+      env: "WSGATE_HTTP_API_SECRET",
+      kind: "string",
+      description: "turns on POST /api/<method> with this bearer token",
+    },
+    {
+      name: "log-level",
+      env: "WSGATE_LOG_LEVEL",
+      kind: "string",
+      description: "error, warn, info or debug",
+      defaultText: "info",
+    },
+  ],
+};
 
 async function main(): Promise<number> {
-  let flags;
-  try {
-    flags = parseFlags(Deno.args, FLAGS);
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    console.error(`chat service: ${error.message}`);
-    return 2;
-  }
-  if (flags.help === true) {
-    console.log(helpText(
-      "deno run -A examples/chat/service.ts [flags]",
-      "Runs one service of the wsgate chat demo: the chat page and its WebSockets on one port, gRPC to its peers on another.",
-      FLAGS,
-    ));
-    return 0;
-  }
+  const flags = readCommandLine(COMMAND);
   using stop = stopSignals();
   const name = flags.name === undefined ? undefined : String(flags.name);
   const options: ServiceOptions = {
