@@ -36,8 +36,8 @@ import {
 } from "./internal/options.ts";
 import {
   type CommandSpec,
-  portInUse,
   readCommandLine,
+  reportStartFailure,
   stopSignals,
 } from "./internal/cli.ts";
 import { formatRegisterMetrics, RegisterMetrics } from "./internal/metrics.ts";
@@ -412,8 +412,17 @@ async function main(): Promise<void> {
     if (tls !== undefined) options.tls = tls;
     register = await startRegister(options);
   } catch (error) {
-    console.error(`register: ${startFailure(error, options)}`);
-    Deno.exit(isUsage(error) ? 2 : 1);
+    const hostname = options.hostname ?? "127.0.0.1";
+    Deno.exit(reportStartFailure(COMMAND.name, error, {
+      rpc: {
+        address: formatHostPort(hostname, options.port ?? 8101),
+        flag: "port",
+      },
+      http: {
+        address: formatHostPort(hostname, options.httpPort ?? 0),
+        flag: "http-port",
+      },
+    }));
   }
   const address = formatHostPort(register.hostname, register.port);
   console.log(`register listening on ${address}`);
@@ -425,10 +434,6 @@ async function main(): Promise<void> {
   }
   await stop.stopped;
   await register.close();
-}
-
-function isUsage(error: unknown): boolean {
-  return error instanceof TypeError || error instanceof RangeError;
 }
 
 /** The TLS options that the `--tls-*` flags name, read from their files. */
@@ -468,21 +473,6 @@ async function readTlsFlags(
   };
   if (caFile !== undefined) tls.ca = await read(caFile, "tls-ca");
   return tls;
-}
-
-function startFailure(error: unknown, options: RegisterOptions): string {
-  const hostname = options.hostname ?? "127.0.0.1";
-  switch (portInUse(error)) {
-    case "rpc":
-      return `Cannot listen on ${
-        formatHostPort(hostname, options.port ?? 8101)
-      }: the port is in use (pick another with --port)`;
-    case "http":
-      return `Cannot listen on ${
-        formatHostPort(hostname, options.httpPort ?? 0)
-      }: the port is in use (pick another with --http-port)`;
-  }
-  return error instanceof Error ? error.message : String(error);
 }
 
 if (import.meta.main) {

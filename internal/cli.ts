@@ -152,12 +152,40 @@ export function readCommandLine(command: CommandSpec): FlagValues {
   return flags;
 }
 
+/** One server of a command, as its start failure names it. */
+export interface Listener {
+  /** Where it listens, e.g. `"127.0.0.1:8101"` or `"port 9201"`. */
+  readonly address: string;
+  /** The flag that moves it, without `--`. */
+  readonly flag: string;
+}
+
+/**
+ * Says on stderr why a command's servers did not start, as `<name>:
+ * <reason>`, naming the flag that moves a port in use. Returns the exit
+ * code: 2 for bad options (a TypeError or RangeError), else 1.
+ */
+export function reportStartFailure(
+  name: string,
+  error: unknown,
+  listeners: { readonly rpc: Listener; readonly http: Listener },
+): number {
+  const taken = portInUse(error);
+  const reason = taken === undefined
+    ? error instanceof Error ? error.message : String(error)
+    : `Cannot listen on ${
+      listeners[taken].address
+    }: the port is in use (pick another with --${listeners[taken].flag})`;
+  console.error(`${name}: ${reason}`);
+  return error instanceof TypeError || error instanceof RangeError ? 2 : 1;
+}
+
 /**
  * Which of our servers failed to listen because its port is taken: the
  * gRPC servers (node:http2) fail with code `EADDRINUSE`, the HTTP and
  * WebSocket servers (`Deno.serve`) with `Deno.errors.AddrInUse`.
  */
-export function portInUse(error: unknown): "rpc" | "http" | undefined {
+function portInUse(error: unknown): "rpc" | "http" | undefined {
   if (error instanceof Deno.errors.AddrInUse) return "http";
   if (
     error instanceof Error && "code" in error && error.code === "EADDRINUSE"

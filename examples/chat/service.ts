@@ -12,8 +12,8 @@ import { type ServiceOptions, startService } from "../../mod.ts";
 import type { LogLevel } from "../../internal/logger.ts";
 import {
   type CommandSpec,
-  portInUse,
   readCommandLine,
+  reportStartFailure,
   stopSignals,
 } from "../../internal/cli.ts";
 import { createChatApp } from "./app.ts";
@@ -130,8 +130,10 @@ async function main(): Promise<number> {
       options,
     );
   } catch (error) {
-    console.error(`chat service: ${startFailure(error, options)}`);
-    return error instanceof TypeError || error instanceof RangeError ? 2 : 1;
+    return reportStartFailure(COMMAND.name, error, {
+      http: { address: `port ${options.port ?? 9201}`, flag: "port" },
+      rpc: { address: `port ${options.rpcPort ?? 9101}`, flag: "rpc-port" },
+    });
   }
   const host = service.hostname === "0.0.0.0" || service.hostname === "::"
     ? "127.0.0.1"
@@ -144,20 +146,6 @@ async function main(): Promise<number> {
   await stop.stopped;
   await service.close();
   return 0;
-}
-
-function startFailure(error: unknown, options: ServiceOptions): string {
-  switch (portInUse(error)) {
-    case "http":
-      return `Cannot listen on port ${
-        options.port ?? 9201
-      }: the port is in use (pick another with --port)`;
-    case "rpc":
-      return `Cannot listen on port ${
-        options.rpcPort ?? 9101
-      }: the port is in use (pick another with --rpc-port)`;
-  }
-  return error instanceof Error ? error.message : String(error);
 }
 
 if (import.meta.main) {
