@@ -22,7 +22,11 @@
 
 import { type Api, type Application, startService } from "../mod.ts";
 import { rpcCounters } from "../internal/rpc_counters.ts";
-import { type CommandSpec, readCommandLine } from "../internal/cli.ts";
+import {
+  type CommandSpec,
+  readCommandLine,
+  stopSignals,
+} from "../internal/cli.ts";
 import type { LogLevel } from "../internal/logger.ts";
 
 const OP_BROADCAST = 0x42;
@@ -109,17 +113,14 @@ const COMMAND: CommandSpec = {
 
 async function main(): Promise<void> {
   const flags = readCommandLine(COMMAND);
-  const controller = new AbortController();
-  const stop = () => controller.abort();
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
+  using stop = stopSignals();
   const service = await startService(benchApp, {
     register: String(flags.register ?? "127.0.0.1:8101"),
     hostname: String(flags.hostname ?? "127.0.0.1"),
     port: Number(flags.port ?? 9201),
     rpcPort: Number(flags["rpc-port"] ?? 9101),
     logLevel: String(flags["log-level"] ?? "warn") as LogLevel,
-    signal: controller.signal,
+    signal: stop.signal,
   });
   console.log(JSON.stringify({
     nodeId: service.nodeId,
@@ -127,12 +128,8 @@ async function main(): Promise<void> {
     rpcAddress: service.rpcAddress,
     pid: Deno.pid,
   }));
-  await new Promise((resolve) =>
-    controller.signal.addEventListener("abort", resolve, { once: true })
-  );
+  await stop.stopped;
   await service.close();
-  Deno.removeSignalListener("SIGINT", stop);
-  Deno.removeSignalListener("SIGTERM", stop);
 }
 
 if (import.meta.main) {
