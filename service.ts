@@ -20,24 +20,11 @@ import { createGatewayHandler } from "./internal/gateway_handler.ts";
 import { listenRpc } from "./internal/rpc_server.ts";
 import { joinRegisters } from "./internal/register_link.ts";
 import { WebSocketEndpoint } from "./internal/websocket_endpoint.ts";
-import {
-  formatHostPort,
-  isLoopback,
-  parseHostPort,
-} from "./internal/address.ts";
+import { formatHostPort, isLoopback } from "./internal/address.ts";
 import { createLogger, type Logger, type LogLevel } from "./internal/logger.ts";
 import { GOING_AWAY } from "./internal/client_connection.ts";
-import {
-  checkLogLevel,
-  checkNonEmpty,
-  checkNonNegative,
-  checkOrigins,
-  checkPort,
-  checkPositive,
-  checkSecret,
-  checkTls,
-  onAbort,
-} from "./internal/options.ts";
+import { onAbort } from "./internal/options.ts";
+import { resolveServiceOptions } from "./internal/service_options.ts";
 import { sleep } from "./internal/backoff.ts";
 import { formatServiceMetrics, ServiceMetrics } from "./internal/metrics.ts";
 import { MeteredApi } from "./internal/metered_api.ts";
@@ -369,69 +356,31 @@ export async function startService(
   options: ServiceOptions,
 ): Promise<Service> {
   const {
-    hostname = "0.0.0.0",
-    port = 9201,
-    rpcPort = 9101,
-    lanIp = "127.0.0.1",
+    registers,
+    hostname,
+    port,
+    rpcPort,
+    lanIp,
+    rpcHostname,
+    secret,
+    tls,
     signal,
-    deadlineMs = 2000,
-    joinTimeoutMs = 5000,
-    pingIntervalMs = 1000,
-    maxPeerQueueBytes = 16 * 1024 * 1024,
-    idleTimeoutMs = 30_000,
-    maxBufferedBytes = 1024 * 1024,
-    maxMessageBytes = 1024 * 1024,
-    maxSendBytes = 1024 * 1024,
-    shutdownTimeoutMs = 5000,
-    logLevel = "info",
+    deadlineMs,
+    joinTimeoutMs,
+    pingIntervalMs,
+    maxPeerQueueBytes,
+    idleTimeoutMs,
+    maxBufferedBytes,
+    maxMessageBytes,
+    maxSendBytes,
+    allowedOrigins,
+    shutdownTimeoutMs,
+    logLevel,
     fetch: fetchHandler,
-  } = options;
-  const registers = typeof options.register === "string"
-    ? [options.register]
-    : [...options.register];
-  if (registers.length === 0) {
-    throw new TypeError(
-      "Cannot start: 'register' must name at least one register: current value is []",
-    );
-  }
-  for (const r of registers) {
-    try {
-      parseHostPort(r, "register address");
-    } catch (error) {
-      throw new TypeError(
-        `Cannot start: 'register' must be "host:port" or a list of them: current value is ${
-          JSON.stringify(r)
-        }`,
-        { cause: error },
-      );
-    }
-  }
-  checkPort("port", port);
-  checkPort("rpcPort", rpcPort);
-  checkNonEmpty("lanIp", lanIp);
-  const rpcHostname = options.rpcHostname ?? lanIp;
-  checkPositive("deadlineMs", deadlineMs);
-  checkPositive("joinTimeoutMs", joinTimeoutMs);
-  checkPositive("pingIntervalMs", pingIntervalMs);
-  checkPositive("maxPeerQueueBytes", maxPeerQueueBytes);
-  checkNonNegative("idleTimeoutMs", idleTimeoutMs);
-  checkPositive("maxBufferedBytes", maxBufferedBytes);
-  checkPositive("maxMessageBytes", maxMessageBytes);
-  checkPositive("maxSendBytes", maxSendBytes);
-  checkNonNegative("shutdownTimeoutMs", shutdownTimeoutMs);
-  const allowedOrigins = checkOrigins(options.allowedOrigins);
-  const secret = checkSecret(options.secret);
-  const tls = checkTls(options.tls);
-  const httpApiSecret = options.httpApiSecret === undefined
-    ? undefined
-    : checkNonEmpty("httpApiSecret", options.httpApiSecret);
-  if (fetchHandler !== undefined && typeof fetchHandler !== "function") {
-    throw new TypeError(
-      `Cannot start: 'fetch' must be a function: current value is ${typeof fetchHandler}`,
-    );
-  }
+    httpApiSecret,
+  } = resolveServiceOptions(options);
   const nodeId = createNodeId();
-  const logger = createLogger(`service ${nodeId}`, checkLogLevel(logLevel));
+  const logger = createLogger(`service ${nodeId}`, logLevel);
   signal?.throwIfAborted();
   if (secret === undefined && !tls?.mutual && !isLoopback(rpcHostname)) {
     logger.warn(
