@@ -21,7 +21,12 @@ import { listenRpc } from "./internal/rpc_server.ts";
 import { joinRegisters } from "./internal/register_link.ts";
 import { WebSocketEndpoint } from "./internal/websocket_endpoint.ts";
 import { formatHostPort, isLoopback } from "./internal/address.ts";
-import { createLogger, type Logger, type LogLevel } from "./internal/logger.ts";
+import {
+  createLogger,
+  errorText,
+  type Logger,
+  type LogLevel,
+} from "./internal/logger.ts";
 import { GOING_AWAY } from "./internal/client_connection.ts";
 import { onAbort } from "./internal/options.ts";
 import { resolveServiceOptions } from "./internal/service_options.ts";
@@ -619,12 +624,6 @@ async function runHook(
   } catch (error) {
     logger.error(`${name} failed`, { error: errorText(error) });
   }
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error
-    ? (error.stack ?? error.message)
-    : String(error);
 }
 
 /** Resolves when `done()` holds, or after `ms`. */

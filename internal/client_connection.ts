@@ -5,7 +5,7 @@
 import type { ClientInfo, Message } from "../api.ts";
 import type { Application, ConnectContext, Context } from "../application.ts";
 import type { ClientSocket, LocalHub } from "./local_hub.ts";
-import type { Logger } from "./logger.ts";
+import { errorText, type Logger } from "./logger.ts";
 import { payloadSize, type ServiceMetrics } from "./metrics.ts";
 import { isLongerThan } from "./payload.ts";
 
@@ -287,9 +287,7 @@ export class ClientConnection implements ClientSocket {
       : "onClose";
     this.#options.logger.error(`${hook} failed`, {
       clientId: this.id,
-      error: error instanceof Error
-        ? (error.stack ?? error.message)
-        : String(error),
+      error: errorText(error),
     });
   }
 }

@@ -36,6 +36,13 @@ export function isLogLevel(value: unknown): value is LogLevel {
   return typeof value === "string" && value in RANK;
 }
 
+/** An error as a log field: its stack when it has one, else its message. */
+export function errorText(error: unknown): string {
+  return error instanceof Error
+    ? (error.stack ?? error.message)
+    : String(error);
+}
+
 /** A logger that writes lines at `level` and above to stderr. */
 export function createLogger(name: string, level: LogLevel): Logger {
   const max = RANK[level];

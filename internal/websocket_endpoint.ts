@@ -7,7 +7,7 @@ import type { Application, Context, HandshakeAccept } from "../application.ts";
 import { ClientConnection } from "./client_connection.ts";
 import type { ClientIdAllocator } from "./client_id.ts";
 import type { LocalHub } from "./local_hub.ts";
-import type { Logger } from "./logger.ts";
+import { errorText, type Logger } from "./logger.ts";
 import type { ServiceMetrics } from "./metrics.ts";
 import { checkInfo } from "./validate.ts";
 
@@ -97,11 +97,7 @@ export class WebSocketEndpoint {
           };
         }
       } catch (error) {
-        logger.error("onHandshake failed", {
-          error: error instanceof Error
-            ? (error.stack ?? error.message)
-            : String(error),
-        });
+        logger.error("onHandshake failed", { error: errorText(error) });
         return new Response("internal error\n", { status: 500 });
       }
       if (!this.#accepting) return unavailable();
