@@ -30,6 +30,7 @@ import {
 import { GOING_AWAY } from "./internal/client_connection.ts";
 import { onAbort } from "./internal/options.ts";
 import { resolveServiceOptions } from "./internal/service_options.ts";
+import { guardUnhandledRejections } from "./internal/unhandled_rejections.ts";
 import { sleep } from "./internal/backoff.ts";
 import { formatServiceMetrics, ServiceMetrics } from "./internal/metrics.ts";
 import { MeteredApi } from "./internal/metered_api.ts";
@@ -630,35 +631,4 @@ async function runHook(
 async function waitUntil(done: () => boolean, ms: number): Promise<void> {
   const until = Date.now() + ms;
   while (!done() && Date.now() < until) await sleep(10);
-}
-
-let guards = 0;
-let guardLogger: Logger | undefined;
-
-function onUnhandledRejection(event: PromiseRejectionEvent): void {
-  if (!(event.reason instanceof GatewayError)) return;
-  event.preventDefault();
-  guardLogger?.warn("an Api call failed and nobody awaited it", {
-    error: event.reason.message,
-  });
-}
-
-/**
- * Api calls made without `await` (fire and forget) must not crash the
- * process when a peer fails: their GatewayErrors are logged instead.
- */
-function guardUnhandledRejections(logger: Logger): () => void {
-  if (guards++ === 0) {
-    globalThis.addEventListener("unhandledrejection", onUnhandledRejection);
-  }
-  guardLogger = logger;
-  return () => {
-    if (--guards === 0) {
-      globalThis.removeEventListener(
-        "unhandledrejection",
-        onUnhandledRejection,
-      );
-      guardLogger = undefined;
-    }
-  };
 }
