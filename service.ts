@@ -21,16 +21,11 @@ import { listenRpc } from "./internal/rpc_server.ts";
 import { joinRegisters } from "./internal/register_link.ts";
 import { WebSocketEndpoint } from "./internal/websocket_endpoint.ts";
 import { formatHostPort, isLoopback } from "./internal/address.ts";
-import {
-  createLogger,
-  errorText,
-  type Logger,
-  type LogLevel,
-} from "./internal/logger.ts";
-import { GOING_AWAY } from "./internal/client_connection.ts";
+import { createLogger, errorText, type LogLevel } from "./internal/logger.ts";
 import { onAbort } from "./internal/options.ts";
 import { resolveServiceOptions } from "./internal/service_options.ts";
 import { guardUnhandledRejections } from "./internal/unhandled_rejections.ts";
+import { shutDownService } from "./internal/service_shutdown.ts";
 import { sleep } from "./internal/backoff.ts";
 import { formatServiceMetrics, ServiceMetrics } from "./internal/metrics.ts";
 import { MeteredApi } from "./internal/metered_api.ts";
@@ -508,40 +503,24 @@ export async function startService(
   const ctx = { api };
   const close = () => {
     closing ??= (async () => {
-      const deadline = Date.now() + shutdownTimeoutMs;
-      const left = () => Math.max(0, deadline - Date.now());
       stopWatching();
-      logger.debug("closing: leaving the registers");
-      // Peers stop routing to this service once the registers say it left.
-      await within(links.close(), left());
-      endpoint.stopAccepting();
-      logger.debug("closing: closing the clients", { clients: hub.size });
-      // Each close frame goes out after what is queued for that client;
-      // clients leave the hub at once and their onClose is queued.
-      endpoint.closeAll(GOING_AWAY, "service is going away");
-      await waitUntil(() => endpoint.size === 0, left());
-      if (endpoint.size > 0) {
-        logger.warn("some clients did not finish closing in time", {
-          clients: endpoint.size,
-          shutdownTimeoutMs,
-        });
-      }
-      if (started && app.onStop !== undefined) {
-        logger.debug("closing: running onStop");
-        await within(runHook("onStop", () => app.onStop!(ctx), logger), left());
-      }
-      logger.debug("closing: waiting for deliveries to peers");
-      // What onClose and onStop sent to other services.
-      await within(peers.drained(), left());
-      logger.debug("closing: stopping the servers");
-      // Cuts off client sockets still closing (dead or stuck clients); they
-      // get a second at least.
-      await within(server.shutdown(), Math.max(left(), 1000));
-      // Outgoing connections first: a peer closing at the same moment then
-      // sees its server's connections end instead of waiting for them.
-      peers.close();
-      members.close();
-      await rpc.close();
+      await shutDownService(
+        {
+          links,
+          endpoint,
+          hub,
+          peers,
+          members,
+          server,
+          rpc,
+          onStop: () =>
+            started && app.onStop !== undefined
+              ? () => app.onStop!(ctx)
+              : undefined,
+        },
+        shutdownTimeoutMs,
+        logger,
+      );
       stopGuard();
       logger.info("service stopped");
     })();
@@ -602,33 +581,4 @@ export async function startService(
     close,
     [Symbol.asyncDispose]: close,
   };
-}
-
-/** Waits for `promise`, at most `ms`; never rejects. */
-async function within(promise: Promise<unknown>, ms: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  await Promise.race([
-    promise.then(() => {}, () => {}),
-    new Promise<void>((resolve) => timer = setTimeout(resolve, ms)),
-  ]);
-  clearTimeout(timer);
-}
-
-/** Runs a service hook; a failure is logged. */
-async function runHook(
-  name: string,
-  hook: () => void | Promise<void>,
-  logger: Logger,
-): Promise<void> {
-  try {
-    await hook();
-  } catch (error) {
-    logger.error(`${name} failed`, { error: errorText(error) });
-  }
-}
-
-/** Resolves when `done()` holds, or after `ms`. */
-async function waitUntil(done: () => boolean, ms: number): Promise<void> {
-  const until = Date.now() + ms;
-  while (!done() && Date.now() < until) await sleep(10);
 }
