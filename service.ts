@@ -528,18 +528,7 @@ export async function startService(
   };
   const stopWatching = onAbort(signal, close);
 
-  const stopWaiting = new AbortController();
-  const joined = await Promise.race([
-    links.joined,
-    sleep(
-      joinTimeoutMs,
-      AbortSignal.any([
-        stopWaiting.signal,
-        ...(signal === undefined ? [] : [signal]),
-      ]),
-    ).then(() => false as const),
-  ]);
-  stopWaiting.abort();
+  const joined = await waitForJoin(links.joined, joinTimeoutMs, signal);
   if (signal?.aborted) {
     await close();
     throw signal.reason;
@@ -581,4 +570,28 @@ export async function startService(
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/**
+ * What `joined` settles with, or `false` when `ms` pass or `signal` aborts
+ * first.
+ */
+async function waitForJoin(
+  joined: Promise<GatewayError | undefined>,
+  ms: number,
+  signal: AbortSignal | undefined,
+): Promise<GatewayError | undefined | false> {
+  const stopWaiting = new AbortController();
+  const result = await Promise.race([
+    joined,
+    sleep(
+      ms,
+      AbortSignal.any([
+        stopWaiting.signal,
+        ...(signal === undefined ? [] : [signal]),
+      ]),
+    ).then(() => false as const),
+  ]);
+  stopWaiting.abort();
+  return result;
 }
