@@ -445,20 +445,23 @@ export async function startService(
   let closing: Promise<void> | undefined;
   /** Whether onStart finished: clients are accepted from then on. */
   let started = false;
+  /** Where the service is in its life, as /healthz and /metrics tell. */
+  const phase = () =>
+    closing !== undefined
+      ? "closing" as const
+      : members.joined && started
+      ? "ready" as const
+      : "starting" as const;
   const ops = {
     health: () => ({
-      status: closing !== undefined
-        ? "closing" as const
-        : members.joined && started
-        ? "ready" as const
-        : "starting" as const,
+      status: phase(),
       nodeId,
       members: members.size,
       clients: hub.size,
     }),
     metrics: () =>
       formatServiceMetrics(metrics, {
-        ready: closing === undefined && members.joined && started,
+        ready: phase() === "ready",
         connections: endpoint.size,
         uids: hub.uidCount,
         groups: hub.groupCount,
