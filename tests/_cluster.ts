@@ -1,7 +1,17 @@
-// Test helpers: real register and service processes, and real WebSocket
+// Test helpers: real register and service processes, registers and
+// services in the test process on free loopback ports, and real WebSocket
 // clients with a message queue.
 
-import type { Message } from "../mod.ts";
+import {
+  type Application,
+  type Message,
+  type Register,
+  type RegisterOptions,
+  type Service,
+  type ServiceOptions,
+  startRegister,
+  startService,
+} from "../mod.ts";
 import { splitLines } from "../internal/split_lines.ts";
 
 const root = new URL("..", import.meta.url);
@@ -167,6 +177,58 @@ export async function startServiceProcess(
   ], options);
   return { child, info: JSON.parse(child.first) as ServiceInfo };
 }
+
+/** A register in this process on a free loopback port, with its address. */
+export async function startLocalRegister(
+  options: RegisterOptions = {},
+): Promise<Register & { readonly address: string }> {
+  const register = await startRegister({
+    hostname: "127.0.0.1",
+    port: 0,
+    logLevel: "warn",
+    ...options,
+  });
+  return Object.assign(register, { address: `127.0.0.1:${register.port}` });
+}
+
+/**
+ * Options of a service in this process that joins `register`, with both
+ * ports free on loopback and logs at warn; `options` adds or overrides.
+ */
+export function localServiceOptions(
+  register: string | readonly string[],
+  options: Partial<ServiceOptions> = {},
+): ServiceOptions {
+  return {
+    register,
+    hostname: "127.0.0.1",
+    port: 0,
+    rpcPort: 0,
+    logLevel: "warn",
+    ...options,
+  };
+}
+
+/**
+ * A service in this process with no hooks, to call the Api of the cluster
+ * that `register` names; logs at error unless `options` say otherwise.
+ */
+export function startCaller(
+  register: string | readonly string[],
+  options: Partial<ServiceOptions> = {},
+): Promise<Service> {
+  return startService(
+    {},
+    localServiceOptions(register, { logLevel: "error", ...options }),
+  );
+}
+
+/** Greets each client with `id:<clientId>`, as {@linkcode TestClient.connect} expects. */
+export const greeter: Application = {
+  onConnect(clientId, { api }) {
+    return api.sendToClient(clientId, `id:${clientId}`);
+  },
+};
 
 /** A WebSocket client that queues what it receives. */
 export class TestClient implements AsyncDisposable {

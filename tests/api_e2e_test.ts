@@ -3,9 +3,10 @@
 // test process) that holds none of the clients concerned.
 
 import assert from "node:assert/strict";
-import { type Api, GatewayError, type Message, startService } from "../mod.ts";
+import { type Api, GatewayError, type Message } from "../mod.ts";
 import {
   eventually,
+  startCaller,
   startRegisterProcess,
   startServiceProcess,
   TestClient,
@@ -44,11 +45,7 @@ Deno.test("Api reaches every client of a three-service cluster", async (t) => {
   );
   const clients: TestClient[] = [];
   try {
-    await using caller = await startService({}, {
-      register: register.address,
-      hostname: "127.0.0.1",
-      port: 0,
-      rpcPort: 0,
+    await using caller = await startCaller(register.address, {
       logLevel: "warn",
     });
     const api = caller.api;

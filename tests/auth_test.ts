@@ -5,12 +5,13 @@
 
 import assert from "node:assert/strict";
 import type { DescMethod } from "@bufbuild/protobuf";
-import { GatewayError, startService } from "../mod.ts";
+import { GatewayError } from "../mod.ts";
 import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
 import { RegisterService } from "../proto/gen/websocket/v1/register_pb.ts";
 import {
   eventually,
   runCapturingStderr,
+  startCaller,
   startRegisterProcess,
   startServiceProcess,
   TestClient,
@@ -73,14 +74,7 @@ Deno.test("a secret guards every register and service RPC", async (t) => {
   const s2 = await startServiceProcess(register.address, ["--secret", secret]);
   const c1 = await TestClient.connect(s1.info.port);
   try {
-    await using caller = await startService({}, {
-      register: register.address,
-      secret,
-      hostname: "127.0.0.1",
-      port: 0,
-      rpcPort: 0,
-      logLevel: "error",
-    });
+    await using caller = await startCaller(register.address, { secret });
     const api = caller.api;
     await eventually(
       "the caller sees the client",
@@ -188,15 +182,10 @@ Deno.test("a service with a wrong or no secret cannot join", async (t) => {
         `startService() rejects with unauthenticated (secret ${secret})`,
         async () => {
           await assert.rejects(
-            startService({}, {
-              register: register.address,
-              hostname: "127.0.0.1",
-              port: 0,
-              rpcPort: 0,
+            startCaller(register.address, {
               // Far longer than a refusal takes: resolving after it would
               // mean the refusal went unnoticed.
               joinTimeoutMs: 60_000,
-              logLevel: "error",
               ...(secret === undefined ? {} : { secret }),
             }),
             (error) =>

@@ -3,14 +3,13 @@
 // good calls around it all take effect, in order.
 
 import assert from "node:assert/strict";
+import { type Api, GatewayError, type Message, startService } from "../mod.ts";
 import {
-  type Api,
-  GatewayError,
-  type Message,
-  startRegister,
-  startService,
-} from "../mod.ts";
-import { TestClient } from "./_cluster.ts";
+  greeter,
+  localServiceOptions,
+  startLocalRegister,
+  TestClient,
+} from "./_cluster.ts";
 
 const MiB = 1024 * 1024;
 
@@ -31,23 +30,9 @@ function loose(
 }
 
 Deno.test("Api rejects bad input with invalid_argument and loses nothing", async (t) => {
-  await using register = await startRegister({
-    hostname: "127.0.0.1",
-    port: 0,
-    logLevel: "warn",
-  });
-  const options = {
-    register: `127.0.0.1:${register.port}`,
-    hostname: "127.0.0.1",
-    port: 0,
-    rpcPort: 0,
-    logLevel: "warn",
-  } as const;
-  await using holder = await startService({
-    async onConnect(clientId, { api }) {
-      await api.sendToClient(clientId, `id:${clientId}`);
-    },
-  }, options);
+  await using register = await startLocalRegister();
+  const options = localServiceOptions(register.address);
+  await using holder = await startService(greeter, options);
   // The caller holds no clients: its calls about the client cross to the
   // holder over the delivery stream and RPC.
   await using caller = await startService({}, options);
@@ -232,18 +217,8 @@ Deno.test("Api rejects bad input with invalid_argument and loses nothing", async
 });
 
 Deno.test("maxSendBytes sets the limit of outgoing messages", async () => {
-  await using register = await startRegister({
-    hostname: "127.0.0.1",
-    port: 0,
-    logLevel: "warn",
-  });
-  const options = {
-    register: `127.0.0.1:${register.port}`,
-    hostname: "127.0.0.1",
-    port: 0,
-    rpcPort: 0,
-    logLevel: "warn",
-  } as const;
+  await using register = await startLocalRegister();
+  const options = localServiceOptions(register.address);
   await using service = await startService({}, {
     ...options,
     maxSendBytes: 10,

@@ -8,7 +8,8 @@
 
 import assert from "node:assert/strict";
 import { chromium, type Page } from "playwright-core";
-import { startRegister, startService } from "../mod.ts";
+import { startService } from "../mod.ts";
+import { localServiceOptions, startLocalRegister } from "./_cluster.ts";
 import { createChatApp } from "../examples/chat/app.ts";
 import { loadPublicFiles } from "../examples/chat/static.ts";
 
@@ -198,22 +199,12 @@ Deno.test({
   name: "chat page reconnects by itself when its service restarts",
   ignore: !haveBrowser && !required,
   async fn() {
-    await using register = await startRegister({
-      hostname: "127.0.0.1",
-      port: 0,
-      logLevel: "error",
-    });
-    const options = {
-      register: `127.0.0.1:${register.port}`,
-      hostname: "127.0.0.1",
-      rpcPort: 0,
+    await using register = await startLocalRegister({ logLevel: "error" });
+    const options = localServiceOptions(register.address, {
       logLevel: "error",
       fetch: await loadPublicFiles(),
-    } as const;
-    let service = await startService(createChatApp({ name: "first" }), {
-      ...options,
-      port: 0,
     });
+    let service = await startService(createChatApp({ name: "first" }), options);
     const port = service.port;
     const profile = await Deno.makeTempDir({ prefix: "wsgate-chrome-" });
     const context = await chromium.launchPersistentContext(profile, {

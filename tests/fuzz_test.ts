@@ -18,15 +18,16 @@ import type {
   DescOneof,
 } from "@bufbuild/protobuf";
 import { ScalarType } from "@bufbuild/protobuf";
-import {
-  type Application,
-  type Service,
-  startRegister,
-  startService,
-} from "../mod.ts";
+import { type Service, startService } from "../mod.ts";
 import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
 import { RegisterService } from "../proto/gen/websocket/v1/register_pb.ts";
-import { eventually, TestClient } from "./_cluster.ts";
+import {
+  eventually,
+  greeter,
+  localServiceOptions,
+  startLocalRegister,
+  TestClient,
+} from "./_cluster.ts";
 import { callMethod, Code, codeOf, dial, type TestChannel } from "./_rpc.ts";
 
 const SECRET = "fuzz-secret";
@@ -366,12 +367,6 @@ async function runAll(tasks: (() => Promise<void>)[]): Promise<void> {
   );
 }
 
-const greeter: Application = {
-  onConnect(clientId, { api }) {
-    return api.sendToClient(clientId, `id:${clientId}`);
-  },
-};
-
 /** The codes a call may end with; anything else is a bug. */
 const ALLOWED = new Set<Code | "ok">([
   "ok",
@@ -385,22 +380,17 @@ const ALLOWED = new Set<Code | "ok">([
 Deno.test("fuzz: 10,000+ random requests leave register and service correct", async () => {
   const seed = Number(Deno.env.get("WSGATE_FUZZ_SEED") ?? Date.now() % 2 ** 31);
   console.log(`fuzz seed ${seed} (set WSGATE_FUZZ_SEED=${seed} to replay)`);
-  await using register = await startRegister({
-    port: 0,
+  await using register = await startLocalRegister({
     secret: SECRET,
     logLevel: "error",
   });
-  const registerAddress = `127.0.0.1:${register.port}`;
-  const options = {
-    register: registerAddress,
+  const registerAddress = register.address;
+  const options = localServiceOptions(registerAddress, {
     secret: SECRET,
-    hostname: "127.0.0.1",
-    port: 0,
-    rpcPort: 0,
     deadlineMs: 2000,
     maxPeerQueueBytes: 1 << 20,
     logLevel: "error",
-  } as const;
+  });
   await using a = await startService(greeter, options);
   await using b = await startService(greeter, options);
   // Real clients, three on each service. The fuzz closes some (close

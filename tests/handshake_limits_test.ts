@@ -3,13 +3,15 @@
 // the application's onHandshake accepts, with its initial info.
 
 import assert from "node:assert/strict";
+import { type Application, type Message, startService } from "../mod.ts";
 import {
-  type Application,
-  type Message,
-  startRegister,
-  startService,
-} from "../mod.ts";
-import { eventually, RawClient, settles, TestClient } from "./_cluster.ts";
+  eventually,
+  localServiceOptions,
+  RawClient,
+  settles,
+  startLocalRegister,
+  TestClient,
+} from "./_cluster.ts";
 
 /** Records messages and closes, greets every client with its id. */
 function recordingApp(events: string[], received: Message[]): Application {
@@ -27,20 +29,10 @@ function recordingApp(events: string[], received: Message[]): Application {
 }
 
 Deno.test("maxMessageBytes closes a client that sends more with 1009", async (t) => {
-  await using register = await startRegister({
-    hostname: "127.0.0.1",
-    port: 0,
-    logLevel: "warn",
-  });
+  await using register = await startLocalRegister();
   const events: string[] = [];
   const received: Message[] = [];
-  const base = {
-    register: `127.0.0.1:${register.port}`,
-    hostname: "127.0.0.1",
-    port: 0,
-    rpcPort: 0,
-    logLevel: "warn",
-  } as const;
+  const base = localServiceOptions(register.address);
 
   await t.step("the default limit is 1 MiB", async () => {
     await using service = await startService(
@@ -107,24 +99,18 @@ Deno.test("maxMessageBytes closes a client that sends more with 1009", async (t)
 });
 
 Deno.test("allowedOrigins refuses foreign browser origins with 403", async () => {
-  await using register = await startRegister({
-    hostname: "127.0.0.1",
-    port: 0,
-    logLevel: "warn",
-  });
+  await using register = await startLocalRegister();
   const asked: string[] = [];
-  await using service = await startService({
-    onHandshake(request) {
-      asked.push(request.headers.get("origin") ?? "none");
+  await using service = await startService(
+    {
+      onHandshake(request) {
+        asked.push(request.headers.get("origin") ?? "none");
+      },
     },
-  }, {
-    register: `127.0.0.1:${register.port}`,
-    hostname: "127.0.0.1",
-    port: 0,
-    rpcPort: 0,
-    logLevel: "warn",
-    allowedOrigins: ["https://app.example", "http://localhost:8000"],
-  });
+    localServiceOptions(register.address, {
+      allowedOrigins: ["https://app.example", "http://localhost:8000"],
+    }),
+  );
   await assert.rejects(
     RawClient.connect(service.port, "/", { origin: "https://evil.example" }),
     /HTTP\/1.1 403/,
@@ -152,7 +138,7 @@ Deno.test("allowedOrigins refuses foreign browser origins with 403", async () =>
   for (const bad of [["https://app.example/"], ["app.example"], ["*"]]) {
     await assert.rejects(
       startService({}, {
-        register: `127.0.0.1:${register.port}`,
+        register: register.address,
         allowedOrigins: bad,
       }),
       TypeError,
@@ -161,11 +147,7 @@ Deno.test("allowedOrigins refuses foreign browser origins with 403", async () =>
 });
 
 Deno.test("Application.onHandshake() refuses with a Response or accepts with info", async (t) => {
-  await using register = await startRegister({
-    hostname: "127.0.0.1",
-    port: 0,
-    logLevel: "warn",
-  });
+  await using register = await startLocalRegister();
   const connected: string[] = [];
   const infoAtConnect = new Map<string, unknown>();
   const app: Application = {
@@ -198,13 +180,10 @@ Deno.test("Application.onHandshake() refuses with a Response or accepts with inf
       await api.sendToClient(clientId, `id:${clientId}`);
     },
   };
-  await using service = await startService(app, {
-    register: `127.0.0.1:${register.port}`,
-    hostname: "127.0.0.1",
-    port: 0,
-    rpcPort: 0,
-    logLevel: "error",
-  });
+  await using service = await startService(
+    app,
+    localServiceOptions(register.address, { logLevel: "error" }),
+  );
 
   await t.step("a Response refuses before any WebSocket exists", async () => {
     await assert.rejects(

@@ -4,8 +4,15 @@
 // just as idle stays connected.
 
 import assert from "node:assert/strict";
-import { type Application, startRegister, startService } from "../mod.ts";
-import { Child, eventually, RawClient, TestClient } from "./_cluster.ts";
+import { type Application, startService } from "../mod.ts";
+import {
+  Child,
+  eventually,
+  localServiceOptions,
+  RawClient,
+  startLocalRegister,
+  TestClient,
+} from "./_cluster.ts";
 
 /** Binds `?uid=` and joins `?group=` from the URL, greets with the id. */
 function recordingApp(closed: string[]): Application {
@@ -34,20 +41,12 @@ function recordingApp(closed: string[]): Application {
 }
 
 Deno.test("idleTimeoutMs closes clients that stop answering and cleans them up", async (t) => {
-  await using register = await startRegister({
-    hostname: "127.0.0.1",
-    port: 0,
-    logLevel: "warn",
-  });
+  await using register = await startLocalRegister();
   const closed: string[] = [];
-  await using service = await startService(recordingApp(closed), {
-    register: `127.0.0.1:${register.port}`,
-    hostname: "127.0.0.1",
-    port: 0,
-    rpcPort: 0,
-    idleTimeoutMs: 600,
-    logLevel: "warn",
-  });
+  await using service = await startService(
+    recordingApp(closed),
+    localServiceOptions(register.address, { idleTimeoutMs: 600 }),
+  );
   const api = service.api;
   await using live = await TestClient.connect(service.port, "/?group=live");
 
@@ -104,14 +103,10 @@ Deno.test("idleTimeoutMs closes clients that stop answering and cleans them up",
 });
 
 Deno.test("idleTimeoutMs 0 turns the heartbeat off; a negative value is refused", async () => {
-  await using register = await startRegister({
-    hostname: "127.0.0.1",
-    port: 0,
-    logLevel: "warn",
-  });
+  await using register = await startLocalRegister();
   await assert.rejects(
     startService({}, {
-      register: `127.0.0.1:${register.port}`,
+      register: register.address,
       idleTimeoutMs: -1,
     }),
     RangeError,
@@ -120,13 +115,7 @@ Deno.test("idleTimeoutMs 0 turns the heartbeat off; a negative value is refused"
   // services side by side: one with 0, one with 400 ms.
   const closedOff: string[] = [];
   const closedOn: string[] = [];
-  const options = {
-    register: `127.0.0.1:${register.port}`,
-    hostname: "127.0.0.1",
-    port: 0,
-    rpcPort: 0,
-    logLevel: "warn",
-  } as const;
+  const options = localServiceOptions(register.address);
   await using off = await startService(recordingApp(closedOff), {
     ...options,
     idleTimeoutMs: 0,

@@ -3,13 +3,15 @@
 // runs exactly once, after the last onMessage, however the client goes.
 
 import assert from "node:assert/strict";
+import { type Application, type Service, startService } from "../mod.ts";
 import {
-  type Application,
-  type Service,
-  startRegister,
-  startService,
-} from "../mod.ts";
-import { eventually, RawClient, settles, TestClient } from "./_cluster.ts";
+  eventually,
+  localServiceOptions,
+  RawClient,
+  settles,
+  startLocalRegister,
+  TestClient,
+} from "./_cluster.ts";
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -77,18 +79,8 @@ async function startPair(
   app: Application,
   extra: { maxBufferedBytes?: number; maxMessageBytes?: number } = {},
 ): Promise<{ service: Service; peer: Service } & AsyncDisposable> {
-  const register = await startRegister({
-    hostname: "127.0.0.1",
-    port: 0,
-    logLevel: "warn",
-  });
-  const options = {
-    register: `127.0.0.1:${register.port}`,
-    hostname: "127.0.0.1",
-    port: 0,
-    rpcPort: 0,
-    logLevel: "warn",
-  } as const;
+  const register = await startLocalRegister();
+  const options = localServiceOptions(register.address);
   const service = await startService(app, { ...options, ...extra });
   // The peer joins second: its first member list names the service.
   const peer = await startService({}, options);

@@ -2,8 +2,13 @@
 // to the same cluster Api as business code's calls.
 
 import assert from "node:assert/strict";
-import { type Application, startRegister, startService } from "../mod.ts";
-import { eventually, TestClient } from "./_cluster.ts";
+import { type Application, startService } from "../mod.ts";
+import {
+  eventually,
+  localServiceOptions,
+  startLocalRegister,
+  TestClient,
+} from "./_cluster.ts";
 import { scrape } from "./_prometheus.ts";
 
 const SECRET = "backend-token";
@@ -26,18 +31,8 @@ async function connect(port: number, uid: string): Promise<TestClient> {
 }
 
 Deno.test("POST /api/<method> reaches the cluster Api", async (t) => {
-  await using register = await startRegister({
-    hostname: "127.0.0.1",
-    port: 0,
-    logLevel: "error",
-  });
-  const options = {
-    register: `127.0.0.1:${register.port}`,
-    hostname: "127.0.0.1",
-    port: 0,
-    rpcPort: 0,
-    logLevel: "error",
-  } as const;
+  await using register = await startLocalRegister({ logLevel: "error" });
+  const options = localServiceOptions(register.address, { logLevel: "error" });
   await using a = await startService(app, {
     ...options,
     httpApiSecret: SECRET,

@@ -2,9 +2,9 @@
 // dies the register drops it and the others forget it.
 
 import assert from "node:assert/strict";
-import { startService } from "../mod.ts";
 import {
   eventually,
+  startCaller,
   startRegisterProcess,
   startServiceProcess,
   TestClient,
@@ -16,13 +16,7 @@ Deno.test("services forget a peer that stops or dies", async (t) => {
   const s2 = await startServiceProcess(register.address);
   const clients: TestClient[] = [];
   try {
-    await using caller = await startService({}, {
-      register: register.address,
-      hostname: "127.0.0.1",
-      port: 0,
-      rpcPort: 0,
-      logLevel: "error",
-    });
+    await using caller = await startCaller(register.address);
     const api = caller.api;
     const c1 = await TestClient.connect(s1.info.port);
     const c2 = await TestClient.connect(s2.info.port);

@@ -2,8 +2,13 @@
 // read the way a load balancer and Prometheus read them.
 
 import assert from "node:assert/strict";
-import { type Application, startRegister, startService } from "../mod.ts";
-import { eventually, TestClient } from "./_cluster.ts";
+import { type Application, startService } from "../mod.ts";
+import {
+  eventually,
+  localServiceOptions,
+  startLocalRegister,
+  TestClient,
+} from "./_cluster.ts";
 import { scrape } from "./_prometheus.ts";
 
 const quiet = { logLevel: "error" } as const;
@@ -27,30 +32,24 @@ async function health(
 
 Deno.test("GET /healthz on a service answers 503 until the first member list, then 200", async () => {
   // A register port that nobody listens on yet.
-  const probe = await startRegister({
-    hostname: "127.0.0.1",
-    port: 0,
-    ...quiet,
-  });
+  const probe = await startLocalRegister(quiet);
   const registerPort = probe.port;
   await probe.close();
 
-  await using service = await startService(relay, {
-    register: `127.0.0.1:${registerPort}`,
-    hostname: "127.0.0.1",
-    port: 0,
-    rpcPort: 0,
-    joinTimeoutMs: 100,
-    ...quiet,
-  });
+  await using service = await startService(
+    relay,
+    localServiceOptions(`127.0.0.1:${registerPort}`, {
+      joinTimeoutMs: 100,
+      ...quiet,
+    }),
+  );
   const url = `http://127.0.0.1:${service.port}/healthz`;
   const before = await health(url);
   assert.equal(before.status, 503);
   assert.equal(before.body.status, "starting");
   assert.equal(before.body.nodeId, service.nodeId);
 
-  await using _register = await startRegister({
-    hostname: "127.0.0.1",
+  await using _register = await startLocalRegister({
     port: registerPort,
     ...quiet,
   });
@@ -64,18 +63,8 @@ Deno.test("GET /healthz on a service answers 503 until the first member list, th
 });
 
 Deno.test("GET /metrics on a service counts connections, messages, Api calls and peer latency", async () => {
-  await using register = await startRegister({
-    hostname: "127.0.0.1",
-    port: 0,
-    ...quiet,
-  });
-  const options = {
-    register: `127.0.0.1:${register.port}`,
-    hostname: "127.0.0.1",
-    port: 0,
-    rpcPort: 0,
-    ...quiet,
-  };
+  await using register = await startLocalRegister(quiet);
+  const options = localServiceOptions(register.address, quiet);
   await using a = await startService(relay, options);
   await using b = await startService(relay, options);
   await eventually(
@@ -165,21 +154,10 @@ Deno.test("GET /metrics on a service counts connections, messages, Api calls and
 });
 
 Deno.test("GET /healthz and /metrics on the register's httpPort", async () => {
-  await using register = await startRegister({
-    hostname: "127.0.0.1",
-    port: 0,
-    httpPort: 0,
-    ...quiet,
-  });
+  await using register = await startLocalRegister({ httpPort: 0, ...quiet });
   assert.ok(register.httpPort !== undefined && register.httpPort > 0);
   const base = `http://127.0.0.1:${register.httpPort}`;
-  const options = {
-    register: `127.0.0.1:${register.port}`,
-    hostname: "127.0.0.1",
-    port: 0,
-    rpcPort: 0,
-    ...quiet,
-  };
+  const options = localServiceOptions(register.address, quiet);
   await using _a = await startService({}, options);
   await using _b = await startService({}, options);
 
@@ -200,27 +178,13 @@ Deno.test("GET /healthz and /metrics on the register's httpPort", async () => {
 });
 
 Deno.test("startRegister() without httpPort serves no HTTP", async () => {
-  await using register = await startRegister({
-    hostname: "127.0.0.1",
-    port: 0,
-    ...quiet,
-  });
+  await using register = await startLocalRegister(quiet);
   assert.equal(register.httpPort, undefined);
 });
 
 Deno.test("startService() fetch option answers plain HTTP; built-in routes stay", async (t) => {
-  await using register = await startRegister({
-    hostname: "127.0.0.1",
-    port: 0,
-    ...quiet,
-  });
-  const options = {
-    register: `127.0.0.1:${register.port}`,
-    hostname: "127.0.0.1",
-    port: 0,
-    rpcPort: 0,
-    ...quiet,
-  };
+  await using register = await startLocalRegister(quiet);
+  const options = localServiceOptions(register.address, quiet);
   await t.step("with fetch", async () => {
     await using service = await startService(relay, {
       ...options,

@@ -7,15 +7,11 @@
 // The test prints the detection and recovery times it sees ("measured:").
 
 import assert from "node:assert/strict";
-import {
-  GatewayError,
-  IncompleteResultError,
-  type Service,
-  startService,
-} from "../mod.ts";
+import { GatewayError, IncompleteResultError, type Service } from "../mod.ts";
 import { RegisterService } from "../proto/gen/websocket/v1/register_pb.ts";
 import {
   eventually,
+  startCaller,
   startRegisterProcess,
   startServiceProcess,
   TestClient,
@@ -101,16 +97,11 @@ Deno.test("dead and hung peers are dropped, and no call waits on them", async (t
   const clients: TestClient[] = [];
   let caller: Service | undefined;
   try {
-    caller = await startService({}, {
-      register: register.address,
-      hostname: "127.0.0.1",
-      port: 0,
-      rpcPort: 0,
+    caller = await startCaller(register.address, {
       deadlineMs: DEADLINE_MS,
       // Its own keepalive would notice a hung peer only after 10 s: what
       // ends calls to it before that is the deadline.
       pingIntervalMs: 5000,
-      logLevel: "error",
     });
     const api = caller.api;
     const c1 = await TestClient.connect(s1.info.port);

@@ -4,11 +4,12 @@
 // member list is whole again (also with a service started meanwhile).
 
 import assert from "node:assert/strict";
-import { type Api, startService } from "../mod.ts";
+import type { Api } from "../mod.ts";
 import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
 import { RegisterService } from "../proto/gen/websocket/v1/register_pb.ts";
 import {
   eventually,
+  startCaller,
   startRegisterProcess,
   startServiceProcess,
   TestClient,
@@ -81,13 +82,7 @@ Deno.test("with two registers, killing one changes nothing", async (t) => {
   let s3: Awaited<ReturnType<typeof startServiceProcess>> | undefined;
   const clients: TestClient[] = [];
   try {
-    await using caller = await startService({}, {
-      register: [r1.address, r2.address],
-      hostname: "127.0.0.1",
-      port: 0,
-      rpcPort: 0,
-      logLevel: "error",
-    });
+    await using caller = await startCaller([r1.address, r2.address]);
     const api = caller.api;
     clients.push(await TestClient.connect(s1.info.port));
     clients.push(await TestClient.connect(s2.info.port));
@@ -157,13 +152,7 @@ Deno.test("through a register outage the cluster keeps working, then re-joins", 
   let s3: Awaited<ReturnType<typeof startServiceProcess>> | undefined;
   const clients: TestClient[] = [];
   try {
-    await using caller = await startService({}, {
-      register: register.address,
-      hostname: "127.0.0.1",
-      port: 0,
-      rpcPort: 0,
-      logLevel: "error",
-    });
+    await using caller = await startCaller(register.address);
     const api = caller.api;
     clients.push(await TestClient.connect(s1.info.port));
     clients.push(await TestClient.connect(s2.info.port));

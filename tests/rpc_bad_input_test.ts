@@ -4,23 +4,17 @@
 // register's Join, start options, and idle or garbage connections.
 
 import assert from "node:assert/strict";
-import {
-  type Api,
-  type Application,
-  GatewayError,
-  startRegister,
-  startService,
-} from "../mod.ts";
+import { type Api, GatewayError, startService } from "../mod.ts";
 import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
 import { RegisterService } from "../proto/gen/websocket/v1/register_pb.ts";
-import { eventually, TestClient } from "./_cluster.ts";
+import {
+  eventually,
+  greeter,
+  localServiceOptions,
+  startLocalRegister,
+  TestClient,
+} from "./_cluster.ts";
 import { callMethod, Code, codeOf, dial } from "./_rpc.ts";
-
-const greeter: Application = {
-  onConnect(clientId, { api }) {
-    return api.sendToClient(clientId, `id:${clientId}`);
-  },
-};
 
 /** Bad calls of every Api method, about the client `id`. */
 function badCalls(
@@ -99,16 +93,12 @@ function badCalls(
 }
 
 Deno.test("every Api method rejects bad input, never throws, and changes nothing", async (t) => {
-  await using register = await startRegister({ port: 0, logLevel: "error" });
-  const options = {
-    register: `127.0.0.1:${register.port}`,
-    hostname: "127.0.0.1",
-    port: 0,
-    rpcPort: 0,
+  await using register = await startLocalRegister({ logLevel: "error" });
+  const options = localServiceOptions(register.address, {
     maxPeerQueueBytes: 4096,
     maxSendBytes: 4096,
     logLevel: "error",
-  } as const;
+  });
   await using a = await startService(greeter, options);
   await using b = await startService(greeter, options);
   await using local = await TestClient.connect(a.port);
@@ -177,16 +167,15 @@ Deno.test("every Api method rejects bad input, never throws, and changes nothing
 });
 
 Deno.test("the RPC port answers bad requests with INVALID_ARGUMENT", async (t) => {
-  await using register = await startRegister({ port: 0, logLevel: "error" });
-  await using service = await startService(greeter, {
-    register: `127.0.0.1:${register.port}`,
-    hostname: "127.0.0.1",
-    port: 0,
-    rpcPort: 0,
-    maxPeerQueueBytes: 4096,
-    maxSendBytes: 4096,
-    logLevel: "error",
-  });
+  await using register = await startLocalRegister({ logLevel: "error" });
+  await using service = await startService(
+    greeter,
+    localServiceOptions(register.address, {
+      maxPeerQueueBytes: 4096,
+      maxSendBytes: 4096,
+      logLevel: "error",
+    }),
+  );
   await using client = await TestClient.connect(service.port);
   using channel = dial(service.rpcAddress);
   const call = (name: keyof typeof GatewayService.method, request: object) =>
@@ -251,8 +240,8 @@ Deno.test("the RPC port answers bad requests with INVALID_ARGUMENT", async (t) =
 });
 
 Deno.test("the register refuses members that are not node id and host:port", async () => {
-  await using register = await startRegister({ port: 0, logLevel: "error" });
-  const address = `127.0.0.1:${register.port}`;
+  await using register = await startLocalRegister({ logLevel: "error" });
+  const address = register.address;
   using channel = dial(address);
   const join = (member: object | undefined) =>
     codeOf(
@@ -322,14 +311,11 @@ Deno.test("startService() rejects bad options with TypeError or RangeError", asy
 });
 
 Deno.test("idle and garbage connections do not keep register or service from closing", async () => {
-  const register = await startRegister({ port: 0, logLevel: "error" });
-  const service = await startService({}, {
-    register: `127.0.0.1:${register.port}`,
-    hostname: "127.0.0.1",
-    port: 0,
-    rpcPort: 0,
-    logLevel: "error",
-  });
+  const register = await startLocalRegister({ logLevel: "error" });
+  const service = await startService(
+    {},
+    localServiceOptions(register.address, { logLevel: "error" }),
+  );
   const rpcPort = Number(service.rpcAddress.split(":").at(-1));
   const connections: Deno.TcpConn[] = [];
   for (const port of [rpcPort, register.port]) {

@@ -5,13 +5,16 @@
 // client is accepted.
 
 import assert from "node:assert/strict";
-import { type Application, startRegister, startService } from "../mod.ts";
+import { type Application, startService } from "../mod.ts";
 import {
   Child,
   eventually,
+  greeter,
+  localServiceOptions,
   RawClient,
   settles,
   startLabService,
+  startLocalRegister,
   startRegisterProcess,
   TestClient,
 } from "./_cluster.ts";
@@ -148,17 +151,8 @@ Deno.test("shutdownTimeoutMs bounds close() when clients or hooks never finish",
 });
 
 Deno.test("onStart runs before clients are accepted; onStop after they are gone", async (t) => {
-  await using register = await startRegister({
-    hostname: "127.0.0.1",
-    port: 0,
-    logLevel: "warn",
-  });
-  const options = {
-    register: `127.0.0.1:${register.port}`,
-    hostname: "127.0.0.1",
-    rpcPort: 0,
-    logLevel: "warn",
-  } as const;
+  await using register = await startLocalRegister();
+  const options = localServiceOptions(register.address);
 
   await t.step(
     "clients wait for onStart; a failing onStart fails the start",
@@ -206,16 +200,10 @@ Deno.test("onStart runs before clients are accepted; onStop after they are gone"
     "an AbortSignal closes: onClose of every client, then onStop with a working Api",
     async () => {
       const events: string[] = [];
-      await using peer = await startService({
-        async onConnect(clientId, { api }) {
-          await api.sendToClient(clientId, `id:${clientId}`);
-        },
-      }, { ...options, port: 0 });
+      await using peer = await startService(greeter, options);
       const controller = new AbortController();
       const service = await startService({
-        async onConnect(clientId, { api }) {
-          await api.sendToClient(clientId, `id:${clientId}`);
-        },
+        ...greeter,
         async onClose(clientId) {
           await new Promise((resolve) => setTimeout(resolve, 20));
           events.push(`close ${clientId}`);
@@ -224,7 +212,7 @@ Deno.test("onStart runs before clients are accepted; onStop after they are gone"
           events.push("stop");
           await api.sendToAll("goodbye from onStop");
         },
-      }, { ...options, port: 0, signal: controller.signal });
+      }, { ...options, signal: controller.signal });
       await using watcher = await TestClient.connect(peer.port);
       const clients = [
         await TestClient.connect(service.port),
@@ -246,11 +234,7 @@ Deno.test("onStart runs before clients are accepted; onStop after they are gone"
   await t.step("an aborted signal refuses to start", async () => {
     const reason = new Error("not now");
     await assert.rejects(
-      startService({}, {
-        ...options,
-        port: 0,
-        signal: AbortSignal.abort(reason),
-      }),
+      startService({}, { ...options, signal: AbortSignal.abort(reason) }),
       (error) => error === reason,
     );
   });

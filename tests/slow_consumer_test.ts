@@ -3,13 +3,16 @@
 // get every message, and the service's memory stays bounded.
 
 import assert from "node:assert/strict";
-import { startRegister, startService } from "../mod.ts";
+import { startService } from "../mod.ts";
 import {
   closeOf,
+  greeter,
+  localServiceOptions,
   RawClient,
   rssOf,
   settles,
   startLabService,
+  startLocalRegister,
   startRegisterProcess,
   TestClient,
 } from "./_cluster.ts";
@@ -124,22 +127,11 @@ Deno.test("maxBufferedBytes closes a client that stops reading, and nobody else 
 });
 
 Deno.test("maxBufferedBytes does not hold a burst sent in one go against a fast client", async () => {
-  await using register = await startRegister({
-    hostname: "127.0.0.1",
-    port: 0,
-    logLevel: "warn",
-  });
-  await using service = await startService({
-    async onConnect(clientId, { api }) {
-      await api.sendToClient(clientId, `id:${clientId}`);
-    },
-  }, {
-    register: `127.0.0.1:${register.port}`,
-    hostname: "127.0.0.1",
-    port: 0,
-    rpcPort: 0,
-    logLevel: "warn",
-  });
+  await using register = await startLocalRegister();
+  await using service = await startService(
+    greeter,
+    localServiceOptions(register.address),
+  );
   await using client = await TestClient.connect(service.port);
   // 3 MiB without yielding: Deno writes none of it before the event loop
   // turns, then the kernel takes it and the client reads it.

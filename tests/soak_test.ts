@@ -10,12 +10,13 @@
 // WSGATE_SOAK_SECONDS sets the length of the churn (default 45).
 
 import assert from "node:assert/strict";
-import { IncompleteResultError, type Message, startService } from "../mod.ts";
+import { IncompleteResultError, type Message } from "../mod.ts";
 import {
   eventually,
   openFdsOf,
   rssOf,
   settles,
+  startCaller,
   startLabService,
   startRegisterProcess,
   TestClient,
@@ -95,13 +96,7 @@ Deno.test({
       allLabs.push(lab);
     }
     try {
-      await using caller = await startService({}, {
-        register: register.address,
-        hostname: "127.0.0.1",
-        port: 0,
-        rpcPort: 0,
-        logLevel: "error",
-      });
+      await using caller = await startCaller(register.address);
       const api = caller.api;
       const tally: Tally = {
         connected: 0,

@@ -9,6 +9,9 @@ import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
 import { RegisterService } from "../proto/gen/websocket/v1/register_pb.ts";
 import {
   eventually,
+  localServiceOptions,
+  startCaller,
+  startLocalRegister,
   startRegisterProcess,
   startServiceProcess,
   TestClient,
@@ -52,14 +55,7 @@ Deno.test("mutual TLS: the cluster works and strangers are refused", async (t) =
   const clients: TestClient[] = [];
   try {
     const tls: TlsOptions = { ...certs.node, ca: certs.ca, mutual: true };
-    await using caller = await startService({}, {
-      register: register.address,
-      tls,
-      hostname: "127.0.0.1",
-      port: 0,
-      rpcPort: 0,
-      logLevel: "error",
-    });
+    await using caller = await startCaller(register.address, { tls });
     const api = caller.api;
 
     await t.step("the Api reaches every service over TLS", async () => {
@@ -109,14 +105,9 @@ Deno.test("mutual TLS: the cluster works and strangers are refused", async (t) =
     await t.step(
       "a service with a stranger's certificate cannot join",
       async () => {
-        await using stranger = await startService({}, {
-          register: register.address,
+        await using stranger = await startCaller(register.address, {
           tls: { ...certs.stranger, ca: certs.ca, mutual: true },
-          hostname: "127.0.0.1",
-          port: 0,
-          rpcPort: 0,
           joinTimeoutMs: 1000,
-          logLevel: "error",
         });
         assert.equal(await stranger.api.getAllClientCount(), 0);
         using channel = dial(register.address, {
@@ -146,21 +137,12 @@ Deno.test("one-way TLS: callers need the CA but no client certificate", async ()
   const certs = await makeCertificates();
   try {
     const tls: TlsOptions = { ...certs.node, ca: certs.ca };
-    await using register = await startRegister({
-      hostname: "127.0.0.1",
-      port: 0,
+    await using register = await startLocalRegister({
       tls,
       logLevel: "error",
     });
-    const address = `127.0.0.1:${register.port}`;
-    const options = {
-      register: address,
-      tls,
-      hostname: "127.0.0.1",
-      port: 0,
-      rpcPort: 0,
-      logLevel: "error",
-    } as const;
+    const address = register.address;
+    const options = localServiceOptions(address, { tls, logLevel: "error" });
     await using a = await startService({}, options);
     await using b = await startService({}, options);
     await using _client = new TestClient(`ws://127.0.0.1:${b.port}/`);
