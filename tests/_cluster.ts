@@ -26,6 +26,8 @@ export interface ChildOptions {
   captureStderr?: boolean;
   /** Flags for `deno run` before the script, e.g. `--v8-flags=--expose-gc`. */
   denoFlags?: string[];
+  /** Added to the environment the process inherits. */
+  env?: Record<string, string>;
 }
 
 /** A child process whose first stdout line announced it. */
@@ -60,7 +62,7 @@ export class Child implements AsyncDisposable {
     args: string[],
     options: ChildOptions = {},
   ): Promise<Child> {
-    const { captureStderr = false, denoFlags = [] } = options;
+    const { captureStderr = false, denoFlags = [], env = {} } = options;
     const process = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
@@ -69,6 +71,7 @@ export class Child implements AsyncDisposable {
         new URL(script, root).pathname,
         ...args,
       ],
+      env,
       stdout: "piped",
       stderr: captureStderr ? "piped" : "inherit",
       stdin: "null",
@@ -556,6 +559,36 @@ export async function settles<T>(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** What {@linkcode runScript} saw. */
+export interface ScriptRun {
+  /** The exit code. */
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Runs `deno run -A <script> ...args` to its end, with `env` added to the
+ * environment it inherits.
+ */
+export async function runScript(
+  script: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<ScriptRun> {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL(script, root).pathname, ...args],
+    env,
+    stdin: "null",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code,
+    stdout: decoder.decode(stdout),
+    stderr: decoder.decode(stderr),
+  };
 }
 
 /** What {@linkcode runCapturingStderr} saw. */

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { chromium, type Page } from "playwright-core";
 import { startService } from "../mod.ts";
-import { localServiceOptions, startLocalRegister } from "./_cluster.ts";
+import { Child, localServiceOptions, startLocalRegister } from "./_cluster.ts";
 import { createChatApp } from "../examples/chat/app.ts";
 import { loadPublicFiles } from "../examples/chat/static.ts";
 
@@ -40,51 +40,33 @@ const BROWSER_ARGS = [
 
 /** The demo as a child process, with the URLs it printed. */
 async function startDemo() {
-  const process = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL("../examples/chat/demo.ts", import.meta.url).pathname,
-      "--port",
-      "0",
-      "--rpc-port",
-      "0",
-      "--register-port",
-      "0",
-      "--http-port",
-      "0",
-      "--log-level",
-      "warn",
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = process.stdout.pipeThrough(new TextDecoderStream())
-    .getReader();
-  let output = "";
-  while (!output.includes("Ctrl-C")) {
-    const chunk = await reader.read();
-    if (chunk.done) break;
-    output += chunk.value;
+  const child = await Child.start("examples/chat/demo.ts", [
+    "--port",
+    "0",
+    "--rpc-port",
+    "0",
+    "--register-port",
+    "0",
+    "--http-port",
+    "0",
+    "--log-level",
+    "warn",
+  ]);
+  while (!child.output.some((line) => line.includes("Ctrl-C"))) {
+    if (await child.nextLine() === undefined) break;
   }
+  const output = [child.first, ...child.output].join("\n");
   const url = (name: string) =>
     new RegExp(`service ${name}\\s+(http://\\S+)`).exec(output)?.[1];
   return {
-    process,
     output,
     a: url("A"),
     b: url("B"),
     /** SIGINT, as Ctrl-C; resolves with the exit code and the rest of stdout. */
     async stop(): Promise<{ code: number; rest: string }> {
-      process.kill("SIGINT");
-      let rest = "";
-      for (;;) {
-        const chunk = await reader.read();
-        if (chunk.done) break;
-        rest += chunk.value;
-      }
-      return { code: (await process.status).code, rest };
+      const seen = child.output.length;
+      const { code } = await child.stop("SIGINT");
+      return { code, rest: child.output.slice(seen).join("\n") };
     },
   };
 }

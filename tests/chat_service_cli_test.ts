@@ -2,52 +2,24 @@
 // environment fallbacks, help, clear errors, and quiet logs at info.
 
 import assert from "node:assert/strict";
-import { startRegisterProcess } from "./_cluster.ts";
+import { Child, runScript, startRegisterProcess } from "./_cluster.ts";
 
-const script = new URL("../examples/chat/service.ts", import.meta.url)
-  .pathname;
+const script = "examples/chat/service.ts";
 
-async function run(args: string[], env: Record<string, string> = {}) {
-  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", script, ...args],
-    env,
-    stdin: "null",
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code,
-    stdout: decoder.decode(stdout),
-    stderr: decoder.decode(stderr),
-  };
+function run(args: string[], env: Record<string, string> = {}) {
+  return runScript(script, args, env);
 }
 
 /** A running chat service with its stdout's first line and its stderr. */
 async function start(args: string[], env: Record<string, string> = {}) {
-  const process = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", script, ...args],
-    env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stderr = new Response(process.stderr).text();
-  const stdout = process.stdout.pipeThrough(new TextDecoderStream())
-    .getReader();
-  let text = "";
-  while (!text.includes("\n")) {
-    const chunk = await stdout.read();
-    if (chunk.done) break;
-    text += chunk.value;
-  }
-  const first = text.split("\n")[0]!;
+  const child = await Child.start(script, args, { captureStderr: true, env });
   return {
-    first,
-    port: Number(/:(\d+)\/ /.exec(first)?.[1]),
+    first: child.first,
+    port: Number(/:(\d+)\/ /.exec(child.first)?.[1]),
     /** SIGTERM; resolves with the exit code and everything on stderr. */
     async stop(): Promise<{ code: number; stderr: string }> {
-      process.kill("SIGTERM");
-      while (!(await stdout.read()).done) { /* drain */ }
-      return { code: (await process.status).code, stderr: await stderr };
+      const { code } = await child.stop("SIGTERM");
+      return { code, stderr: child.stderr };
     },
   };
 }

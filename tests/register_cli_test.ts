@@ -1,22 +1,10 @@
 // The register's command line: where it listens, help, and clear errors.
 
 import assert from "node:assert/strict";
-import { Child } from "./_cluster.ts";
+import { Child, runScript } from "./_cluster.ts";
 
-const register = new URL("../register.ts", import.meta.url).pathname;
-
-async function run(args: string[], env: Record<string, string> = {}) {
-  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", register, ...args],
-    env,
-    stdin: "null",
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code,
-    stdout: decoder.decode(stdout),
-    stderr: decoder.decode(stderr),
-  };
+function run(args: string[], env: Record<string, string> = {}) {
+  return runScript("register.ts", args, env);
 }
 
 Deno.test("register.ts prints one line saying where it listens", async () => {
@@ -87,24 +75,14 @@ Deno.test("register.ts says when its port is in use", async () => {
 });
 
 Deno.test("register.ts --http-port serves /healthz and /metrics", async () => {
-  const process = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", register, "--port", "0", "--log-level", "warn"],
-    env: { WSGATE_REGISTER_HTTP_PORT: "0" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = process.stdout.pipeThrough(new TextDecoderStream())
-    .getReader();
-  let text = "";
+  const child = await Child.start(
+    "register.ts",
+    ["--port", "0", "--log-level", "warn"],
+    { env: { WSGATE_REGISTER_HTTP_PORT: "0" } },
+  );
   try {
-    while (text.split("\n").length < 3) {
-      const chunk = await reader.read();
-      if (chunk.done) break;
-      text += chunk.value;
-    }
-    const [first, second] = text.split("\n");
-    assert.match(first!, /^register listening on 127\.0\.0\.1:\d+$/);
+    const second = await child.nextLine();
+    assert.match(child.first, /^register listening on 127\.0\.0\.1:\d+$/);
     const health = /health on (http:\S+),/.exec(second!)?.[1];
     const metrics = /metrics on (http:\S+)$/.exec(second!)?.[1];
     assert.ok(health && metrics, `unexpected second line: ${second}`);
@@ -114,9 +92,7 @@ Deno.test("register.ts --http-port serves /healthz and /metrics", async () => {
     const scrape = await fetch(metrics);
     assert.match(await scrape.text(), /^wsgate_register_members 0$/m);
   } finally {
-    process.kill("SIGTERM");
-    while (!(await reader.read()).done) { /* drain */ }
-    assert.equal((await process.status).code, 0);
+    assert.equal((await child.stop("SIGTERM")).code, 0);
   }
 });
 
