@@ -1,6 +1,7 @@
 // Test helpers for raw gRPC: a Connect transport to a register or service
 // with any (or no) secret and TLS settings, generic calls of any method of a
-// service descriptor, and certificates made with openssl.
+// service descriptor, the questions tests ask most (members, client count),
+// and certificates made with openssl.
 
 import type {
   DescMessage,
@@ -12,6 +13,8 @@ import type {
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Http2Connection } from "../internal/http2_connection.ts";
+import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
+import { RegisterService } from "../proto/gen/websocket/v1/register_pb.ts";
 
 /** How a test client dials. */
 export interface DialOptions {
@@ -113,6 +116,39 @@ export async function codeOf(call: Promise<unknown>): Promise<Code | "ok"> {
 }
 
 export { Code };
+
+/** The node ids a register lists, asked through `transport`. */
+export async function memberIdsVia(transport: Transport): Promise<string[]> {
+  const [answer] = await callMethod(
+    transport,
+    RegisterService.method.listMembers,
+    [{}],
+  ) as [{ members: { members: { nodeId: string }[] } }];
+  return answer.members.members.map((m) => m.nodeId);
+}
+
+/** The node ids the register at `address` lists. */
+export async function registerMembers(
+  address: string,
+  options: DialOptions = {},
+): Promise<string[]> {
+  using channel = dial(address, options);
+  return await memberIdsVia(channel.transport);
+}
+
+/** The cluster-wide client count, as the service at `address` answers it. */
+export async function clientCountVia(
+  address: string,
+  options: DialOptions = {},
+): Promise<number> {
+  using channel = dial(address, options);
+  const [answer] = await callMethod(
+    channel.transport,
+    GatewayService.method.getAllClientCount,
+    [{}],
+  ) as [{ count: bigint }];
+  return Number(answer.count);
+}
 
 /** Certificates for a test cluster, PEM, and the files they are in. */
 export interface TestCertificates {

@@ -16,7 +16,15 @@ import {
   startServiceProcess,
   TestClient,
 } from "./_cluster.ts";
-import { callMethod, Code, codeOf, dial, type DialOptions } from "./_rpc.ts";
+import {
+  callMethod,
+  clientCountVia,
+  Code,
+  codeOf,
+  dial,
+  type DialOptions,
+  registerMembers,
+} from "./_rpc.ts";
 
 const text = (value: string) => ({ body: { case: "text", value } });
 
@@ -137,27 +145,15 @@ Deno.test("a secret guards every register and service RPC", async (t) => {
             );
           }
         }
-        using channel = dial(register.address, { secret });
-        const [answer] = await callMethod(
-          channel.transport,
-          RegisterService.method.listMembers,
-          [{}],
-        ) as [{ members: { members: { nodeId: string }[] } }];
         assert.deepEqual(
-          answer.members.members.map((m) => m.nodeId).sort(),
+          (await registerMembers(register.address, { secret })).sort(),
           [s1.info.nodeId, s2.info.nodeId, caller.nodeId].sort(),
         );
       },
     );
 
     await t.step("the right secret is accepted by both", async () => {
-      using service = dial(s2.info.rpcAddress, { secret });
-      const [count] = await callMethod(
-        service.transport,
-        GatewayService.method.getAllClientCount,
-        [{}],
-      ) as [{ count: bigint }];
-      assert.equal(count.count, 1n);
+      assert.equal(await clientCountVia(s2.info.rpcAddress, { secret }), 1);
       using reg = dial(register.address, { secret });
       const [first] = await callMethod(
         reg.transport,
@@ -219,13 +215,10 @@ Deno.test("a service with a wrong or no secret cannot join", async (t) => {
     });
 
     await t.step("the register lists none of them", async () => {
-      using channel = dial(register.address, { secret: "right" });
-      const [answer] = await callMethod(
-        channel.transport,
-        RegisterService.method.listMembers,
-        [{}],
-      ) as [{ members: { members: unknown[] } }];
-      assert.deepEqual(answer.members.members, []);
+      assert.deepEqual(
+        await registerMembers(register.address, { secret: "right" }),
+        [],
+      );
     });
   } finally {
     await register.child.stop();

@@ -8,7 +8,6 @@
 
 import assert from "node:assert/strict";
 import { GatewayError, IncompleteResultError, type Service } from "../mod.ts";
-import { RegisterService } from "../proto/gen/websocket/v1/register_pb.ts";
 import {
   eventually,
   startCaller,
@@ -16,7 +15,7 @@ import {
   startServiceProcess,
   TestClient,
 } from "./_cluster.ts";
-import { callMethod, dial } from "./_rpc.ts";
+import { registerMembers } from "./_rpc.ts";
 
 const DEADLINE_MS = 2000;
 
@@ -48,17 +47,6 @@ async function settle<T>(
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** The node ids the register lists. */
-async function registerMembers(address: string): Promise<string[]> {
-  using channel = dial(address);
-  const [answer] = await callMethod(
-    channel.transport,
-    RegisterService.method.listMembers,
-    [{}],
-  ) as [{ members: { members: { nodeId: string }[] } }];
-  return answer.members.members.map((m) => m.nodeId);
 }
 
 /** Waits until `check` holds and returns how long that took from `since`. */

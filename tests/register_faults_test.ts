@@ -6,7 +6,6 @@
 import assert from "node:assert/strict";
 import type { Api } from "../mod.ts";
 import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
-import { RegisterService } from "../proto/gen/websocket/v1/register_pb.ts";
 import {
   eventually,
   startCaller,
@@ -14,18 +13,7 @@ import {
   startServiceProcess,
   TestClient,
 } from "./_cluster.ts";
-import { callMethod, dial } from "./_rpc.ts";
-
-/** The cluster-wide client count as the service at `rpcAddress` sees it. */
-async function countVia(rpcAddress: string): Promise<number> {
-  using channel = dial(rpcAddress);
-  const [answer] = await callMethod(
-    channel.transport,
-    GatewayService.method.getAllClientCount,
-    [{}],
-  ) as [{ count: bigint }];
-  return Number(answer.count);
-}
+import { callMethod, clientCountVia, dial, registerMembers } from "./_rpc.ts";
 
 /** Sends to `to` through the service at `rpcAddress` (it forwards). */
 async function sendVia(
@@ -38,6 +26,19 @@ async function sendVia(
     clientId: to.id,
     payload: { body: { case: "text", value: text } },
   }]);
+}
+
+/** Whether the Api and each service at `rpcAddresses` count `n` clients. */
+async function everyoneCounts(
+  api: Api,
+  rpcAddresses: string[],
+  n: number,
+): Promise<boolean> {
+  if ((await api.getAllClientCount()) !== n) return false;
+  for (const address of rpcAddresses) {
+    if ((await clientCountVia(address)) !== n) return false;
+  }
+  return true;
 }
 
 /**
@@ -59,7 +60,7 @@ async function everythingWorks(
   );
   for (const address of rpcAddresses) {
     assert.equal(
-      await countVia(address),
+      await clientCountVia(address),
       clients.length,
       `${round} ${address}`,
     );
@@ -89,9 +90,7 @@ Deno.test("with two registers, killing one changes nothing", async (t) => {
     const rpc = [s1.info.rpcAddress, s2.info.rpcAddress];
     await eventually(
       "every service sees both clients",
-      async () =>
-        (await api.getAllClientCount()) === 2 &&
-        (await countVia(rpc[0]!)) === 2 && (await countVia(rpc[1]!)) === 2,
+      () => everyoneCounts(api, rpc, 2),
     );
 
     await t.step(
@@ -117,9 +116,7 @@ Deno.test("with two registers, killing one changes nothing", async (t) => {
       rpc.push(s3.info.rpcAddress);
       await eventually(
         "every service sees the new service's client",
-        async () =>
-          (await api.getAllClientCount()) === 3 &&
-          (await countVia(rpc[0]!)) === 3 && (await countVia(rpc[2]!)) === 3,
+        () => everyoneCounts(api, [rpc[0]!, rpc[2]!], 3),
       );
       await everythingWorks(api, clients, rpc, "with s3");
 
@@ -128,9 +125,7 @@ Deno.test("with two registers, killing one changes nothing", async (t) => {
       rpc.splice(1, 1);
       await eventually(
         "every service forgets the stopped service",
-        async () =>
-          (await api.getAllClientCount()) === 2 &&
-          (await countVia(rpc[0]!)) === 2 && (await countVia(rpc[1]!)) === 2,
+        () => everyoneCounts(api, rpc, 2),
       );
       await everythingWorks(api, clients, rpc, "without s2");
     });
@@ -159,9 +154,7 @@ Deno.test("through a register outage the cluster keeps working, then re-joins", 
     const rpc = [s1.info.rpcAddress, s2.info.rpcAddress];
     await eventually(
       "every service sees both clients",
-      async () =>
-        (await api.getAllClientCount()) === 2 &&
-        (await countVia(rpc[0]!)) === 2 && (await countVia(rpc[1]!)) === 2,
+      () => everyoneCounts(api, rpc, 2),
     );
 
     await t.step("no register: last-known members, Api works", async () => {
@@ -182,7 +175,7 @@ Deno.test("through a register outage the cluster keeps working, then re-joins", 
       ]);
       const c3 = await TestClient.connect(s3.info.port);
       clients.push(c3);
-      assert.equal(await countVia(s3.info.rpcAddress), 1);
+      assert.equal(await clientCountVia(s3.info.rpcAddress), 1);
       assert.equal(await api.getAllClientCount(), 2);
     });
 
@@ -195,7 +188,7 @@ Deno.test("through a register outage the cluster keeps working, then re-joins", 
       await eventually("every service sees all three clients", async () => {
         const counts = await Promise.all([
           api.getAllClientCount(),
-          ...allRpc.map(countVia),
+          ...allRpc.map((a) => clientCountVia(a)),
         ]);
         for (const count of counts.slice(0, 3)) seen.add(count);
         if (counts.every((c) => c === 3)) wholeAt ||= Date.now();
@@ -238,17 +231,14 @@ Deno.test("a hung register is found by keepalive, and re-joined once it resumes"
     const noticed = Date.now() - stopped;
     const resumed = Date.now();
     register.child.signal("SIGCONT");
-    await eventually("the service is a member again", async () => {
-      using channel = dial(register.address);
-      const [answer] = await callMethod(
-        channel.transport,
-        RegisterService.method.listMembers,
-        [{}],
-      ) as [{ members: { members: { nodeId: string }[] } }];
-      return answer.members.members.some((m) =>
-        m.nodeId === service.info.nodeId
-      );
-    }, 20_000);
+    await eventually(
+      "the service is a member again",
+      async () =>
+        (await registerMembers(register.address)).includes(
+          service.info.nodeId,
+        ),
+      20_000,
+    );
     console.log(
       `measured: a hung register noticed by a service after ${noticed} ms; member again ${
         Date.now() - resumed

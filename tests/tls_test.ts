@@ -22,6 +22,7 @@ import {
   dial,
   type DialOptions,
   makeCertificates,
+  registerMembers,
 } from "./_rpc.ts";
 
 /** Whether a GetAllClientCount / ListMembers call through `options` works. */
@@ -110,16 +111,11 @@ Deno.test("mutual TLS: the cluster works and strangers are refused", async (t) =
           joinTimeoutMs: 1000,
         });
         assert.equal(await stranger.api.getAllClientCount(), 0);
-        using channel = dial(register.address, {
+        const members = await registerMembers(register.address, {
           tls: { ca: certs.ca, ...certs.node },
         });
-        const [answer] = await callMethod(
-          channel.transport,
-          RegisterService.method.listMembers,
-          [{}],
-        ) as [{ members: { members: { nodeId: string }[] } }];
         assert.deepEqual(
-          answer.members.members.map((m) => m.nodeId).sort(),
+          members.sort(),
           [s1.info.nodeId, s2.info.nodeId, caller.nodeId].sort(),
         );
       },
