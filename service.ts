@@ -356,37 +356,17 @@ export async function startService(
   app: Application,
   options: ServiceOptions,
 ): Promise<Service> {
-  const {
-    registers,
-    hostname,
-    port,
-    rpcPort,
-    lanIp,
-    rpcHostname,
-    secret,
-    tls,
-    signal,
-    deadlineMs,
-    joinTimeoutMs,
-    pingIntervalMs,
-    maxPeerQueueBytes,
-    idleTimeoutMs,
-    maxBufferedBytes,
-    maxMessageBytes,
-    maxSendBytes,
-    allowedOrigins,
-    shutdownTimeoutMs,
-    logLevel,
-    fetch: fetchHandler,
-    httpApiSecret,
-  } = resolveServiceOptions(options);
+  const config = resolveServiceOptions(options);
   const nodeId = createNodeId();
-  const logger = createLogger(`service ${nodeId}`, logLevel);
-  signal?.throwIfAborted();
-  if (secret === undefined && !tls?.mutual && !isLoopback(rpcHostname)) {
+  const logger = createLogger(`service ${nodeId}`, config.logLevel);
+  config.signal?.throwIfAborted();
+  if (
+    config.secret === undefined && !config.tls?.mutual &&
+    !isLoopback(config.rpcHostname)
+  ) {
     logger.warn(
       "RPC port listens beyond loopback without a secret: any host that reaches it can push to every client; set a secret",
-      { rpcHostname },
+      { rpcHostname: config.rpcHostname },
     );
   }
 
@@ -395,15 +375,16 @@ export async function startService(
   const members = new MemberTable(nodeId, {
     settleMs: 2 * REGISTER_BACKOFF.maxMs,
   });
-  const readMaxBytes = 4 * Math.max(maxPeerQueueBytes, maxSendBytes);
+  const readMaxBytes = 4 *
+    Math.max(config.maxPeerQueueBytes, config.maxSendBytes);
   const peers = new PeerPool({
-    secret,
-    tls,
+    secret: config.secret,
+    tls: config.tls,
     readMaxBytes,
-    pingIntervalMs,
-    pingTimeoutMs: 2 * pingIntervalMs,
-    maxQueuedBytes: maxPeerQueueBytes,
-    deadlineMs,
+    pingIntervalMs: config.pingIntervalMs,
+    pingTimeoutMs: 2 * config.pingIntervalMs,
+    maxQueuedBytes: config.maxPeerQueueBytes,
+    deadlineMs: config.deadlineMs,
     interceptors: [timeUnaryCalls(metrics.peerUnary)],
     deliveryLatency: metrics.peerDelivery,
   });
@@ -412,7 +393,14 @@ export async function startService(
     logger.debug("member list changed", { members: members.size });
   });
   const api = new MeteredApi(
-    new ClusterApi({ nodeId, hub, members, peers, deadlineMs, maxSendBytes }),
+    new ClusterApi({
+      nodeId,
+      hub,
+      members,
+      peers,
+      deadlineMs: config.deadlineMs,
+      maxSendBytes: config.maxSendBytes,
+    }),
     metrics,
   );
   const endpoint = new WebSocketEndpoint({
@@ -422,25 +410,25 @@ export async function startService(
     ids: new ClientIdAllocator(nodeId),
     logger,
     metrics,
-    idleTimeoutMs,
-    maxBufferedBytes,
-    maxMessageBytes,
-    allowedOrigins,
+    idleTimeoutMs: config.idleTimeoutMs,
+    maxBufferedBytes: config.maxBufferedBytes,
+    maxMessageBytes: config.maxMessageBytes,
+    allowedOrigins: config.allowedOrigins,
   });
 
   const rpc = await listenRpc({
-    hostname: rpcHostname,
-    port: rpcPort,
-    secret,
-    tls,
+    hostname: config.rpcHostname,
+    port: config.rpcPort,
+    secret: config.secret,
+    tls: config.tls,
     readMaxBytes,
-    pingIntervalMs,
-    pingTimeoutMs: 2 * pingIntervalMs,
+    pingIntervalMs: config.pingIntervalMs,
+    pingTimeoutMs: 2 * config.pingIntervalMs,
     logger,
     routes: (router) =>
       router.service(GatewayService, createGatewayHandler(nodeId, hub, api)),
   });
-  const rpcAddress = formatHostPort(lanIp, rpc.port);
+  const rpcAddress = formatHostPort(config.lanIp, rpc.port);
 
   let closing: Promise<void> | undefined;
   /** Whether onStart finished: clients are accepted from then on. */
@@ -468,36 +456,36 @@ export async function startService(
         members: members.size,
       }),
   };
-  const httpApi = httpApiSecret === undefined
+  const httpApi = config.httpApiSecret === undefined
     ? undefined
-    : createHttpApi({ api, secret: httpApiSecret, metrics, logger });
+    : createHttpApi({ api, secret: config.httpApiSecret, metrics, logger });
 
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
     server = Deno.serve(
       {
-        hostname,
-        port,
+        hostname: config.hostname,
+        port: config.port,
         onListen: () => {},
         onError: (error) => {
           logger.error("request failed", { error: String(error) });
           return new Response("internal error\n", { status: 500 });
         },
       },
-      createServiceHandler({ endpoint, ops, httpApi, fetch: fetchHandler }),
+      createServiceHandler({ endpoint, ops, httpApi, fetch: config.fetch }),
     );
   } catch (error) {
     await rpc.close();
     throw error;
   }
 
-  const links = joinRegisters(registers, {
+  const links = joinRegisters(config.registers, {
     member: { nodeId, rpcAddress },
     table: members,
-    secret,
-    tls,
-    pingIntervalMs,
-    pingTimeoutMs: 2 * pingIntervalMs,
+    secret: config.secret,
+    tls: config.tls,
+    pingIntervalMs: config.pingIntervalMs,
+    pingTimeoutMs: 2 * config.pingIntervalMs,
     backoff: REGISTER_BACKOFF,
     logger,
   });
@@ -521,7 +509,7 @@ export async function startService(
               ? () => app.onStop!(ctx)
               : undefined,
         },
-        shutdownTimeoutMs,
+        config.shutdownTimeoutMs,
         logger,
       );
       stopGuard();
@@ -529,12 +517,16 @@ export async function startService(
     })();
     return closing;
   };
-  const stopWatching = onAbort(signal, close);
+  const stopWatching = onAbort(config.signal, close);
 
-  const joined = await waitForJoin(links.joined, joinTimeoutMs, signal);
-  if (signal?.aborted) {
+  const joined = await waitForJoin(
+    links.joined,
+    config.joinTimeoutMs,
+    config.signal,
+  );
+  if (config.signal?.aborted) {
     await close();
-    throw signal.reason;
+    throw config.signal.reason;
   }
   if (joined instanceof GatewayError) {
     logger.error("no register accepted this service; stopping", {
@@ -545,8 +537,8 @@ export async function startService(
   }
   if (joined === false) {
     logger.warn("no register answered yet; still trying in the background", {
-      registers: registers.join(","),
-      waitedMs: joinTimeoutMs,
+      registers: config.registers.join(","),
+      waitedMs: config.joinTimeoutMs,
     });
   }
   if (app.onStart !== undefined) {
@@ -561,13 +553,13 @@ export async function startService(
   started = true;
   if (closing === undefined) endpoint.open();
   logger.info("service started", {
-    websocket: formatHostPort(hostname, server.addr.port),
+    websocket: formatHostPort(config.hostname, server.addr.port),
     rpc: rpcAddress,
   });
   return {
     api,
     nodeId,
-    hostname,
+    hostname: config.hostname,
     port: server.addr.port,
     rpcAddress,
     close,
