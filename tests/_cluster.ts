@@ -3,6 +3,7 @@
 // clients with a message queue.
 
 import {
+  type Api,
   type Application,
   type Message,
   type Register,
@@ -336,6 +337,15 @@ export async function eventually(
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
   throw new Error(`timed out waiting until ${what}`, { cause: lastError });
+}
+
+/** Waits until `api` counts `n` clients in the cluster; `what` says why. */
+export function untilClientCount(
+  api: Api,
+  n: number,
+  what: string,
+): Promise<void> {
+  return eventually(what, async () => (await api.getAllClientCount()) === n);
 }
 
 /** A lab service process (tests/fixtures/lab_service.ts). */

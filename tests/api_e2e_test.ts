@@ -10,6 +10,7 @@ import {
   startRegisterProcess,
   startServiceProcess,
   TestClient,
+  untilClientCount,
 } from "./_cluster.ts";
 
 const bytes = (...values: number[]) => new Uint8Array(values);
@@ -61,10 +62,7 @@ Deno.test("Api reaches every client of a three-service cluster", async (t) => {
       TestClient,
       TestClient,
     ];
-    await eventually(
-      "the caller sees all six clients",
-      async () => (await api.getAllClientCount()) === 6,
-    );
+    await untilClientCount(api, 6, "the caller sees all six clients");
 
     await t.step("clientIds name their service and are unique", () => {
       const ids = new Set(clients.map((c) => c.id));

@@ -9,12 +9,12 @@ import { GatewayError } from "../mod.ts";
 import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
 import { RegisterService } from "../proto/gen/websocket/v1/register_pb.ts";
 import {
-  eventually,
   runCapturingStderr,
   startCaller,
   startRegisterProcess,
   startServiceProcess,
   TestClient,
+  untilClientCount,
 } from "./_cluster.ts";
 import {
   callMethod,
@@ -84,10 +84,7 @@ Deno.test("a secret guards every register and service RPC", async (t) => {
   try {
     await using caller = await startCaller(register.address, { secret });
     const api = caller.api;
-    await eventually(
-      "the caller sees the client",
-      async () => (await api.getAllClientCount()) === 1,
-    );
+    await untilClientCount(api, 1, "the caller sees the client");
     await api.bindUid(c1.id, "u1");
     await api.joinGroup(c1.id, "g1");
 

@@ -27,6 +27,7 @@ import {
   localServiceOptions,
   startLocalRegister,
   TestClient,
+  untilClientCount,
 } from "./_cluster.ts";
 import {
   callMethod,
@@ -418,10 +419,7 @@ Deno.test("fuzz: 10,000+ random requests leave register and service correct", as
   const slots = [a, b, a, b, a, b].map(keepConnected);
   const channels: TestChannel[] = [];
   try {
-    await eventually(
-      "a sees every client",
-      async () => (await a.api.getAllClientCount()) === 6,
-    );
+    await untilClientCount(a.api, 6, "a sees every client");
     const fuzz = new Fuzzer(
       seed,
       real,

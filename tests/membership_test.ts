@@ -3,11 +3,11 @@
 
 import assert from "node:assert/strict";
 import {
-  eventually,
   startCaller,
   startRegisterProcess,
   startServiceProcess,
   TestClient,
+  untilClientCount,
 } from "./_cluster.ts";
 
 Deno.test("services forget a peer that stops or dies", async (t) => {
@@ -21,10 +21,7 @@ Deno.test("services forget a peer that stops or dies", async (t) => {
     const c1 = await TestClient.connect(s1.info.port);
     const c2 = await TestClient.connect(s2.info.port);
     clients.push(c1, c2);
-    await eventually(
-      "both clients are seen",
-      async () => (await api.getAllClientCount()) === 2,
-    );
+    await untilClientCount(api, 2, "both clients are seen");
 
     await t.step(
       "a killed service is dropped by the register and its peers",
@@ -32,10 +29,7 @@ Deno.test("services forget a peer that stops or dies", async (t) => {
         await s2.child.stop("SIGKILL");
         // Once the register has told the caller, calls no longer try s2: they
         // answer completely (no IncompleteResultError) and without it.
-        await eventually(
-          "s2 is forgotten",
-          async () => (await api.getAllClientCount()) === 1,
-        );
+        await untilClientCount(api, 1, "s2 is forgotten");
         assert.deepEqual(await api.getAllClientIds(), [c1.id]);
         assert.equal(await api.isOnline(c2.id), false);
         await api.sendToClient(c2.id, "into the void"); // a no-op, no error
@@ -49,19 +43,13 @@ Deno.test("services forget a peer that stops or dies", async (t) => {
         const c3 = await TestClient.connect(s3.info.port);
         clients.push(c3);
         assert.ok(!c3.id.startsWith(s2.info.nodeId));
-        await eventually(
-          "s3 is seen",
-          async () => (await api.getAllClientCount()) === 2,
-        );
+        await untilClientCount(api, 2, "s3 is seen");
         await api.sendToClient(c3.id, "welcome");
         assert.equal(await c3.next(), "welcome");
       } finally {
         await s3.child.stop();
       }
-      await eventually(
-        "s3 is forgotten after a graceful stop",
-        async () => (await api.getAllClientCount()) === 1,
-      );
+      await untilClientCount(api, 1, "s3 is forgotten after a graceful stop");
     });
 
     await t.step(
@@ -70,10 +58,7 @@ Deno.test("services forget a peer that stops or dies", async (t) => {
         const status = await s1.child.stop("SIGTERM");
         assert.equal(status.code, 0);
         assert.equal((await c1.closed).code, 1001);
-        await eventually(
-          "s1 is forgotten",
-          async () => (await api.getAllClientCount()) === 0,
-        );
+        await untilClientCount(api, 0, "s1 is forgotten");
         assert.equal(await api.isOnline(c1.id), false);
       },
     );

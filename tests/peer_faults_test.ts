@@ -14,6 +14,7 @@ import {
   startRegisterProcess,
   startServiceProcess,
   TestClient,
+  untilClientCount,
 } from "./_cluster.ts";
 import { registerMembers } from "./_rpc.ts";
 
@@ -96,10 +97,7 @@ Deno.test("dead and hung peers are dropped, and no call waits on them", async (t
     const c2 = await TestClient.connect(s2.info.port);
     const c3 = await TestClient.connect(s3.info.port);
     clients.push(c1, c2, c3);
-    await eventually(
-      "the caller sees three clients",
-      async () => (await api.getAllClientCount()) === 3,
-    );
+    await untilClientCount(api, 3, "the caller sees three clients");
 
     await t.step(
       "a killed peer is dropped by the register and the peers",

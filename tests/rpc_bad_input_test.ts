@@ -8,11 +8,11 @@ import { type Api, GatewayError, startService } from "../mod.ts";
 import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
 import { RegisterService } from "../proto/gen/websocket/v1/register_pb.ts";
 import {
-  eventually,
   greeter,
   localServiceOptions,
   startLocalRegister,
   TestClient,
+  untilClientCount,
 } from "./_cluster.ts";
 import { callMethod, Code, codeOf, dial, memberIdsVia } from "./_rpc.ts";
 
@@ -103,10 +103,7 @@ Deno.test("every Api method rejects bad input, never throws, and changes nothing
   await using b = await startService(greeter, options);
   await using local = await TestClient.connect(a.port);
   await using remote = await TestClient.connect(b.port);
-  await eventually(
-    "a sees both clients",
-    async () => (await a.api.getAllClientCount()) === 2,
-  );
+  await untilClientCount(a.api, 2, "a sees both clients");
   const big = "x".repeat(4097);
 
   for (const client of [local, remote]) {

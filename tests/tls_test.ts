@@ -8,13 +8,13 @@ import { startRegister, startService, type TlsOptions } from "../mod.ts";
 import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
 import { RegisterService } from "../proto/gen/websocket/v1/register_pb.ts";
 import {
-  eventually,
   localServiceOptions,
   startCaller,
   startLocalRegister,
   startRegisterProcess,
   startServiceProcess,
   TestClient,
+  untilClientCount,
 } from "./_cluster.ts";
 import {
   callMethod,
@@ -62,10 +62,7 @@ Deno.test("mutual TLS: the cluster works and strangers are refused", async (t) =
     await t.step("the Api reaches every service over TLS", async () => {
       clients.push(await TestClient.connect(s1.info.port));
       clients.push(await TestClient.connect(s2.info.port));
-      await eventually(
-        "the caller sees both clients",
-        async () => (await api.getAllClientCount()) === 2,
-      );
+      await untilClientCount(api, 2, "the caller sees both clients");
       await api.sendToAll("over tls");
       for (const client of clients) {
         assert.equal(await client.next(), "over tls");
@@ -142,10 +139,7 @@ Deno.test("one-way TLS: callers need the CA but no client certificate", async ()
     await using a = await startService({}, options);
     await using b = await startService({}, options);
     await using _client = new TestClient(`ws://127.0.0.1:${b.port}/`);
-    await eventually(
-      "a sees the client of b",
-      async () => (await a.api.getAllClientCount()) === 1,
-    );
+    await untilClientCount(a.api, 1, "a sees the client of b");
     assert.ok(
       await answers(a.rpcAddress, "service", { tls: { ca: certs.ca } }),
     );
