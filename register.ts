@@ -36,6 +36,7 @@ import {
 } from "./internal/options.ts";
 import {
   type CommandSpec,
+  logLevelFlag,
   readCommandLine,
   reportStartFailure,
   stopSignals,
@@ -383,13 +384,7 @@ const COMMAND: CommandSpec = {
       kind: "boolean",
       description: "require client certificates signed by --tls-ca",
     },
-    {
-      name: "log-level",
-      env: "WSGATE_LOG_LEVEL",
-      kind: "string",
-      description: "error, warn, info or debug",
-      defaultText: "info",
-    },
+    logLevelFlag("info", "WSGATE_LOG_LEVEL"),
   ],
 };
 

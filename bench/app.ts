@@ -24,6 +24,7 @@ import { type Api, type Application, startService } from "../mod.ts";
 import { rpcCounters } from "../internal/rpc_counters.ts";
 import {
   type CommandSpec,
+  logLevelFlag,
   readCommandLine,
   stopSignals,
 } from "../internal/cli.ts";
@@ -102,12 +103,7 @@ const COMMAND: CommandSpec = {
       description: "gRPC port",
       defaultText: "9101",
     },
-    {
-      name: "log-level",
-      kind: "string",
-      description: "error, warn, info or debug",
-      defaultText: "warn",
-    },
+    logLevelFlag("warn"),
   ],
 };
 

@@ -124,6 +124,20 @@ export interface CommandSpec {
   readonly flags: readonly FlagSpec[];
 }
 
+/**
+ * The `--log-level` flag of a command that starts servers, read from `env`
+ * too when given.
+ */
+export function logLevelFlag(defaultText: string, env?: string): FlagSpec {
+  return {
+    name: "log-level",
+    ...(env === undefined ? {} : { env }),
+    kind: "string",
+    description: "error, warn, info or debug",
+    defaultText,
+  };
+}
+
 const HELP_FLAG: FlagSpec = {
   name: "help",
   kind: "boolean",

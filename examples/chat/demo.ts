@@ -8,6 +8,7 @@
 
 import {
   type CommandSpec,
+  logLevelFlag,
   readCommandLine,
   stopSignals,
 } from "../../internal/cli.ts";
@@ -49,12 +50,7 @@ const COMMAND: CommandSpec = {
       description: "the register's /healthz and /metrics port",
       defaultText: "8102",
     },
-    {
-      name: "log-level",
-      kind: "string",
-      description: "error, warn, info or debug",
-      defaultText: "info",
-    },
+    logLevelFlag("info"),
   ],
 };
 

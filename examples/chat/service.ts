@@ -12,6 +12,7 @@ import { type ServiceOptions, startService } from "../../mod.ts";
 import type { LogLevel } from "../../internal/logger.ts";
 import {
   type CommandSpec,
+  logLevelFlag,
   readCommandLine,
   reportStartFailure,
   stopSignals,
@@ -86,13 +87,7 @@ const COMMAND: CommandSpec = {
       kind: "string",
       description: "turns on POST /api/<method> with this bearer token",
     },
-    {
-      name: "log-level",
-      env: "WSGATE_LOG_LEVEL",
-      kind: "string",
-      description: "error, warn, info or debug",
-      defaultText: "info",
-    },
+    logLevelFlag("info", "WSGATE_LOG_LEVEL"),
   ],
 };
 
