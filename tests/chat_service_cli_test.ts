@@ -139,17 +139,19 @@ Deno.test("chat service reads the environment, serves its page, and logs quietly
       assert.doesNotMatch(stopped.stderr, /m\d|message|client/);
     });
 
+    const flags = [
+      "--register",
+      register.address,
+      "--hostname",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--rpc-port",
+      "0",
+    ];
+
     await t.step("debug: a line per client event", async () => {
-      const service = await start([
-        "--register",
-        register.address,
-        "--hostname",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--rpc-port",
-        "0",
-      ], { WSGATE_LOG_LEVEL: "debug" });
+      const service = await start(flags, { WSGATE_LOG_LEVEL: "debug" });
       await chat(service.port, 3);
       const { code, stderr } = await service.stop();
       assert.equal(code, 0);
@@ -158,18 +160,7 @@ Deno.test("chat service reads the environment, serves its page, and logs quietly
     });
 
     await t.step("warn: silent when all is well", async () => {
-      const service = await start([
-        "--register",
-        register.address,
-        "--hostname",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--rpc-port",
-        "0",
-        "--log-level",
-        "warn",
-      ]);
+      const service = await start([...flags, "--log-level", "warn"]);
       await chat(service.port, 3);
       const { code, stderr } = await service.stop();
       assert.equal(code, 0);
