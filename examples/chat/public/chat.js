@@ -114,6 +114,19 @@ function add(key, item) {
   }
 }
 
+/** The log item of a message or whisper event. */
+function messageItem(event, whisper = false) {
+  return {
+    kind: "message",
+    from: event.from,
+    service: event.service,
+    text: event.text,
+    at: event.at,
+    mine: event.from === state.nick,
+    whisper,
+  };
+}
+
 function render(item) {
   if (item.kind === "notice") {
     return el(
@@ -383,28 +396,13 @@ const handlers = {
     notice(`${event.nick} left #${event.room}`, `#${event.room}`);
   },
   message(event) {
-    add(`#${event.room}`, {
-      kind: "message",
-      from: event.from,
-      service: event.service,
-      text: event.text,
-      at: event.at,
-      mine: event.from === state.nick,
-    });
+    add(`#${event.room}`, messageItem(event));
   },
   whisper(event) {
     const peer = event.from === state.nick ? event.to : event.from;
     const key = `@${peer}`;
     const fresh = !state.views.has(key);
-    add(key, {
-      kind: "message",
-      from: event.from,
-      service: event.service,
-      text: event.text,
-      at: event.at,
-      mine: event.from === state.nick,
-      whisper: true,
-    });
+    add(key, messageItem(event, true));
     if (fresh) renderSidebar();
   },
   error(event) {
