@@ -8,8 +8,6 @@ import { frameBytes, isLongerThan } from "./payload.ts";
 /** The longest uid or group name, in UTF-8 bytes. */
 export const MAX_NAME_BYTES = 255;
 
-const encoder = new TextEncoder();
-
 /** A short, safe description of a value for error messages. */
 export function describe(value: unknown): string {
   if (typeof value === "string") {
@@ -28,8 +26,7 @@ function invalid(action: string, problem: string): GatewayError {
 function checkName(kind: string, value: unknown, action: string): string {
   if (
     typeof value !== "string" || value.length === 0 ||
-    (value.length * 3 > MAX_NAME_BYTES &&
-      encoder.encode(value).length > MAX_NAME_BYTES)
+    isLongerThan(value, MAX_NAME_BYTES)
   ) {
     throw invalid(
       action,
