@@ -18,6 +18,7 @@ import { PeerPool } from "./internal/peer_pool.ts";
 import { ClusterApi } from "./internal/cluster_api.ts";
 import { createGatewayHandler } from "./internal/gateway_handler.ts";
 import { listenRpc } from "./internal/rpc_server.ts";
+import { deliverEndpoint } from "./internal/deliver_endpoint.ts";
 import { joinRegisters } from "./internal/register_link.ts";
 import { WebSocketEndpoint } from "./internal/websocket_endpoint.ts";
 import { formatHostPort, isLoopback } from "./internal/address.ts";
@@ -427,6 +428,7 @@ export async function startService(
     logger,
     routes: (router) =>
       router.service(GatewayService, createGatewayHandler(nodeId, hub, api)),
+    rawMethods: [deliverEndpoint(hub)],
   });
   const rpcAddress = formatHostPort(config.lanIp, rpc.port);
 

@@ -4,30 +4,51 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 
-const HEADER = "authorization";
+/** The request header that carries the secret. */
+export const AUTH_HEADER = "authorization";
+
+/** The value of {@linkcode AUTH_HEADER} for `secret`. */
+export function authValue(secret: string): string {
+  return `Bearer ${secret}`;
+}
 
 /** Adds the secret to every call. */
 export function clientAuth(secret: string): Interceptor {
-  const value = `Bearer ${secret}`;
+  const value = authValue(secret);
   return (next) => (req) => {
-    req.header.set(HEADER, value);
+    req.header.set(AUTH_HEADER, value);
     return next(req);
+  };
+}
+
+/**
+ * Checks the {@linkcode AUTH_HEADER} of a call against `secret`: returns
+ * the `unauthenticated` error to end the call with, or undefined when the
+ * secret is right.
+ */
+export function secretChecker(
+  secret: string,
+): (header: string | null | undefined) => ConnectError | undefined {
+  const expected = digest(authValue(secret));
+  return (got) => {
+    if (typeof got === "string" && timingSafeEqual(digest(got), expected)) {
+      return undefined;
+    }
+    return new ConnectError(
+      typeof got !== "string"
+        ? "Missing secret: send `authorization: Bearer <secret>`"
+        : "Wrong secret",
+      Code.Unauthenticated,
+    );
   };
 }
 
 /** Refuses calls that do not carry the secret, before any handler runs. */
 export function serverAuth(secret: string): Interceptor {
-  const expected = digest(`Bearer ${secret}`);
+  const check = secretChecker(secret);
   return (next) => (req) => {
-    const got = req.header.get(HEADER);
-    if (got === null || !timingSafeEqual(digest(got), expected)) {
-      throw new ConnectError(
-        got === null
-          ? "Missing secret: send `authorization: Bearer <secret>`"
-          : "Wrong secret",
-        Code.Unauthenticated,
-      );
-    }
+    const refused = check(req.header.get(AUTH_HEADER));
+    if (refused !== undefined) throw refused;
     return next(req);
   };
 }

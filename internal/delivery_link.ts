@@ -5,11 +5,11 @@
 // (fewer writes, one acknowledgement each) as its round trip grows. The
 // peer applies batches in order and acknowledges them in order.
 
-import type { Client } from "@connectrpc/connect";
-import type { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
+import type * as http2 from "node:http2";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { GatewayError } from "../errors.ts";
 import { type Deferred, deferred } from "./deferred.ts";
-import { fromRpcError } from "./rpc_errors.ts";
+import { DELIVER_HEADROOM, DeliverCall } from "./deliver_call.ts";
 import { rpcCounters } from "./rpc_counters.ts";
 import type { Histogram } from "./prometheus.ts";
 
@@ -41,29 +41,33 @@ export interface DeliveryLinkOptions {
 
 /** The outgoing delivery stream to one peer. */
 export class DeliveryLink {
-  readonly #client: Client<typeof GatewayService>;
+  readonly #openCall: (path: string) => Promise<http2.ClientHttp2Stream>;
   readonly #address: string;
   readonly #maxQueuedBytes: number;
   readonly #deadlineMs: number;
   readonly #latency: Histogram | undefined;
-  /** The next batch: `#bytes` bytes of encoded deliveries. */
-  #batch = new Uint8Array(INITIAL_BATCH_BYTES);
+  /**
+   * The next batch: `#bytes` bytes of encoded deliveries, after room for
+   * the framing.
+   */
+  #batch = new Uint8Array(DELIVER_HEADROOM + INITIAL_BATCH_BYTES);
   #bytes = 0;
   #done: Deferred<void> | undefined;
   #since = 0;
   #watchdog: ReturnType<typeof setTimeout> | undefined;
   readonly #inflight: Batch[] = [];
   #queuedBytes = 0;
-  #wake: (() => void) | undefined;
-  #stream: AbortController | undefined;
+  #call: DeliverCall | undefined;
+  #flushing = false;
   #closed = false;
 
+  /** `openCall` opens a call on the connection to the peer at `address`. */
   constructor(
-    client: Client<typeof GatewayService>,
+    openCall: (path: string) => Promise<http2.ClientHttp2Stream>,
     address: string,
     options: DeliveryLinkOptions,
   ) {
-    this.#client = client;
+    this.#openCall = openCall;
     this.#address = address;
     this.#maxQueuedBytes = options.maxQueuedBytes;
     this.#deadlineMs = options.deadlineMs;
@@ -98,14 +102,13 @@ export class DeliveryLink {
       );
     }
     let batch = this.#batch;
-    if (this.#bytes + bytes > batch.byteLength) {
-      batch = new Uint8Array(
-        Math.max(2 * batch.byteLength, this.#bytes + bytes),
-      );
-      batch.set(this.#batch.subarray(0, this.#bytes));
+    const end = DELIVER_HEADROOM + this.#bytes;
+    if (end + bytes > batch.byteLength) {
+      batch = new Uint8Array(Math.max(2 * batch.byteLength, end + bytes));
+      batch.set(this.#batch.subarray(0, end));
       this.#batch = batch;
     }
-    batch.set(delivery, this.#bytes);
+    batch.set(delivery, end);
     this.#bytes += bytes;
     rpcCounters.deliveries++;
     this.#queuedBytes += bytes;
@@ -115,9 +118,10 @@ export class DeliveryLink {
       this.#since = Date.now();
       this.#armWatchdog();
     }
-    if (this.#stream === undefined) this.#open();
-    else if (this.#inflight.length < MAX_UNACKNOWLEDGED_BATCHES) {
-      this.#wakeUp();
+    if (!this.#flushing && this.#inflight.length < MAX_UNACKNOWLEDGED_BATCHES) {
+      // Whatever else is queued in this tick goes out in the same batch.
+      this.#flushing = true;
+      queueMicrotask(this.#flush);
     }
     return done.promise;
   }
@@ -146,7 +150,7 @@ export class DeliveryLink {
           `Cannot send to service ${this.#address}: this service is closing`,
         ),
     );
-    this.#stream?.abort();
+    this.#call?.abort(new ConnectError("the link closed", Code.Canceled));
   }
 
   /** When the oldest unacknowledged delivery was queued, if any. */
@@ -180,66 +184,49 @@ export class DeliveryLink {
         `Cannot send to service ${this.#address}: no acknowledgement within ${this.#deadlineMs} ms`,
       ),
     );
-    this.#stream?.abort();
+    this.#call?.abort(
+      new ConnectError("no acknowledgement in time", Code.DeadlineExceeded),
+    );
   }
 
-  #wakeUp(): void {
-    const wake = this.#wake;
-    if (wake !== undefined) {
-      this.#wake = undefined;
-      wake();
-    }
-  }
-
-  #open(): void {
-    const controller = new AbortController();
-    this.#stream = controller;
-    const responses = this.#client.deliver(this.#requests(controller.signal), {
-      signal: controller.signal,
+  /** Writes the next batch, unless one is in flight already. */
+  readonly #flush = (): void => {
+    this.#flushing = false;
+    const bytes = this.#bytes;
+    if (
+      bytes === 0 || this.#closed ||
+      this.#inflight.length >= MAX_UNACKNOWLEDGED_BATCHES
+    ) return;
+    this.#inflight.push({ done: this.#done!, bytes, since: this.#since });
+    this.#bytes = 0;
+    this.#done = undefined;
+    rpcCounters.batches++;
+    const call = this.#call ??= new DeliverCall(this.#openCall, this.#address, {
+      onAcknowledged: (batches) => this.#acknowledged(batches, call),
+      onEnded: (error) => this.#ended(error, call),
     });
-    (async () => {
-      try {
-        for await (const response of responses) {
-          for (let n = response.batches; n > 0; n--) {
-            const batch = this.#inflight.shift();
-            if (batch === undefined) break;
-            this.#queuedBytes -= batch.bytes;
-            this.#latency?.observe((Date.now() - batch.since) / 1000);
-            batch.done.resolve();
-          }
-          this.#wakeUp();
-        }
-        throw new GatewayError("unavailable", "the delivery stream ended");
-      } catch (error) {
-        this.#fail(fromRpcError(error, this.#address));
-      } finally {
-        controller.abort();
-        this.#stream = undefined;
-        this.#wakeUp();
-      }
-    })();
+    call.write(this.#batch, bytes);
+    if (this.#batch.byteLength > DELIVER_HEADROOM + MAX_IDLE_BATCH_BYTES) {
+      this.#batch = new Uint8Array(DELIVER_HEADROOM + INITIAL_BATCH_BYTES);
+    }
+  };
+
+  #acknowledged(batches: number, call: DeliverCall): void {
+    if (call !== this.#call) return;
+    for (let n = batches; n > 0; n--) {
+      const batch = this.#inflight.shift();
+      if (batch === undefined) break;
+      this.#queuedBytes -= batch.bytes;
+      this.#latency?.observe((Date.now() - batch.since) / 1000);
+      batch.done.resolve();
+    }
+    this.#flush();
   }
 
-  async *#requests(signal: AbortSignal) {
-    while (!signal.aborted) {
-      if (
-        this.#bytes === 0 ||
-        this.#inflight.length >= MAX_UNACKNOWLEDGED_BATCHES
-      ) {
-        await new Promise<void>((resolve) => this.#wake = resolve);
-        continue;
-      }
-      const bytes = this.#bytes;
-      this.#inflight.push({ done: this.#done!, bytes, since: this.#since });
-      const packed = this.#batch.slice(0, bytes);
-      this.#bytes = 0;
-      this.#done = undefined;
-      if (this.#batch.byteLength > MAX_IDLE_BATCH_BYTES) {
-        this.#batch = new Uint8Array(INITIAL_BATCH_BYTES);
-      }
-      rpcCounters.batches++;
-      yield { packed };
-    }
+  #ended(error: GatewayError, call: DeliverCall): void {
+    if (call !== this.#call) return;
+    this.#call = undefined;
+    this.#fail(error);
   }
 
   #fail(error: GatewayError): void {

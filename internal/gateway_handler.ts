@@ -10,7 +10,6 @@ import {
   type ClientInfo as ProtoClientInfo,
   type DeliverRequest,
   type DeliverResponseSchema,
-  type Delivery,
   type GatewayService,
   type Payload,
   Scope,
@@ -19,14 +18,14 @@ import { GatewayError } from "../errors.ts";
 import { nodeIdOf } from "./client_id.ts";
 import type { LocalHub } from "./local_hub.ts";
 import { fromPayload } from "./payload.ts";
-import { applyPacked } from "./delivery_codec.ts";
+import { applyDeliverRequest } from "./deliver_request.ts";
 import { toConnectError } from "./rpc_errors.ts";
 import {
-  checkExclude,
   checkGroup,
   checkInfo,
   checkNames,
   checkUid,
+  excludeSet,
 } from "./validate.ts";
 
 /** Makes the GatewayService implementation of one service. */
@@ -46,7 +45,7 @@ export function createGatewayHandler(
       if (!isNode(req.scope)) {
         await api.sendToAll(message, { exclude: req.excludeClientIds });
       } else {
-        hub.sendToAll(message, excludeSet(req.excludeClientIds));
+        hub.sendToAll(message, excludeSet(req.excludeClientIds, "send"));
       }
       return {};
     },
@@ -72,16 +71,16 @@ export function createGatewayHandler(
         hub.sendToGroups(
           checkNames("group", req.groups, "send to group"),
           message,
-          excludeSet(req.excludeClientIds),
+          excludeSet(req.excludeClientIds, "send"),
         );
       }
       return {};
     },
     deliver(requests) {
-      return acknowledge(requests, (request) => {
-        for (const delivery of request.deliveries) apply(hub, delivery);
-        if (request.packed.length > 0) applyPacked(hub, request.packed);
-      });
+      return acknowledge(
+        requests,
+        (request) => applyDeliverRequest(hub, request),
+      );
     },
 
     // ----------------------------------------------------------- clients
@@ -273,10 +272,6 @@ function required(payload: Payload | undefined, action: string): Message {
   return message;
 }
 
-function excludeSet(ids: readonly string[]): Set<string> | undefined {
-  return ids.length === 0 ? undefined : new Set(checkExclude(ids, "send"));
-}
-
 function toProtoInfos(
   infos: Record<string, ClientInfo>,
 ): { [clientId: string]: Pick<ProtoClientInfo, "fields"> } {
@@ -285,50 +280,6 @@ function toProtoInfos(
     out[clientId] = { fields };
   }
   return out;
-}
-
-/** Applies one delivery from a peer to this service's clients. */
-function apply(hub: LocalHub, delivery: Delivery): void {
-  const target = delivery.target;
-  switch (target.case) {
-    case "all": {
-      const message = fromPayload(target.value.payload);
-      if (message !== undefined) {
-        hub.sendToAll(message, excludeSet(target.value.excludeClientIds));
-      }
-      return;
-    }
-    case "client": {
-      const message = fromPayload(target.value.payload);
-      if (message !== undefined) {
-        hub.sendToClient(target.value.clientId, message);
-      }
-      return;
-    }
-    case "uids": {
-      const message = fromPayload(target.value.payload);
-      if (message !== undefined) hub.sendToUids(target.value.uids, message);
-      return;
-    }
-    case "groups": {
-      const message = fromPayload(target.value.payload);
-      if (message !== undefined) {
-        hub.sendToGroups(
-          target.value.groups,
-          message,
-          excludeSet(target.value.excludeClientIds),
-        );
-      }
-      return;
-    }
-    case "close":
-      hub.close(target.value.clientId, fromPayload(target.value.lastMessage));
-      return;
-    case undefined:
-      return;
-    default:
-      target satisfies never;
-  }
 }
 
 /**

@@ -59,7 +59,11 @@ export class PeerPool {
         address,
         channel,
         client,
-        deliveries: new DeliveryLink(client, address, this.#options),
+        deliveries: new DeliveryLink(
+          channel.openCall,
+          address,
+          this.#options,
+        ),
       };
       this.#peers.set(address, peer);
     }

@@ -1,9 +1,10 @@
 // One HTTP/2 connection to a register or a peer service, with keepalive
 // pings, the shared secret, optional TLS, and a way to close it.
 
+import type * as http2 from "node:http2";
 import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { clientAuth } from "./auth.ts";
+import { AUTH_HEADER, authValue, clientAuth } from "./auth.ts";
 import { formatHostPort, parseHostPort } from "./address.ts";
 import { Http2Connection } from "./http2_connection.ts";
 import type { CheckedTls } from "./options.ts";
@@ -30,6 +31,12 @@ export interface RpcChannelOptions {
 export interface RpcChannel {
   readonly address: string;
   readonly transport: Transport;
+  /**
+   * Opens a plain gRPC call (protobuf, no compression) on the same
+   * connection, with the secret, for messages framed by hand
+   * (grpc_frame.ts); `path` is `/package.Service/Method`.
+   */
+  openCall(path: string): Promise<http2.ClientHttp2Stream>;
   /** Closes the connection and fails its open calls. */
   close(): void;
 }
@@ -64,9 +71,22 @@ export function openRpcChannel(
       ...(options.interceptors ?? []),
     ],
   });
+  const headers: http2.OutgoingHttpHeaders = {
+    "content-type": "application/grpc",
+    te: "trailers",
+    ...(options.secret === undefined
+      ? {}
+      : { [AUTH_HEADER]: authValue(options.secret) }),
+  };
   return {
     address,
     transport,
+    async openCall(path) {
+      const stream = await connection.request("POST", path, headers, {});
+      // What arrives proves the connection alive: no ping needed.
+      stream.on("data", () => connection.notifyResponseByteRead(stream));
+      return stream;
+    },
     close: () => connection.close(),
   };
 }

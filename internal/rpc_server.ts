@@ -6,7 +6,8 @@ import * as http2 from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { serverAuth } from "./auth.ts";
+import { AUTH_HEADER, secretChecker, serverAuth } from "./auth.ts";
+import { statusTrailers } from "./grpc_frame.ts";
 import { toConnectError } from "./rpc_errors.ts";
 import type { Logger } from "./logger.ts";
 import type { CheckedTls } from "./options.ts";
@@ -16,6 +17,11 @@ export interface RpcServerOptions {
   readonly hostname: string;
   readonly port: number;
   readonly routes: (router: ConnectRouter) => void;
+  /**
+   * Methods served without Connect, for the calls they take (see
+   * {@linkcode RawGrpcMethod}); the others of the same path go to `routes`.
+   */
+  readonly rawMethods?: readonly RawGrpcMethod[] | undefined;
   /** Calls without this secret are refused. */
   readonly secret?: string | undefined;
   /** Serve over TLS; with `mutual`, require client certificates. */
@@ -30,6 +36,31 @@ export interface RpcServerOptions {
   /** A connection whose ping is not answered this soon is dropped. */
   readonly pingTimeoutMs: number;
   readonly logger: Logger;
+}
+
+/** What a {@linkcode RawGrpcMethod} gets besides the request. */
+export interface RawCallContext {
+  /** The most bytes one request message may have. */
+  readonly readMaxBytes: number;
+  /** Aborted when the server closes: end the call. */
+  readonly signal: AbortSignal;
+}
+
+/**
+ * A gRPC method served on node:http2 directly, for a hot path where
+ * Connect's generic pipeline costs too much. The server hands it only
+ * POSTs of `application/grpc` (protobuf) without compression whose secret
+ * it checked; everything else on its path goes to Connect's handler.
+ */
+export interface RawGrpcMethod {
+  /** `/package.Service/Method` */
+  readonly path: string;
+  /** Serves one call; it must end the response. */
+  serve(
+    req: http2.Http2ServerRequest,
+    res: http2.Http2ServerResponse,
+    context: RawCallContext,
+  ): void;
 }
 
 /** A listening RPC server. */
@@ -58,15 +89,19 @@ export async function listenRpc(options: RpcServerOptions): Promise<RpcServer> {
     grpcWeb: false,
     grpc: true,
   });
+  const route = withRawMethods(handler, options.rawMethods ?? [], {
+    readMaxBytes,
+    signal: shutdown.signal,
+  }, secret);
   const server = tls === undefined
-    ? http2.createServer({}, handler)
+    ? http2.createServer({}, route)
     : http2.createSecureServer({
       cert: tls.cert,
       key: tls.key,
       ...(tls.ca === undefined ? {} : { ca: tls.ca }),
       requestCert: tls.mutual,
       rejectUnauthorized: tls.mutual,
-    }, handler);
+    }, route);
   server.on("tlsClientError", (error) => {
     logger.debug("rpc TLS handshake failed", { error: String(error) });
   });
@@ -122,6 +157,44 @@ export async function listenRpc(options: RpcServerOptions): Promise<RpcServer> {
       return closing;
     },
   };
+}
+
+type Handler = (
+  req: http2.Http2ServerRequest,
+  res: http2.Http2ServerResponse,
+) => void;
+
+/** Sends the calls `methods` take to them, the others to `fallback`. */
+function withRawMethods(
+  fallback: Handler,
+  methods: readonly RawGrpcMethod[],
+  context: RawCallContext,
+  secret: string | undefined,
+): Handler {
+  if (methods.length === 0) return fallback;
+  const byPath = new Map(methods.map((method) => [method.path, method]));
+  const check = secret === undefined ? undefined : secretChecker(secret);
+  return (req, res) => {
+    const method = byPath.get(req.url);
+    if (method === undefined || !takesRaw(req)) return fallback(req, res);
+    const refused = check?.(req.headers[AUTH_HEADER]);
+    if (refused !== undefined) {
+      res.writeHead(200, { "content-type": "application/grpc" });
+      res.addTrailers(statusTrailers(refused));
+      res.end();
+      return;
+    }
+    method.serve(req, res, context);
+  };
+}
+
+/** Whether a request is plain gRPC: protobuf, no compression. */
+function takesRaw(req: http2.Http2ServerRequest): boolean {
+  const type = req.headers["content-type"];
+  const encoding = req.headers["grpc-encoding"];
+  return req.method === "POST" &&
+    (type === "application/grpc" || type === "application/grpc+proto") &&
+    (encoding === undefined || encoding === "identity");
 }
 
 /** Turns whatever a handler throws, also mid-stream, into a gRPC status. */
