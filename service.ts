@@ -19,6 +19,7 @@ import { ClusterApi } from "./internal/cluster_api.ts";
 import { createGatewayHandler } from "./internal/gateway_handler.ts";
 import { listenRpc } from "./internal/rpc_server.ts";
 import { deliverEndpoint } from "./internal/deliver_endpoint.ts";
+import { listenDeliveryPort } from "./internal/delivery_port.ts";
 import { joinRegisters } from "./internal/register_link.ts";
 import { WebSocketEndpoint } from "./internal/websocket_endpoint.ts";
 import { formatHostPort, isLoopback } from "./internal/address.ts";
@@ -96,6 +97,20 @@ export interface ServiceOptions {
    * @default {lanIp}
    */
   rpcHostname?: string;
+  /**
+   * TCP port for deliveries from peers, on `rpcHostname`: `sendTo*` calls
+   * that reach clients of other services travel there in batches, with
+   * less overhead than on the gRPC Deliver stream. Peers learn the port
+   * over gRPC and fall back to the gRPC stream when they cannot reach it,
+   * so in a container or behind a firewall set a fixed port and open it
+   * beside `rpcPort`. The secret and TLS apply to it as to the RPC port.
+   * `false` turns it off; with `tls.mutual` there is none either (Deno's
+   * TLS listener cannot require client certificates), and deliveries use
+   * the gRPC stream.
+   *
+   * @default {0 (any free port)}
+   */
+  deliveryPort?: number | false;
   /**
    * Shared secret of the cluster: sent with every register and peer call
    * (`authorization: Bearer <secret>`), and required from every caller of
@@ -309,6 +324,11 @@ export interface Service extends AsyncDisposable {
   /** Where peers reach this service's RPC server, `lanIp:rpcPort`. */
   readonly rpcAddress: string;
   /**
+   * The port peers deliver batches to (see `ServiceOptions.deliveryPort`);
+   * undefined when there is none.
+   */
+  readonly deliveryPort: number | undefined;
+  /**
    * Stops the service gracefully, within about `shutdownTimeoutMs`: leaves
    * the registers, stops accepting clients, closes every client with 1001
    * (going away) after what is queued for it, waits for the clients' close
@@ -388,6 +408,9 @@ export async function startService(
     deadlineMs: config.deadlineMs,
     interceptors: [timeUnaryCalls(metrics.peerUnary)],
     deliveryLatency: metrics.peerDelivery,
+    useDeliveryPorts: true,
+    logger,
+    batchCounts: metrics.peerBatches,
   });
   members.onChange(() => {
     peers.retain(members.peerAddresses());
@@ -417,6 +440,21 @@ export async function startService(
     allowedOrigins: config.allowedOrigins,
   });
 
+  // Deno's TLS listener cannot require client certificates: with mutual
+  // TLS, deliveries stay on the gRPC stream, which requires them.
+  const deliveryPort =
+    config.deliveryPort === undefined || config.tls?.mutual === true
+      ? undefined
+      : listenDeliveryPort({
+        hostname: config.rpcHostname,
+        port: config.deliveryPort,
+        hub,
+        secret: config.secret,
+        tls: config.tls,
+        readMaxBytes,
+        helloTimeoutMs: 2 * config.pingIntervalMs,
+        logger,
+      });
   const rpc = await listenRpc({
     hostname: config.rpcHostname,
     port: config.rpcPort,
@@ -428,7 +466,7 @@ export async function startService(
     logger,
     routes: (router) =>
       router.service(GatewayService, createGatewayHandler(nodeId, hub, api)),
-    rawMethods: [deliverEndpoint(hub)],
+    rawMethods: [deliverEndpoint(hub, () => deliveryPort?.port)],
   });
   const rpcAddress = formatHostPort(config.lanIp, rpc.port);
 
@@ -478,6 +516,7 @@ export async function startService(
     );
   } catch (error) {
     await rpc.close();
+    await deliveryPort?.close();
     throw error;
   }
 
@@ -506,6 +545,7 @@ export async function startService(
           members,
           server,
           rpc,
+          deliveryPort,
           onStop: () =>
             started && app.onStop !== undefined
               ? () => app.onStop!(ctx)
@@ -564,6 +604,7 @@ export async function startService(
     hostname: config.hostname,
     port: server.addr.port,
     rpcAddress,
+    deliveryPort: deliveryPort?.port,
     close,
     [Symbol.asyncDispose]: close,
   };

@@ -21,6 +21,12 @@ export function clientAuth(secret: string): Interceptor {
   };
 }
 
+/** Whether a given secret is `secret`, compared in constant time. */
+export function secretMatcher(secret: string): (given: string) => boolean {
+  const expected = digest(secret);
+  return (given) => timingSafeEqual(digest(given), expected);
+}
+
 /**
  * Checks the {@linkcode AUTH_HEADER} of a call against `secret`: returns
  * the `unauthenticated` error to end the call with, or undefined when the
@@ -29,11 +35,9 @@ export function clientAuth(secret: string): Interceptor {
 export function secretChecker(
   secret: string,
 ): (header: string | null | undefined) => ConnectError | undefined {
-  const expected = digest(authValue(secret));
+  const matches = secretMatcher(authValue(secret));
   return (got) => {
-    if (typeof got === "string" && timingSafeEqual(digest(got), expected)) {
-      return undefined;
-    }
+    if (typeof got === "string" && matches(got)) return undefined;
     return new ConnectError(
       typeof got !== "string"
         ? "Missing secret: send `authorization: Bearer <secret>`"

@@ -6,6 +6,7 @@ import * as http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { GatewayError } from "../errors.ts";
 import { DELIVER_PATH } from "./deliver_endpoint.ts";
+import { DELIVERY_PORT_HEADER } from "./delivery_port_wire.ts";
 import {
   FRAME_HEADER_BYTES,
   GrpcFrameReader,
@@ -20,6 +21,8 @@ export interface DeliverCallEvents {
   onAcknowledged(batches: number): void;
   /** The call ended; batches not acknowledged by then are lost. */
   onEnded(error: GatewayError): void;
+  /** The peer has a delivery port (delivery_port.ts), this one. */
+  onDeliveryPort(port: number): void;
 }
 
 /** DeliverResponses are a few bytes; anything longer is an error. */
@@ -82,6 +85,17 @@ export class DeliverCall {
     this.#end(reason);
   }
 
+  /**
+   * Ends the request stream: the peer answers what it got, then ends the
+   * call. Nothing is reported any more.
+   */
+  finish(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#waiting = undefined;
+    this.#stream?.end();
+  }
+
   #attach(stream: http2.ClientHttp2Stream): void {
     if (this.#ended) {
       stream.close(http2.constants.NGHTTP2_CANCEL);
@@ -102,6 +116,12 @@ export class DeliverCall {
       }
       // A refused call may end with its status in the headers.
       status = statusError(headers);
+      const port = Number(headers[DELIVERY_PORT_HEADER]);
+      if (
+        !this.#ended && Number.isInteger(port) && port > 0 && port < 65536
+      ) {
+        this.#events.onDeliveryPort(port);
+      }
     });
     stream.on("data", (chunk: Uint8Array) => {
       if (this.#ended) return;

@@ -15,6 +15,7 @@ import {
   writeFrameHeader,
 } from "./grpc_frame.ts";
 import type { LocalHub } from "./local_hub.ts";
+import { DELIVERY_PORT_HEADER } from "./delivery_port_wire.ts";
 import type { RawGrpcMethod } from "./rpc_server.ts";
 import { toConnectError } from "./rpc_errors.ts";
 
@@ -25,12 +26,22 @@ export const DELIVER_PATH =
 /**
  * Serves Deliver calls: applies each batch as it arrives and acknowledges
  * them in order. Acknowledgements coalesce: one DeliverResponse counts
- * every batch applied since the previous one was written.
+ * every batch applied since the previous one was written. When
+ * `deliveryPort` gives a port, the response headers tell the peer about it
+ * (delivery_port.ts).
  */
-export function deliverEndpoint(hub: LocalHub): RawGrpcMethod {
+export function deliverEndpoint(
+  hub: LocalHub,
+  deliveryPort: () => number | undefined,
+): RawGrpcMethod {
   return {
     path: DELIVER_PATH,
     serve(req, res, { readMaxBytes, signal }) {
+      const port = deliveryPort();
+      res.writeHead(200, {
+        "content-type": "application/grpc",
+        ...(port === undefined ? {} : { [DELIVERY_PORT_HEADER]: String(port) }),
+      });
       new DeliverCallHandler(hub, req, res, readMaxBytes, signal);
     },
   };
@@ -61,7 +72,6 @@ class DeliverCallHandler {
     this.#res = res;
     this.#reader = new GrpcFrameReader(readMaxBytes);
     this.#signal = signal;
-    res.writeHead(200, { "content-type": "application/grpc" });
     if (signal.aborted) {
       this.#onAbort();
       return;

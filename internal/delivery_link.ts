@@ -1,15 +1,24 @@
 // Batched, ordered delivery to one peer service over one long-lived
-// Deliver stream. One batch is on its way at a time: everything queued
-// until the peer acknowledges it goes out as the next batch. So an idle
-// link sends a delivery at once, and a busy one sends fewer, bigger batches
-// (fewer writes, one acknowledgement each) as its round trip grows. The
-// peer applies batches in order and acknowledges them in order.
+// stream. What is queued in one tick goes out as one batch; up to
+// MAX_UNACKNOWLEDGED_BATCHES batches are on their way at a time, and what
+// is queued while that many wait goes out as one bigger batch once the peer
+// acknowledges one. So an idle link sends a delivery at once, and a busy
+// one sends fewer, bigger batches (fewer writes and acknowledgements) as
+// its round trip grows. The peer applies batches in order and acknowledges
+// them in order.
+//
+// Batches start on the gRPC Deliver stream. When the peer names its
+// delivery port there, the link connects to it in the background and moves
+// over at a moment when no batch is in flight, so order is kept; if the
+// port cannot be reached, the link stays on gRPC.
 
 import type * as http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { GatewayError } from "../errors.ts";
 import { type Deferred, deferred } from "./deferred.ts";
 import { DELIVER_HEADROOM, DeliverCall } from "./deliver_call.ts";
+import { DeliveryPortCall } from "./delivery_port_call.ts";
+import type { Logger } from "./logger.ts";
 import { rpcCounters } from "./rpc_counters.ts";
 import type { Histogram } from "./prometheus.ts";
 
@@ -21,7 +30,7 @@ interface Batch {
 }
 
 /** Batches written and not yet acknowledged, at most. */
-const MAX_UNACKNOWLEDGED_BATCHES = 1;
+const MAX_UNACKNOWLEDGED_BATCHES = 8;
 const INITIAL_BATCH_BYTES = 16 * 1024;
 /** A batch buffer that grew past this is dropped once it is sent. */
 const MAX_IDLE_BATCH_BYTES = 1024 * 1024;
@@ -37,12 +46,39 @@ export interface DeliveryLinkOptions {
   readonly deadlineMs: number;
   /** Observes each batch's latency, first queued to acknowledged, in s. */
   readonly deliveryLatency?: Histogram | undefined;
+  /** Says when a peer's delivery port cannot be used. */
+  readonly logger?: Logger | undefined;
+  /** Counts the batches written, by the way they went. */
+  readonly batchCounts?: BatchCounts | undefined;
 }
+
+/** Batches written to peers, by the way they went. */
+export interface BatchCounts {
+  grpc: number;
+  deliveryPort: number;
+}
+
+/** How a {@linkcode DeliveryLink} reaches its peer. */
+export interface PeerDialer {
+  /** Opens a gRPC call (`/package.Service/Method`) to the peer. */
+  openCall(path: string): Promise<http2.ClientHttp2Stream>;
+  /** Connects to the peer's delivery port; without it, none is used. */
+  readonly dialDeliveryPort?:
+    | ((port: number) => Promise<Deno.Conn>)
+    | undefined;
+  /** Sent in the delivery port's hello. */
+  readonly secret?: string | undefined;
+}
+
+/** A call batches are written on. */
+type BatchCall = DeliverCall | DeliveryPortCall;
 
 /** The outgoing delivery stream to one peer. */
 export class DeliveryLink {
-  readonly #openCall: (path: string) => Promise<http2.ClientHttp2Stream>;
+  readonly #dialer: PeerDialer;
   readonly #address: string;
+  readonly #logger: Logger | undefined;
+  readonly #counts: BatchCounts | undefined;
   readonly #maxQueuedBytes: number;
   readonly #deadlineMs: number;
   readonly #latency: Histogram | undefined;
@@ -57,18 +93,24 @@ export class DeliveryLink {
   #watchdog: ReturnType<typeof setTimeout> | undefined;
   readonly #inflight: Batch[] = [];
   #queuedBytes = 0;
-  #call: DeliverCall | undefined;
+  /** Where batches are written now. */
+  #call: BatchCall | undefined;
+  /** A delivery port connection that batches move to once it is ready. */
+  #next: DeliveryPortCall | undefined;
+  #nextReady = false;
   #flushing = false;
   #closed = false;
 
-  /** `openCall` opens a call on the connection to the peer at `address`. */
+  /** A link to the peer at `address`, reached through `dialer`. */
   constructor(
-    openCall: (path: string) => Promise<http2.ClientHttp2Stream>,
+    dialer: PeerDialer,
     address: string,
     options: DeliveryLinkOptions,
   ) {
-    this.#openCall = openCall;
+    this.#dialer = dialer;
     this.#address = address;
+    this.#logger = options.logger;
+    this.#counts = options.batchCounts;
     this.#maxQueuedBytes = options.maxQueuedBytes;
     this.#deadlineMs = options.deadlineMs;
     this.#latency = options.deliveryLatency;
@@ -150,7 +192,9 @@ export class DeliveryLink {
           `Cannot send to service ${this.#address}: this service is closing`,
         ),
     );
-    this.#call?.abort(new ConnectError("the link closed", Code.Canceled));
+    const closed = new ConnectError("the link closed", Code.Canceled);
+    this.#call?.abort(closed);
+    this.#next?.abort(closed);
   }
 
   /** When the oldest unacknowledged delivery was queued, if any. */
@@ -201,17 +245,77 @@ export class DeliveryLink {
     this.#bytes = 0;
     this.#done = undefined;
     rpcCounters.batches++;
-    const call = this.#call ??= new DeliverCall(this.#openCall, this.#address, {
-      onAcknowledged: (batches) => this.#acknowledged(batches, call),
-      onEnded: (error) => this.#ended(error, call),
-    });
+    const call = this.#call ??= this.#openGrpc();
     call.write(this.#batch, bytes);
+    if (this.#counts !== undefined) {
+      if (call instanceof DeliverCall) this.#counts.grpc++;
+      else this.#counts.deliveryPort++;
+    }
     if (this.#batch.byteLength > DELIVER_HEADROOM + MAX_IDLE_BATCH_BYTES) {
       this.#batch = new Uint8Array(DELIVER_HEADROOM + INITIAL_BATCH_BYTES);
     }
   };
 
-  #acknowledged(batches: number, call: DeliverCall): void {
+  #openGrpc(): DeliverCall {
+    const call: DeliverCall = new DeliverCall(
+      (path) => this.#dialer.openCall(path),
+      this.#address,
+      {
+        onAcknowledged: (batches) => this.#acknowledged(batches, call),
+        onEnded: (error) => this.#ended(error, call),
+        onDeliveryPort: (port) => this.#dialDeliveryPort(port, call),
+      },
+    );
+    return call;
+  }
+
+  /** Connects to the delivery port the peer named on `via`. */
+  #dialDeliveryPort(port: number, via: DeliverCall): void {
+    const dial = this.#dialer.dialDeliveryPort;
+    if (dial === undefined || via !== this.#call || this.#next !== undefined) {
+      return;
+    }
+    this.#nextReady = false;
+    const next: DeliveryPortCall = this.#next = new DeliveryPortCall(
+      () => dial(port),
+      this.#dialer.secret,
+      this.#address,
+      {
+        onReady: () => {
+          if (next !== this.#next) return;
+          this.#nextReady = true;
+          this.#switchOver();
+        },
+        onAcknowledged: (batches) => this.#acknowledged(batches, next),
+        onEnded: (error) => {
+          if (next !== this.#next) return this.#ended(error, next);
+          this.#next = undefined;
+          if (this.#closed) return;
+          this.#logger?.warn(
+            "cannot use a peer's delivery port; its deliveries stay on gRPC",
+            { peer: this.#address, port, error: error.message },
+          );
+        },
+      },
+    );
+  }
+
+  /** Moves to the ready delivery port connection when nothing is in flight. */
+  #switchOver(): void {
+    const next = this.#next;
+    if (
+      next === undefined || !this.#nextReady || this.#inflight.length > 0
+    ) return;
+    const previous = this.#call;
+    this.#call = next;
+    this.#next = undefined;
+    if (previous instanceof DeliverCall) previous.finish();
+    this.#logger?.debug("deliveries to a peer moved to its delivery port", {
+      peer: this.#address,
+    });
+  }
+
+  #acknowledged(batches: number, call: BatchCall): void {
     if (call !== this.#call) return;
     for (let n = batches; n > 0; n--) {
       const batch = this.#inflight.shift();
@@ -220,10 +324,11 @@ export class DeliveryLink {
       this.#latency?.observe((Date.now() - batch.since) / 1000);
       batch.done.resolve();
     }
+    this.#switchOver();
     this.#flush();
   }
 
-  #ended(error: GatewayError, call: DeliverCall): void {
+  #ended(error: GatewayError, call: BatchCall): void {
     if (call !== this.#call) return;
     this.#call = undefined;
     this.#fail(error);

@@ -82,6 +82,11 @@ export class ServiceMetrics {
   readonly peerUnary: Histogram = new Histogram(LATENCY_BUCKETS);
   /** Delivery batches to peers, from first queued to acknowledged. */
   readonly peerDelivery: Histogram = new Histogram(LATENCY_BUCKETS);
+  /** Delivery batches written to peers, by the way they went. */
+  readonly peerBatches: { grpc: number; deliveryPort: number } = {
+    grpc: 0,
+    deliveryPort: 0,
+  };
 }
 
 /** The size the byte counters add for one message. */
@@ -171,6 +176,14 @@ export function formatServiceMetrics(
         { kind: "delivery" },
         m.peerDelivery,
       ]],
+    )
+    .counter(
+      "wsgate_peer_batches_total",
+      "Delivery batches written to peer services, by the way they went: the gRPC Deliver stream or the peer's delivery port.",
+      [
+        [{ via: "grpc" }, m.peerBatches.grpc],
+        [{ via: "delivery_port" }, m.peerBatches.deliveryPort],
+      ],
     )
     .gauge(
       "wsgate_members",

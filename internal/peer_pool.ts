@@ -12,8 +12,14 @@ import {
   type RpcChannel,
   type RpcChannelOptions,
 } from "./rpc_channel.ts";
-import { DeliveryLink } from "./delivery_link.ts";
+import {
+  type BatchCounts,
+  DeliveryLink,
+  type PeerDialer,
+} from "./delivery_link.ts";
 import type { Histogram } from "./prometheus.ts";
+import { parseHostPort } from "./address.ts";
+import type { Logger } from "./logger.ts";
 
 /** Options of {@linkcode PeerPool}. */
 export interface PeerPoolOptions extends RpcChannelOptions {
@@ -25,6 +31,11 @@ export interface PeerPoolOptions extends RpcChannelOptions {
   readonly interceptors?: readonly Interceptor[] | undefined;
   /** Observes each delivery batch's latency, in seconds. */
   readonly deliveryLatency?: Histogram | undefined;
+  /** Move deliveries to a peer's delivery port when it names one. */
+  readonly useDeliveryPorts: boolean;
+  readonly logger?: Logger | undefined;
+  /** Counts the batches written, by the way they went. */
+  readonly batchCounts?: BatchCounts | undefined;
 }
 
 /** One peer service. */
@@ -60,7 +71,7 @@ export class PeerPool {
         channel,
         client,
         deliveries: new DeliveryLink(
-          channel.openCall,
+          this.#dialer(address, channel),
           address,
           this.#options,
         ),
@@ -68,6 +79,28 @@ export class PeerPool {
       this.#peers.set(address, peer);
     }
     return peer;
+  }
+
+  #dialer(address: string, channel: RpcChannel): PeerDialer {
+    const { secret, tls, useDeliveryPorts } = this.#options;
+    const { host } = parseHostPort(address, "peer address");
+    const dialDeliveryPort = async (port: number): Promise<Deno.Conn> => {
+      if (tls !== undefined) {
+        return await Deno.connectTls({
+          hostname: host,
+          port,
+          ...(tls.ca === undefined ? {} : { caCerts: [tls.ca] }),
+        });
+      }
+      const conn = await Deno.connect({ hostname: host, port });
+      conn.setNoDelay(true);
+      return conn;
+    };
+    return {
+      openCall: channel.openCall,
+      secret,
+      dialDeliveryPort: useDeliveryPorts ? dialDeliveryPort : undefined,
+    };
   }
 
   /** Closes the peers whose address is not in `addresses`. */

@@ -25,6 +25,8 @@ export interface ResolvedServiceOptions {
   readonly lanIp: string;
   /** `rpcHostname`, or `lanIp` when it is unset. */
   readonly rpcHostname: string;
+  /** Undefined: no delivery port. */
+  readonly deliveryPort: number | undefined;
   readonly secret: string | undefined;
   readonly tls: CheckedTls | undefined;
   readonly signal: AbortSignal | undefined;
@@ -91,6 +93,18 @@ export function resolveServiceOptions(
   }
   checkPort("port", port);
   checkPort("rpcPort", rpcPort);
+  const deliveryPort = options.deliveryPort ?? 0;
+  if (
+    deliveryPort !== false &&
+    !(Number.isInteger(deliveryPort) && deliveryPort >= 0 &&
+      deliveryPort <= 65535)
+  ) {
+    throw new RangeError(
+      `Cannot start: 'deliveryPort' must be an integer from 0 to 65535, or false: current value is ${
+        JSON.stringify(deliveryPort)
+      }`,
+    );
+  }
   checkNonEmpty("lanIp", lanIp);
   checkPositive("deadlineMs", deadlineMs);
   checkPositive("joinTimeoutMs", joinTimeoutMs);
@@ -119,6 +133,7 @@ export function resolveServiceOptions(
     rpcPort,
     lanIp,
     rpcHostname: options.rpcHostname ?? lanIp,
+    deliveryPort: deliveryPort === false ? undefined : deliveryPort,
     secret,
     tls,
     signal,

@@ -7,6 +7,7 @@ import type { LocalHub } from "./local_hub.ts";
 import type { PeerPool } from "./peer_pool.ts";
 import type { MemberTable } from "./member_table.ts";
 import type { RpcServer } from "./rpc_server.ts";
+import type { DeliveryPort } from "./delivery_port.ts";
 import { errorText, type Logger } from "./logger.ts";
 import { GOING_AWAY } from "./client_connection.ts";
 import { sleep } from "./backoff.ts";
@@ -23,6 +24,7 @@ export interface ServiceParts {
   /** The WebSocket (and plain HTTP) server. */
   readonly server: Deno.HttpServer<Deno.NetAddr>;
   readonly rpc: RpcServer;
+  readonly deliveryPort: DeliveryPort | undefined;
   /**
    * The application's onStop with its context, asked for once the clients
    * are gone; `undefined` when it has none or its onStart did not finish.
@@ -43,7 +45,8 @@ export async function shutDownService(
   shutdownTimeoutMs: number,
   logger: Logger,
 ): Promise<void> {
-  const { links, endpoint, hub, peers, members, server, rpc } = parts;
+  const { links, endpoint, hub, peers, members, server, rpc, deliveryPort } =
+    parts;
   const deadline = Date.now() + shutdownTimeoutMs;
   const left = () => Math.max(0, deadline - Date.now());
   logger.debug("closing: leaving the registers");
@@ -77,7 +80,7 @@ export async function shutDownService(
   // sees its server's connections end instead of waiting for them.
   peers.close();
   members.close();
-  await rpc.close();
+  await Promise.all([rpc.close(), deliveryPort?.close()]);
 }
 
 /** Waits for `promise`, at most `ms`; never rejects. */

@@ -65,6 +65,7 @@ Deno.test("chat service --help lists every flag with its variable", async () => 
       ["--register", "WSGATE_REGISTER"],
       ["--port", "WSGATE_PORT"],
       ["--rpc-port", "WSGATE_RPC_PORT"],
+      ["--delivery-port", "WSGATE_DELIVERY_PORT"],
       ["--lan-ip", "WSGATE_LAN_IP"],
       ["--secret", "WSGATE_SECRET"],
       ["--http-api-secret", "WSGATE_HTTP_API_SECRET"],

@@ -3,9 +3,10 @@
 // (RegisterService), through real gRPC, with random strings (empty, huge,
 // unicode, valid-looking and real clientIds), scopes (unknown enum values
 // too), payloads and info maps; plus garbage gRPC bodies and raw random
-// bytes on both TCP ports. Every call must end with a well-defined status
-// (never INTERNAL or UNKNOWN), and afterwards both must still answer
-// correctly and hold no leaked clients, uids, groups or members.
+// bytes on the RPC ports and the delivery port. Every call must end with a
+// well-defined status (never INTERNAL or UNKNOWN), and afterwards both must
+// still answer correctly and hold no leaked clients, uids, groups or
+// members.
 //
 // The random seed is printed; set WSGATE_FUZZ_SEED to replay a run.
 
@@ -19,6 +20,7 @@ import type {
 } from "@bufbuild/protobuf";
 import { ScalarType } from "@bufbuild/protobuf";
 import { type Service, startService } from "../mod.ts";
+import { encodeHello } from "../internal/delivery_port_wire.ts";
 import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
 import { RegisterService } from "../proto/gen/websocket/v1/register_pb.ts";
 import {
@@ -553,16 +555,23 @@ Deno.test("fuzz: 10,000+ random requests leave register and service correct", as
         }
       });
     }
-    // Raw bytes on both TCP ports.
-    for (let i = 0; i < 400; i++) {
+    // Raw bytes on the RPC ports, and on the delivery port (there half of
+    // them after a good hello, so that the batch framing gets them).
+    const deliveryAddress = `127.0.0.1:${a.deliveryPort}`;
+    for (let i = 0; i < 600; i++) {
       tasks.push(async () => {
-        const address = i % 2 === 0 ? a.rpcAddress : registerAddress;
         const noise = fuzz.bytes(fuzz.chance(0.1) ? 16_384 : 256);
+        const prefix = i % 3 === 2
+          ? encodeHello(fuzz.chance(0.8) ? SECRET : "not it")
+          : PREFACE;
         const bytes = fuzz.chance(0.5)
-          ? new Uint8Array([...PREFACE, ...noise])
+          ? new Uint8Array([...prefix, ...noise])
           : noise;
         requests++;
-        await rawBytes(address, bytes);
+        await rawBytes(
+          [a.rpcAddress, registerAddress, deliveryAddress][i % 3]!,
+          bytes,
+        );
       });
     }
     // Shuffle, so that every kind runs beside every other.

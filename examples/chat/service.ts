@@ -62,6 +62,13 @@ const COMMAND: CommandSpec = {
       defaultText: "9101",
     },
     {
+      name: "delivery-port",
+      env: "WSGATE_DELIVERY_PORT",
+      kind: "port",
+      description: "TCP port peers deliver batches to, 0 for any free port",
+      defaultText: "0",
+    },
+    {
       name: "lan-ip",
       env: "WSGATE_LAN_IP",
       kind: "string",
@@ -105,6 +112,9 @@ async function main(): Promise<number> {
   if (flags.port !== undefined) options.port = Number(flags.port);
   if (flags["rpc-port"] !== undefined) {
     options.rpcPort = Number(flags["rpc-port"]);
+  }
+  if (flags["delivery-port"] !== undefined) {
+    options.deliveryPort = Number(flags["delivery-port"]);
   }
   if (flags["lan-ip"] !== undefined) options.lanIp = String(flags["lan-ip"]);
   if (flags["rpc-hostname"] !== undefined) {

@@ -1,0 +1,320 @@
+// The delivery port: batches between services move from the gRPC Deliver
+// stream to a plain TCP (or TLS) connection once the peer names its port,
+// keeping their order; the port refuses strangers, garbage and oversized
+// batches with a status; `deliveryPort: false` and mutual TLS keep every
+// batch on gRPC.
+
+import assert from "node:assert/strict";
+import { startService, type TlsOptions } from "../mod.ts";
+import {
+  encodeHello,
+  ERROR,
+  READY,
+  writeU32,
+} from "../internal/delivery_port_wire.ts";
+import { encodeToClient } from "../internal/delivery_codec.ts";
+import {
+  eventually,
+  greeter,
+  localServiceOptions,
+  startCaller,
+  startLocalRegister,
+  TestClient,
+  untilClientCount,
+} from "./_cluster.ts";
+import { makeCertificates } from "./_rpc.ts";
+import { scrape } from "./_prometheus.ts";
+
+/** Batches a service wrote to peers, by the way they went. */
+async function batchesOf(
+  port: number,
+): Promise<{ grpc: number; deliveryPort: number }> {
+  const m = await scrape(`http://127.0.0.1:${port}/metrics`);
+  return {
+    grpc: m.value("wsgate_peer_batches_total", { via: "grpc" }),
+    deliveryPort: m.value("wsgate_peer_batches_total", {
+      via: "delivery_port",
+    }),
+  };
+}
+
+/**
+ * What a delivery port answers to `bytes`, up to the end of the stream or
+ * for 2 s at most.
+ */
+async function answerTo(
+  port: number,
+  bytes: Uint8Array,
+  connect: () => Promise<Deno.Conn> = () =>
+    Deno.connect({ hostname: "127.0.0.1", port }),
+): Promise<{ ready: boolean; error?: { code: number; message: string } }> {
+  const conn = await connect();
+  const timer = setTimeout(() => conn.close(), 2000);
+  try {
+    await conn.write(bytes);
+    const chunks: number[] = [];
+    const buffer = new Uint8Array(4096);
+    for (;;) {
+      const n = await conn.read(buffer).catch(() => null);
+      if (n === null) break;
+      chunks.push(...buffer.subarray(0, n));
+    }
+    const ready = chunks[0] === READY;
+    const rest = ready ? chunks.slice(1) : chunks;
+    if (rest[0] !== ERROR) return { ready };
+    const length = rest[2]! << 8 | rest[3]!;
+    return {
+      ready,
+      error: {
+        code: rest[1]!,
+        message: new TextDecoder().decode(
+          new Uint8Array(rest.slice(4, 4 + length)),
+        ),
+      },
+    };
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch {
+      // Closed already.
+    }
+  }
+}
+
+/** A batch frame: its length, then `packed`. */
+function batch(packed: Uint8Array, length = packed.length): Uint8Array {
+  const frame = new Uint8Array(4 + packed.length);
+  writeU32(frame, 0, length);
+  frame.set(packed, 4);
+  return frame;
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+Deno.test("deliveries move to the peer's delivery port and keep their order", async () => {
+  const secret = "s3cret";
+  await using register = await startLocalRegister({ secret });
+  await using target = await startService(
+    greeter,
+    localServiceOptions(register.address, { secret }),
+  );
+  await using caller = await startCaller(register.address, { secret });
+  await using client = await TestClient.connect(target.port);
+  await untilClientCount(caller.api, 1, "the caller sees the client");
+  assert.equal(typeof target.deliveryPort, "number");
+
+  // One at a time: each its own batch, so some go before the move, some
+  // after it.
+  const sent: (string | Uint8Array)[] = [];
+  for (let i = 0; i < 300; i++) {
+    const message = i % 3 === 0 ? new Uint8Array([i & 0xff, i >> 8]) : `m${i}`;
+    sent.push(message);
+    await caller.api.sendToClient(client.id, message);
+  }
+  assert.deepEqual(await client.take(sent.length), sent);
+  const batches = await batchesOf(caller.port);
+  assert.ok(batches.grpc >= 1, `gRPC batches: ${batches.grpc}`);
+  assert.ok(
+    batches.deliveryPort >= 250,
+    `delivery port batches: ${batches.deliveryPort} of 300`,
+  );
+});
+
+Deno.test("the delivery port refuses strangers, garbage and oversized batches", async (t) => {
+  const secret = "s3cret";
+  await using register = await startLocalRegister({ secret });
+  await using target = await startService(
+    greeter,
+    localServiceOptions(register.address, { secret, pingIntervalMs: 100 }),
+  );
+  await using caller = await startCaller(register.address, { secret });
+  await using client = await TestClient.connect(target.port);
+  await untilClientCount(caller.api, 1, "the caller sees the client");
+  const port = target.deliveryPort!;
+  const intrusion = batch(encodeToClient(client.id, "intruder").slice());
+
+  await t.step(
+    "a wrong or missing secret: UNAUTHENTICATED, nothing applied",
+    async () => {
+      for (
+        const [hello, message] of [
+          [encodeHello("guess"), "Wrong secret"],
+          [encodeHello(undefined), "Missing secret"],
+        ] as const
+      ) {
+        const answer = await answerTo(port, concat(hello, intrusion));
+        assert.equal(answer.ready, false);
+        assert.deepEqual(answer.error, { code: 16, message });
+      }
+      await caller.api.sendToClient(client.id, "marker");
+      assert.equal(await client.next(), "marker");
+    },
+  );
+
+  await t.step("not a delivery connection: INVALID_ARGUMENT", async () => {
+    const answer = await answerTo(
+      port,
+      new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"),
+    );
+    assert.equal(answer.error?.code, 3);
+    assert.match(answer.error!.message, /not a delivery connection/);
+  });
+
+  await t.step(
+    "a malformed batch: INVALID_ARGUMENT, none of it applied",
+    async () => {
+      const answer = await answerTo(
+        port,
+        concat(
+          encodeHello(secret),
+          batch(
+            concat(encodeToClient(client.id, "half").slice(), Uint8Array.of(9)),
+          ),
+        ),
+      );
+      assert.equal(answer.ready, true);
+      assert.equal(answer.error?.code, 3);
+      assert.match(answer.error!.message, /delivery kind 9 is unknown/);
+    },
+  );
+
+  await t.step(
+    "an oversized batch: RESOURCE_EXHAUSTED before it is read",
+    async () => {
+      const answer = await answerTo(
+        port,
+        concat(encodeHello(secret), batch(new Uint8Array(0), 0x7fffffff)),
+      );
+      assert.equal(answer.error?.code, 8);
+      assert.match(answer.error!.message, /larger than the limit/);
+    },
+  );
+
+  await t.step("a connection that says nothing is dropped", async () => {
+    const answer = await answerTo(port, new Uint8Array(0));
+    assert.deepEqual(answer, { ready: false });
+  });
+
+  await t.step("a good batch still arrives", async () => {
+    const answer = await answerTo(
+      port,
+      concat(
+        encodeHello(secret),
+        batch(encodeToClient(client.id, "good").slice()),
+      ),
+      async () => {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+        // Hang up once the acknowledgement is in.
+        setTimeout(() => conn.closeWrite().catch(() => {}), 200);
+        return conn;
+      },
+    );
+    assert.equal(answer.ready, true);
+    assert.equal(await client.next(), "good");
+    assert.equal(client.pending.length, 0);
+  });
+});
+
+Deno.test("deliveryPort: false and mutual TLS keep deliveries on gRPC", async (t) => {
+  await t.step("deliveryPort: false", async () => {
+    await using register = await startLocalRegister();
+    await using target = await startService(
+      greeter,
+      localServiceOptions(register.address, { deliveryPort: false }),
+    );
+    await using caller = await startCaller(register.address);
+    await using client = await TestClient.connect(target.port);
+    await untilClientCount(caller.api, 1, "the caller sees the client");
+    assert.equal(target.deliveryPort, undefined);
+    for (let i = 0; i < 20; i++) {
+      await caller.api.sendToClient(client.id, `m${i}`);
+    }
+    assert.equal((await client.take(20)).length, 20);
+    assert.deepEqual(await batchesOf(caller.port), {
+      grpc: 20,
+      deliveryPort: 0,
+    });
+  });
+
+  const certs = await makeCertificates();
+  for (const mutual of [false, true]) {
+    await t.step(`${mutual ? "mutual" : "one-way"} TLS`, async () => {
+      const tls: TlsOptions = { ...certs.node, ca: certs.ca, mutual };
+      await using register = await startLocalRegister({ tls });
+      await using target = await startService(
+        greeter,
+        localServiceOptions(register.address, { tls }),
+      );
+      await using caller = await startCaller(register.address, { tls });
+      await using client = await TestClient.connect(target.port);
+      await untilClientCount(caller.api, 1, "the caller sees the client");
+      let sent = 0;
+      const send = async () => {
+        await caller.api.sendToClient(client.id, `m${sent}`);
+        assert.equal(await client.next(), `m${sent++}`);
+      };
+      if (mutual) {
+        for (let i = 0; i < 20; i++) await send();
+        assert.equal(target.deliveryPort, undefined);
+        assert.deepEqual(await batchesOf(caller.port), {
+          grpc: 20,
+          deliveryPort: 0,
+        });
+      } else {
+        // The TLS handshake takes a moment; batches go on gRPC meanwhile.
+        await eventually("batches use the delivery port", async () => {
+          await send();
+          return (await batchesOf(caller.port)).deliveryPort > 0;
+        });
+        // The port speaks TLS only: a plain hello gets no answer.
+        const answer = await answerTo(
+          target.deliveryPort!,
+          encodeHello(undefined),
+        );
+        assert.equal(answer.ready, false);
+      }
+    });
+  }
+});
+
+Deno.test("startService() checks deliveryPort", async () => {
+  await using register = await startLocalRegister();
+  await assert.rejects(
+    startService(
+      {},
+      localServiceOptions(register.address, { deliveryPort: -1 }),
+    ),
+    (error: unknown) =>
+      error instanceof RangeError &&
+      /'deliveryPort' must be an integer from 0 to 65535, or false/.test(
+        error.message,
+      ),
+  );
+  await using first = await startCaller(register.address);
+  const taken = first.deliveryPort!;
+  await assert.rejects(
+    startService(
+      {},
+      localServiceOptions(register.address, {
+        deliveryPort: taken,
+        lanIp: "127.0.0.1",
+      }),
+    ),
+    (error: unknown) =>
+      error instanceof Error &&
+      error.message.includes(`127.0.0.1:${taken}: the port is in use`),
+  );
+  await eventually(
+    "the cluster still works",
+    async () => (await first.api.getAllClientCount()) === 0,
+  );
+});
