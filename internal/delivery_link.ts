@@ -237,9 +237,12 @@ export class DeliveryLink {
   readonly #flush = (): void => {
     this.#flushing = false;
     const bytes = this.#bytes;
+    const inflight = this.#inflight.length;
     if (
-      bytes === 0 || this.#closed ||
-      this.#inflight.length >= MAX_UNACKNOWLEDGED_BATCHES
+      bytes === 0 || this.#closed || inflight >= MAX_UNACKNOWLEDGED_BATCHES ||
+      // A delivery port connection is ready: hold new batches until the
+      // ones in flight are acknowledged, then move over (#switchOver).
+      (this.#nextReady && this.#next !== undefined && inflight > 0)
     ) return;
     this.#inflight.push({ done: this.#done!, bytes, since: this.#since });
     this.#bytes = 0;

@@ -105,7 +105,11 @@ Deno.test("deliveries move to the peer's delivery port and keep their order", as
   await using register = await startLocalRegister({ secret });
   await using target = await startService(
     greeter,
-    localServiceOptions(register.address, { secret }),
+    // Room for the bursts below, which the client reads as they come.
+    localServiceOptions(register.address, {
+      secret,
+      maxBufferedBytes: 64 * 1024 * 1024,
+    }),
   );
   await using caller = await startCaller(register.address, { secret });
   await using client = await TestClient.connect(target.port);
@@ -127,6 +131,26 @@ Deno.test("deliveries move to the peer's delivery port and keep their order", as
     batches.deliveryPort >= 250,
     `delivery port batches: ${batches.deliveryPort} of 300`,
   );
+
+  // A second caller moves over while sends never stop: bursts of 200, one
+  // per timer tick, none awaited, so that batches are always in flight.
+  await using busy = await startCaller(register.address, { secret });
+  await untilClientCount(busy.api, 1, "the second caller sees the client");
+  const burst: string[] = [];
+  const pending: Promise<void>[] = [];
+  const padding = "x".repeat(1000);
+  for (let tick = 0; tick < 50; tick++) {
+    for (let i = 0; i < 200; i++) {
+      const message = `b${tick}.${i} ${padding}`;
+      burst.push(message);
+      pending.push(busy.api.sendToClient(client.id, message));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  await Promise.all(pending);
+  assert.deepEqual(await client.take(burst.length), burst);
+  const moved = await batchesOf(busy.port);
+  assert.ok(moved.deliveryPort > 0, JSON.stringify(moved));
 });
 
 Deno.test("the delivery port refuses strangers, garbage and oversized batches", async (t) => {
