@@ -244,6 +244,7 @@ export class DeliveryLink {
       // ones in flight are acknowledged, then move over (#switchOver).
       (this.#nextReady && this.#next !== undefined && inflight > 0)
     ) return;
+    this.#switchOver();
     this.#inflight.push({ done: this.#done!, bytes, since: this.#since });
     this.#bytes = 0;
     this.#done = undefined;
