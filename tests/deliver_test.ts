@@ -34,6 +34,7 @@ import {
   encodeToClient,
 } from "../internal/delivery_codec.ts";
 import {
+  concat,
   startRegisterProcess,
   startServiceProcess,
   TestClient,
@@ -76,16 +77,6 @@ async function deliverOn(
     return response.batches;
   }
   throw new Error("the Deliver stream ended without an answer");
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let pos = 0;
-  for (const part of parts) {
-    out.set(part, pos);
-    pos += part.length;
-  }
-  return out;
 }
 
 Deno.test("Deliver applies packed batches in order and refuses malformed ones", async (t) => {

@@ -14,6 +14,7 @@ import {
 } from "../internal/delivery_port_wire.ts";
 import { encodeToClient } from "../internal/delivery_codec.ts";
 import {
+  concat,
   eventually,
   greeter,
   localServiceOptions,
@@ -88,16 +89,6 @@ function batch(packed: Uint8Array, length = packed.length): Uint8Array {
   writeU32(frame, 0, length);
   frame.set(packed, 4);
   return frame;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }
 
 Deno.test("deliveries move to the peer's delivery port and keep their order", async () => {

@@ -1444,7 +1444,9 @@ export const GatewayService: GenService<{
   /**
    * Deliver carries batches of deliveries between services over one
    * long-lived stream per peer. Batches are applied in order (always with
-   * node scope) and acknowledged in order.
+   * node scope) and acknowledged in order. A service that has a delivery
+   * port names it in the response header `wsgate-delivery-port`; its peers
+   * then move their batches to that port (see internal/delivery_port.ts).
    *
    * @generated from rpc websocket.v1.GatewayService.Deliver
    */
