@@ -386,7 +386,7 @@ export async function startService(
     !isLoopback(config.rpcHostname)
   ) {
     logger.warn(
-      "RPC port listens beyond loopback without a secret: any host that reaches it can push to every client; set a secret",
+      "RPC port listens beyond loopback without a secret: any host that reaches it (or the delivery port beside it) can push to every client; set a secret",
       { rpcHostname: config.rpcHostname },
     );
   }
