@@ -239,6 +239,76 @@ Deno.test("the delivery port refuses strangers, garbage and oversized batches", 
   });
 });
 
+/**
+ * Forwards TCP connections from `listen` to `target` until closed: here,
+ * the only way in to a service, as a port mapping of a container would be.
+ */
+function tcpProxy(
+  listen: Deno.ListenOptions,
+  target: Deno.ConnectOptions,
+): AsyncDisposable {
+  const listener = Deno.listen(listen);
+  const conns = new Set<Deno.Conn>();
+  const pipes: Promise<unknown>[] = [];
+  const accepting = (async () => {
+    for await (const inbound of listener) {
+      const outbound = await Deno.connect(target);
+      conns.add(inbound).add(outbound);
+      pipes.push(
+        inbound.readable.pipeTo(outbound.writable).catch(() => {}),
+        outbound.readable.pipeTo(inbound.writable).catch(() => {}),
+      );
+    }
+  })().catch(() => {});
+  return {
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch {
+          // Closed by the pipe already.
+        }
+      }
+      await accepting;
+      await Promise.all(pipes);
+    },
+  };
+}
+
+Deno.test("a delivery port that peers cannot reach leaves deliveries on gRPC", async () => {
+  await using register = await startLocalRegister();
+  // The service listens on 127.0.0.2, peers dial 127.0.0.3, where only its
+  // RPC port is forwarded: its delivery port is out of their reach.
+  await using target = await startService(
+    greeter,
+    localServiceOptions(register.address, {
+      rpcHostname: "127.0.0.2",
+      lanIp: "127.0.0.3",
+    }),
+  );
+  const rpcPort = Number(target.rpcAddress.split(":")[1]);
+  await using _proxy = tcpProxy(
+    { hostname: "127.0.0.3", port: rpcPort },
+    { hostname: "127.0.0.2", port: rpcPort },
+  );
+  await using caller = await startCaller(register.address);
+  await using client = await TestClient.connect(target.port);
+  await untilClientCount(caller.api, 1, "the caller sees the client");
+  const sent: string[] = [];
+  for (let i = 0; i < 50; i++) {
+    sent.push(`m${i}`);
+    await caller.api.sendToClient(client.id, `m${i}`);
+    // Time for the caller to try the delivery port and give up.
+    if (i === 0) await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  assert.deepEqual(await client.take(sent.length), sent);
+  assert.deepEqual(await batchesOf(caller.port), {
+    grpc: 50,
+    deliveryPort: 0,
+  });
+});
+
 Deno.test("deliveryPort: false and mutual TLS keep deliveries on gRPC", async (t) => {
   await t.step("deliveryPort: false", async () => {
     await using register = await startLocalRegister();
