@@ -767,7 +767,7 @@ async function compare(o: Options): Promise<string> {
       out.push(
         `point-to-point: ${
           n1.format(deliveries / batches)
-        } deliveries per Deliver batch on average`,
+        } deliveries per batch to a peer on average`,
       );
     }
   }
