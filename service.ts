@@ -17,7 +17,7 @@ import { MemberTable } from "./internal/member_table.ts";
 import { PeerPool } from "./internal/peer_pool.ts";
 import { ClusterApi } from "./internal/cluster_api.ts";
 import { createGatewayHandler } from "./internal/gateway_handler.ts";
-import { listenRpc } from "./internal/rpc_server.ts";
+import { listenRpc, type RpcServer } from "./internal/rpc_server.ts";
 import { deliverEndpoint } from "./internal/deliver_endpoint.ts";
 import { listenDeliveryPort } from "./internal/delivery_port.ts";
 import { joinRegisters } from "./internal/register_link.ts";
@@ -408,7 +408,6 @@ export async function startService(
     deadlineMs: config.deadlineMs,
     interceptors: [timeUnaryCalls(metrics.peerUnary)],
     deliveryLatency: metrics.peerDelivery,
-    useDeliveryPorts: true,
     logger,
     batchCounts: metrics.peerBatches,
   });
@@ -455,19 +454,25 @@ export async function startService(
         helloTimeoutMs: 2 * config.pingIntervalMs,
         logger,
       });
-  const rpc = await listenRpc({
-    hostname: config.rpcHostname,
-    port: config.rpcPort,
-    secret: config.secret,
-    tls: config.tls,
-    readMaxBytes,
-    pingIntervalMs: config.pingIntervalMs,
-    pingTimeoutMs: 2 * config.pingIntervalMs,
-    logger,
-    routes: (router) =>
-      router.service(GatewayService, createGatewayHandler(nodeId, hub, api)),
-    rawMethods: [deliverEndpoint(hub, () => deliveryPort?.port)],
-  });
+  let rpc: RpcServer;
+  try {
+    rpc = await listenRpc({
+      hostname: config.rpcHostname,
+      port: config.rpcPort,
+      secret: config.secret,
+      tls: config.tls,
+      readMaxBytes,
+      pingIntervalMs: config.pingIntervalMs,
+      pingTimeoutMs: 2 * config.pingIntervalMs,
+      logger,
+      routes: (router) =>
+        router.service(GatewayService, createGatewayHandler(nodeId, hub, api)),
+      rawMethods: [deliverEndpoint(hub, () => deliveryPort?.port)],
+    });
+  } catch (error) {
+    await deliveryPort?.close();
+    throw error;
+  }
   const rpcAddress = formatHostPort(config.lanIp, rpc.port);
 
   let closing: Promise<void> | undefined;

@@ -31,8 +31,6 @@ export interface PeerPoolOptions extends RpcChannelOptions {
   readonly interceptors?: readonly Interceptor[] | undefined;
   /** Observes each delivery batch's latency, in seconds. */
   readonly deliveryLatency?: Histogram | undefined;
-  /** Move deliveries to a peer's delivery port when it names one. */
-  readonly useDeliveryPorts: boolean;
   readonly logger?: Logger | undefined;
   /** Counts the batches written, by the way they went. */
   readonly batchCounts?: BatchCounts | undefined;
@@ -82,7 +80,7 @@ export class PeerPool {
   }
 
   #dialer(address: string, channel: RpcChannel): PeerDialer {
-    const { secret, tls, useDeliveryPorts } = this.#options;
+    const { secret, tls } = this.#options;
     const { host } = parseHostPort(address, "peer address");
     const dialDeliveryPort = async (port: number): Promise<Deno.Conn> => {
       if (tls !== undefined) {
@@ -96,11 +94,7 @@ export class PeerPool {
       conn.setNoDelay(true);
       return conn;
     };
-    return {
-      openCall: channel.openCall,
-      secret,
-      dialDeliveryPort: useDeliveryPorts ? dialDeliveryPort : undefined,
-    };
+    return { openCall: channel.openCall, secret, dialDeliveryPort };
   }
 
   /** Closes the peers whose address is not in `addresses`. */

@@ -398,6 +398,22 @@ Deno.test("startService() checks deliveryPort", async () => {
       error instanceof Error &&
       error.message.includes(`127.0.0.1:${taken}: the port is in use`),
   );
+  // An RPC port in use fails the start after the delivery port listened:
+  // it is closed again, so its port is free at once.
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const freePort = probe.addr.port;
+  probe.close();
+  await assert.rejects(
+    startService(
+      {},
+      localServiceOptions(register.address, {
+        rpcPort: Number(first.rpcAddress.split(":")[1]),
+        deliveryPort: freePort,
+      }),
+    ),
+    /EADDRINUSE/,
+  );
+  Deno.listen({ hostname: "127.0.0.1", port: freePort }).close();
   await eventually(
     "the cluster still works",
     async () => (await first.api.getAllClientCount()) === 0,
