@@ -21,11 +21,15 @@ import {
 } from "./delivery_port_wire.ts";
 import { secretMatcher } from "./auth.ts";
 import { formatHostPort } from "./address.ts";
+import { sleep } from "./backoff.ts";
 import type { LocalHub } from "./local_hub.ts";
 import type { Logger } from "./logger.ts";
 import type { CheckedTls } from "./options.ts";
 import { toConnectError } from "./rpc_errors.ts";
 import { ConnWriter } from "./conn_writer.ts";
+
+/** How long to wait after a failed accept before the next one. */
+const ACCEPT_RETRY_MS = 100;
 
 /** Options of {@linkcode listenDeliveryPort}. */
 export interface DeliveryPortOptions {
@@ -76,25 +80,29 @@ export function listenDeliveryPort(options: DeliveryPortOptions): DeliveryPort {
     : secretMatcher(options.secret);
   const conns = new Set<Deno.Conn>();
   const served = new Set<Promise<void>>();
+  let closing: Promise<void> | undefined;
   const accepting = (async () => {
-    try {
-      for await (const conn of listener) {
-        conns.add(conn);
-        const done = serve(conn, options, matches).finally(() => {
-          conns.delete(conn);
-          served.delete(done);
-        });
-        served.add(done);
-      }
-    } catch (error) {
-      if (!(error instanceof Deno.errors.BadResource)) {
-        options.logger.warn("delivery port stopped accepting", {
+    while (closing === undefined) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch (error) {
+        if (closing !== undefined) return;
+        // Out of file descriptors, say: peers stay on gRPC meanwhile.
+        options.logger.warn("delivery port could not accept a connection", {
           error: String(error),
         });
+        await sleep(ACCEPT_RETRY_MS);
+        continue;
       }
+      conns.add(conn);
+      const done = serve(conn, options, matches).finally(() => {
+        conns.delete(conn);
+        served.delete(done);
+      });
+      served.add(done);
     }
   })();
-  let closing: Promise<void> | undefined;
   return {
     port: (listener.addr as Deno.NetAddr).port,
     close() {
