@@ -1,5 +1,6 @@
 // Ordered writes to a Deno connection without awaiting each one: what is
 // written while a write is under way goes out together in the next one.
+// Also a close that does not mind a connection closed already.
 
 /** Writes to a connection in order, coalescing writes made meanwhile. */
 export class ConnWriter {
@@ -55,5 +56,14 @@ export class ConnWriter {
     } finally {
       this.#writing = undefined;
     }
+  }
+}
+
+/** Closes `conn`, which may be closed already. */
+export function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Closed already.
   }
 }

@@ -5,13 +5,17 @@
 import * as http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { GatewayError } from "../errors.ts";
-import { DELIVER_PATH } from "./deliver_endpoint.ts";
+import { BATCHES_TAG, DELIVER_PATH } from "./deliver_endpoint.ts";
+import { PACKED_TAG } from "./deliver_request.ts";
 import { DELIVERY_PORT_HEADER } from "./delivery_port_wire.ts";
 import {
   FRAME_HEADER_BYTES,
   GrpcFrameReader,
+  readVarint,
   statusError,
+  varintSize,
   writeFrameHeader,
+  writeVarint,
 } from "./grpc_frame.ts";
 import { fromRpcError } from "./rpc_errors.ts";
 
@@ -27,9 +31,6 @@ export interface DeliverCallEvents {
 
 /** DeliverResponses are a few bytes; anything longer is an error. */
 const MAX_RESPONSE_BYTES = 64;
-
-/** Tag of DeliverRequest field 2 (`packed`), length-delimited. */
-const PACKED_TAG = 0x12;
 
 /** Room before a batch for its frame header, tag and length. */
 export const DELIVER_HEADROOM = FRAME_HEADER_BYTES + 1 + 5;
@@ -63,17 +64,10 @@ export class DeliverCall {
   write(buffer: Uint8Array, bytes: number): void {
     if (this.#ended) return;
     // DeliverRequest { bytes packed = 2 }, its frame header before it.
-    let lengthBytes = 1;
-    for (let v = bytes; v > 0x7f; v >>>= 7) lengthBytes++;
+    const lengthBytes = varintSize(bytes);
     const start = DELIVER_HEADROOM - 1 - lengthBytes - FRAME_HEADER_BYTES;
-    let at = start + FRAME_HEADER_BYTES;
-    buffer[at++] = PACKED_TAG;
-    let value = bytes;
-    while (value > 0x7f) {
-      buffer[at++] = (value & 0x7f) | 0x80;
-      value >>>= 7;
-    }
-    buffer[at++] = value;
+    buffer[start + FRAME_HEADER_BYTES] = PACKED_TAG;
+    writeVarint(buffer, start + FRAME_HEADER_BYTES + 1, bytes);
     writeFrameHeader(buffer, start, 1 + lengthBytes + bytes);
     const frame = buffer.slice(start, DELIVER_HEADROOM + bytes);
     if (this.#stream !== undefined) this.#stream.write(frame);
@@ -164,19 +158,15 @@ function readBatches(message: Uint8Array): number {
   let at = 0;
   while (at < message.length) {
     const tag = message[at++]!;
-    let value = 0;
-    for (let shift = 0;; shift += 7) {
-      const b = message[at++];
-      if (b === undefined || shift > 28) {
-        throw new ConnectError("a malformed DeliverResponse", Code.Internal);
-      }
-      value += (b & 0x7f) * 2 ** shift;
-      if (b < 0x80) break;
+    const field = readVarint(message, at);
+    if (field === undefined) {
+      throw new ConnectError("a malformed DeliverResponse", Code.Internal);
     }
-    if (tag !== 0x08) {
+    if (tag !== BATCHES_TAG) {
       throw new ConnectError("an unexpected DeliverResponse", Code.Internal);
     }
-    batches = value;
+    batches = field.value;
+    at = field.end;
   }
   return batches;
 }

@@ -13,11 +13,15 @@ import {
   GrpcFrameReader,
   statusTrailers,
   writeFrameHeader,
+  writeVarint,
 } from "./grpc_frame.ts";
 import type { LocalHub } from "./local_hub.ts";
 import { DELIVERY_PORT_HEADER } from "./delivery_port_wire.ts";
 import type { RawGrpcMethod } from "./rpc_server.ts";
 import { toConnectError } from "./rpc_errors.ts";
+
+/** DeliverResponse's tag of field 1 (`batches`), a varint. */
+export const BATCHES_TAG = 0x08;
 
 /** The HTTP/2 path of GatewayService.Deliver. */
 export const DELIVER_PATH =
@@ -115,16 +119,10 @@ class DeliverCallHandler {
     const batches = this.#applied;
     if (batches === 0 || this.#finished) return;
     this.#applied = 0;
-    // DeliverResponse { uint32 batches = 1 }: tag 0x08, then a varint.
+    // DeliverResponse { uint32 batches = 1 }.
     const frame = new Uint8Array(FRAME_HEADER_BYTES + 6);
-    let at = FRAME_HEADER_BYTES;
-    frame[at++] = 0x08;
-    let value = batches;
-    while (value > 0x7f) {
-      frame[at++] = (value & 0x7f) | 0x80;
-      value >>>= 7;
-    }
-    frame[at++] = value;
+    frame[FRAME_HEADER_BYTES] = BATCHES_TAG;
+    const at = writeVarint(frame, FRAME_HEADER_BYTES + 1, batches);
     writeFrameHeader(frame, 0, at - FRAME_HEADER_BYTES);
     this.#res.write(frame.subarray(0, at));
   }

@@ -13,6 +13,7 @@ import { applyPacked } from "./delivery_codec.ts";
 import type { LocalHub } from "./local_hub.ts";
 import { fromPayload } from "./payload.ts";
 import { excludeSet } from "./validate.ts";
+import { readVarint } from "./grpc_frame.ts";
 
 /** Applies a decoded DeliverRequest. */
 export function applyDeliverRequest(
@@ -46,24 +47,17 @@ export function applyDeliverBytes(hub: LocalHub, bytes: Uint8Array): void {
   applyDeliverRequest(hub, request);
 }
 
-/** Tag of field 2 (`packed`), wire type 2 (length-delimited). */
-const PACKED_TAG = 0x12;
+/** DeliverRequest's tag of field 2 (`packed`), length-delimited. */
+export const PACKED_TAG = 0x12;
 
 /** The `packed` bytes when they are all `bytes` holds, else undefined. */
 function onlyPacked(bytes: Uint8Array): Uint8Array | undefined {
   if (bytes.length === 0) return bytes;
   if (bytes[0] !== PACKED_TAG) return undefined;
-  let length = 0;
-  let at = 1;
-  for (let shift = 0; shift < 35; shift += 7) {
-    const b = bytes[at++];
-    if (b === undefined) return undefined;
-    length += (b & 0x7f) * 2 ** shift;
-    if (b < 0x80) {
-      return at + length === bytes.length ? bytes.subarray(at) : undefined;
-    }
-  }
-  return undefined;
+  const length = readVarint(bytes, 1);
+  return length !== undefined && length.end + length.value === bytes.length
+    ? bytes.subarray(length.end)
+    : undefined;
 }
 
 /** Applies one protobuf delivery. */

@@ -26,7 +26,7 @@ import type { LocalHub } from "./local_hub.ts";
 import type { Logger } from "./logger.ts";
 import type { CheckedTls } from "./options.ts";
 import { toConnectError } from "./rpc_errors.ts";
-import { ConnWriter } from "./conn_writer.ts";
+import { closeQuietly, ConnWriter } from "./conn_writer.ts";
 
 /** How long to wait after a failed accept before the next one. */
 const ACCEPT_RETRY_MS = 100;
@@ -233,13 +233,5 @@ async function readHello(
     ];
   } finally {
     clearTimeout(timer);
-  }
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Closed already.
   }
 }

@@ -3,7 +3,7 @@
 
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { GatewayError } from "../errors.ts";
-import { ConnWriter } from "./conn_writer.ts";
+import { closeQuietly, ConnWriter } from "./conn_writer.ts";
 import { DELIVER_HEADROOM } from "./deliver_call.ts";
 import {
   ACK,
@@ -143,12 +143,4 @@ function unavailable(error: unknown): ConnectError {
     }`,
     Code.Unavailable,
   );
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Closed already.
-  }
 }

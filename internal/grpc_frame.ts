@@ -2,7 +2,7 @@
 // (the Deliver stream, see deliver_endpoint.ts and delivery_link.ts): each
 // message is a flag byte (1 = compressed), a big-endian u32 length and the
 // message; the status travels in the `grpc-status` and `grpc-message`
-// trailers.
+// trailers. Also the protobuf varints that its hand-made messages need.
 
 import { Code, ConnectError } from "@connectrpc/connect";
 
@@ -77,6 +77,45 @@ export function writeFrameHeader(
   into[at + 2] = (length >>> 16) & 0xff;
   into[at + 3] = (length >>> 8) & 0xff;
   into[at + 4] = length & 0xff;
+}
+
+/** Bytes of `value` as a protobuf varint. */
+export function varintSize(value: number): number {
+  let size = 1;
+  for (let v = value; v > 0x7f; v >>>= 7) size++;
+  return size;
+}
+
+/** Writes `value` as a protobuf varint at `at`; returns where it ends. */
+export function writeVarint(
+  into: Uint8Array,
+  at: number,
+  value: number,
+): number {
+  while (value > 0x7f) {
+    into[at++] = (value & 0x7f) | 0x80;
+    value >>>= 7;
+  }
+  into[at++] = value;
+  return at;
+}
+
+/**
+ * The protobuf varint at `at` and where it ends; undefined when the bytes
+ * end first or it is longer than 5 bytes (32 bits).
+ */
+export function readVarint(
+  from: Uint8Array,
+  at: number,
+): { value: number; end: number } | undefined {
+  let value = 0;
+  for (let shift = 0; shift < 35; shift += 7) {
+    const b = from[at++];
+    if (b === undefined) return undefined;
+    value += (b & 0x7f) * 2 ** shift;
+    if (b < 0x80) return { value, end: at };
+  }
+  return undefined;
 }
 
 /** The trailers that end a call with `error`, or with OK. */
