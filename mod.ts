@@ -60,4 +60,4 @@ export {
 } from "./register.ts";
 export { type Service, type ServiceOptions, startService } from "./service.ts";
 export type { TlsOptions } from "./tls.ts";
-export type { LogLevel } from "./internal/logger.ts";
+export type { LogLevel } from "./internal/base/logger.ts";

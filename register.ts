@@ -16,16 +16,19 @@ import {
   RegisterService,
 } from "./proto/gen/websocket/v1/register_pb.ts";
 import { GatewayError } from "./errors.ts";
-import { isNodeId } from "./internal/client_id.ts";
-import { describe } from "./internal/validate.ts";
+import { isNodeId } from "./internal/hub/client_id.ts";
+import { describe } from "./internal/api/validate.ts";
 import {
   formatHostPort,
   isLoopback,
   parseHostPort,
-} from "./internal/address.ts";
-import { type MemberList, MemberRegistry } from "./internal/member_registry.ts";
-import { listenRpc } from "./internal/rpc_server.ts";
-import { createLogger, type LogLevel } from "./internal/logger.ts";
+} from "./internal/base/address.ts";
+import {
+  type MemberList,
+  MemberRegistry,
+} from "./internal/register/member_registry.ts";
+import { listenRpc } from "./internal/grpc/rpc_server.ts";
+import { createLogger, type LogLevel } from "./internal/base/logger.ts";
 import {
   checkLogLevel,
   checkPort,
@@ -33,16 +36,19 @@ import {
   checkSecret,
   checkTls,
   onAbort,
-} from "./internal/options.ts";
+} from "./internal/base/options.ts";
 import {
   type CommandSpec,
   logLevelFlag,
   readCommandLine,
   reportStartFailure,
   stopSignals,
-} from "./internal/cli.ts";
-import { formatRegisterMetrics, RegisterMetrics } from "./internal/metrics.ts";
-import { opsResponse } from "./internal/ops_http.ts";
+} from "./internal/cli/command_line.ts";
+import {
+  formatRegisterMetrics,
+  RegisterMetrics,
+} from "./internal/ops/metrics.ts";
+import { opsResponse } from "./internal/ops/ops_http.ts";
 import type { TlsOptions } from "./tls.ts";
 
 /** The most bytes one request to the register may have: they are tiny. */

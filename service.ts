@@ -11,30 +11,37 @@ import type { Api } from "./api.ts";
 import type { Application } from "./application.ts";
 import { GatewayError } from "./errors.ts";
 import { GatewayService } from "./proto/gen/websocket/v1/gateway_pb.ts";
-import { ClientIdAllocator, createNodeId } from "./internal/client_id.ts";
-import { LocalHub } from "./internal/local_hub.ts";
-import { MemberTable } from "./internal/member_table.ts";
-import { PeerPool } from "./internal/peer_pool.ts";
-import { ClusterApi } from "./internal/cluster_api.ts";
-import { createGatewayHandler } from "./internal/gateway_handler.ts";
-import { listenRpc, type RpcServer } from "./internal/rpc_server.ts";
-import { deliverEndpoint } from "./internal/deliver_endpoint.ts";
-import { listenDeliveryPort } from "./internal/delivery_port.ts";
-import { joinRegisters } from "./internal/register_link.ts";
-import { WebSocketEndpoint } from "./internal/websocket_endpoint.ts";
-import { formatHostPort, isLoopback } from "./internal/address.ts";
-import { createLogger, errorText, type LogLevel } from "./internal/logger.ts";
-import { onAbort } from "./internal/options.ts";
-import { resolveServiceOptions } from "./internal/service_options.ts";
-import { guardUnhandledRejections } from "./internal/unhandled_rejections.ts";
-import { shutDownService } from "./internal/service_shutdown.ts";
-import { sleep } from "./internal/backoff.ts";
-import { formatServiceMetrics, ServiceMetrics } from "./internal/metrics.ts";
-import { MeteredApi } from "./internal/metered_api.ts";
-import { timeUnaryCalls } from "./internal/rpc_timing.ts";
-import { createHttpApi } from "./internal/http_api.ts";
-import { createServiceHandler } from "./internal/service_http.ts";
-import type { BackoffOptions } from "./internal/backoff.ts";
+import { ClientIdAllocator, createNodeId } from "./internal/hub/client_id.ts";
+import { LocalHub } from "./internal/hub/local_hub.ts";
+import { MemberTable } from "./internal/membership/member_table.ts";
+import { PeerPool } from "./internal/rpc/peer_pool.ts";
+import { ClusterApi } from "./internal/cluster/cluster_api.ts";
+import { createGatewayHandler } from "./internal/rpc/gateway_handler.ts";
+import { listenRpc, type RpcServer } from "./internal/grpc/rpc_server.ts";
+import { deliverEndpoint } from "./internal/delivery/grpc_endpoint.ts";
+import { listenDeliveryPort } from "./internal/delivery/port_listener.ts";
+import { joinRegisters } from "./internal/membership/register_link.ts";
+import { WebSocketEndpoint } from "./internal/service/websocket_endpoint.ts";
+import { formatHostPort, isLoopback } from "./internal/base/address.ts";
+import {
+  createLogger,
+  errorText,
+  type LogLevel,
+} from "./internal/base/logger.ts";
+import { onAbort } from "./internal/base/options.ts";
+import { resolveServiceOptions } from "./internal/service/service_options.ts";
+import { guardUnhandledRejections } from "./internal/service/rejection_guard.ts";
+import { shutDownService } from "./internal/service/shutdown.ts";
+import { sleep } from "./internal/base/backoff.ts";
+import {
+  formatServiceMetrics,
+  ServiceMetrics,
+} from "./internal/ops/metrics.ts";
+import { MeteredApi } from "./internal/api/metered_api.ts";
+import { timeUnaryCalls } from "./internal/grpc/rpc_timing.ts";
+import { createHttpApi } from "./internal/ops/http_api.ts";
+import { createServiceHandler } from "./internal/service/service_handler.ts";
+import type { BackoffOptions } from "./internal/base/backoff.ts";
 import type { TlsOptions } from "./tls.ts";
 
 /** How a service retries a register: capped, jittered, exponential. */

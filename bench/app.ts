@@ -21,14 +21,14 @@
 // SIGTERM (so `deno run --cpu-prof` writes its profile).
 
 import { type Api, type Application, startService } from "../mod.ts";
-import { rpcCounters } from "../internal/rpc_counters.ts";
+import { rpcCounters } from "../internal/ops/rpc_counters.ts";
 import {
   type CommandSpec,
   logLevelFlag,
   readCommandLine,
   stopSignals,
-} from "../internal/cli.ts";
-import type { LogLevel } from "../internal/logger.ts";
+} from "../internal/cli/command_line.ts";
+import type { LogLevel } from "../internal/base/logger.ts";
 
 const OP_BROADCAST = 0x42;
 const OP_POINT_TO_POINT = 0x50;

@@ -13,7 +13,7 @@ import {
   startRegister,
   startService,
 } from "../mod.ts";
-import { splitLines } from "../internal/split_lines.ts";
+import { splitLines } from "./_lines.ts";
 
 const root = new URL("..", import.meta.url);
 

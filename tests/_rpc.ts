@@ -12,7 +12,7 @@ import type {
 } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { Http2Connection } from "../internal/http2_connection.ts";
+import { Http2Connection } from "../internal/grpc/http2_connection.ts";
 import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
 import { RegisterService } from "../proto/gen/websocket/v1/register_pb.ts";
 

@@ -32,7 +32,7 @@ import {
   encodeClose,
   encodeToAll,
   encodeToClient,
-} from "../internal/delivery_codec.ts";
+} from "../internal/delivery/codec.ts";
 import {
   concat,
   startRegisterProcess,

@@ -11,8 +11,8 @@ import {
   ERROR,
   READY,
   writeU32,
-} from "../internal/delivery_port_wire.ts";
-import { encodeToClient } from "../internal/delivery_codec.ts";
+} from "../internal/delivery/port_wire.ts";
+import { encodeToClient } from "../internal/delivery/codec.ts";
 import {
   concat,
   eventually,

@@ -5,7 +5,7 @@
 // here, deterministically, as well as end to end in register_faults_test.ts.
 
 import assert from "node:assert/strict";
-import { MemberTable } from "../internal/member_table.ts";
+import { MemberTable } from "../internal/membership/member_table.ts";
 
 const self = { nodeId: "aaaaaaaaaaaa", rpcAddress: "127.0.0.1:1001" };
 const b = { nodeId: "bbbbbbbbbbbb", rpcAddress: "127.0.0.1:1002" };

@@ -11,8 +11,8 @@ import {
   logLevelFlag,
   readCommandLine,
   stopSignals,
-} from "../../internal/cli.ts";
-import { splitLines } from "../../internal/split_lines.ts";
+} from "../../internal/cli/command_line.ts";
+import { splitLines } from "../../tests/_lines.ts";
 
 const COMMAND: CommandSpec = {
   name: "demo",

@@ -9,14 +9,14 @@
 // line, "chat service <name> on http://host:port/ ...", once it has joined.
 
 import { type ServiceOptions, startService } from "../../mod.ts";
-import type { LogLevel } from "../../internal/logger.ts";
+import type { LogLevel } from "../../internal/base/logger.ts";
 import {
   type CommandSpec,
   logLevelFlag,
   readCommandLine,
   reportStartFailure,
   stopSignals,
-} from "../../internal/cli.ts";
+} from "../../internal/cli/command_line.ts";
 import { createChatApp } from "./app.ts";
 import { loadPublicFiles } from "./static.ts";
 

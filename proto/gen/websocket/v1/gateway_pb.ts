@@ -251,7 +251,7 @@ export type DeliverRequest = Message<"websocket.v1.DeliverRequest"> & {
 
   /**
    * The same deliveries in a compact form that skips one protobuf message
-   * per delivery (see internal/delivery_codec.ts). A sequence of
+   * per delivery (see internal/delivery/). A sequence of
    * deliveries, each a kind byte followed by its fields; `str` and `bytes`
    * are a varint length and that many bytes (UTF-8 for `str`), `strs` a
    * varint count of `str`, and a message is a tag byte (0 none, 1 text,
@@ -1446,7 +1446,7 @@ export const GatewayService: GenService<{
    * long-lived stream per peer. Batches are applied in order (always with
    * node scope) and acknowledged in order. A service that has a delivery
    * port names it in the response header `wsgate-delivery-port`; its peers
-   * then move their batches to that port (see internal/delivery_port.ts).
+   * then move their batches to that port (see internal/delivery/).
    *
    * @generated from rpc websocket.v1.GatewayService.Deliver
    */

@@ -1,0 +1,353 @@
+// Batched, ordered delivery to one peer service over one long-lived
+// stream. What is queued in one tick goes out as one batch; up to
+// MAX_UNACKNOWLEDGED_BATCHES batches are on their way at a time, and what
+// is queued while that many wait goes out as one bigger batch once the peer
+// acknowledges one. So an idle link sends a delivery at once, and a busy
+// one sends fewer, bigger batches (fewer writes and acknowledgements) as
+// its round trip grows. The peer applies batches in order and acknowledges
+// them in order.
+//
+// Batches start on the gRPC Deliver stream. When the peer names its
+// delivery port there, the link connects to it in the background and moves
+// over at a moment when no batch is in flight, so order is kept; if the
+// port cannot be reached, the link stays on gRPC.
+
+import type * as http2 from "node:http2";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { GatewayError } from "../../errors.ts";
+import { type Deferred, deferred } from "../base/deferred.ts";
+import { DELIVER_HEADROOM, DeliverCall } from "./grpc_sender.ts";
+import { DeliveryPortCall } from "./port_sender.ts";
+import type { Logger } from "../base/logger.ts";
+import { rpcCounters } from "../ops/rpc_counters.ts";
+import type { Histogram } from "../ops/prometheus.ts";
+
+interface Batch {
+  readonly done: Deferred<void>;
+  readonly bytes: number;
+  /** When its first delivery was queued (Date.now()). */
+  readonly since: number;
+}
+
+/** Batches written and not yet acknowledged, at most. */
+const MAX_UNACKNOWLEDGED_BATCHES = 8;
+const INITIAL_BATCH_BYTES = 16 * 1024;
+/** A batch buffer that grew past this is dropped once it is sent. */
+const MAX_IDLE_BATCH_BYTES = 1024 * 1024;
+
+/** Options of {@linkcode DeliveryLink}. */
+export interface DeliveryLinkOptions {
+  /** Bytes that may wait for the peer before sends fail at once. */
+  readonly maxQueuedBytes: number;
+  /**
+   * A batch not acknowledged this long after its first delivery was queued
+   * fails with `deadline_exceeded`, and the stream is dropped.
+   */
+  readonly deadlineMs: number;
+  /** Observes each batch's latency, first queued to acknowledged, in s. */
+  readonly deliveryLatency?: Histogram | undefined;
+  /** Says when a peer's delivery port cannot be used. */
+  readonly logger?: Logger | undefined;
+  /** Counts the batches written, by the way they went. */
+  readonly batchCounts?: BatchCounts | undefined;
+}
+
+/** Batches written to peers, by the way they went. */
+export interface BatchCounts {
+  grpc: number;
+  deliveryPort: number;
+}
+
+/** How a {@linkcode DeliveryLink} reaches its peer. */
+export interface PeerDialer {
+  /** Opens a gRPC call (`/package.Service/Method`) to the peer. */
+  openCall(path: string): Promise<http2.ClientHttp2Stream>;
+  /** Connects to the peer's delivery port; without it, none is used. */
+  readonly dialDeliveryPort?:
+    | ((port: number) => Promise<Deno.Conn>)
+    | undefined;
+  /** Sent in the delivery port's hello. */
+  readonly secret?: string | undefined;
+}
+
+/** A call batches are written on. */
+type BatchCall = DeliverCall | DeliveryPortCall;
+
+/** The outgoing delivery stream to one peer. */
+export class DeliveryLink {
+  readonly #dialer: PeerDialer;
+  readonly #address: string;
+  readonly #logger: Logger | undefined;
+  readonly #counts: BatchCounts | undefined;
+  readonly #maxQueuedBytes: number;
+  readonly #deadlineMs: number;
+  readonly #latency: Histogram | undefined;
+  /**
+   * The next batch: `#bytes` bytes of encoded deliveries, after room for
+   * the framing.
+   */
+  #batch = new Uint8Array(DELIVER_HEADROOM + INITIAL_BATCH_BYTES);
+  #bytes = 0;
+  #done: Deferred<void> | undefined;
+  #since = 0;
+  #watchdog: ReturnType<typeof setTimeout> | undefined;
+  readonly #inflight: Batch[] = [];
+  #queuedBytes = 0;
+  /** Where batches are written now. */
+  #call: BatchCall | undefined;
+  /** A delivery port connection that batches move to once it is ready. */
+  #next: DeliveryPortCall | undefined;
+  #nextReady = false;
+  #flushing = false;
+  #closed = false;
+
+  /** A link to the peer at `address`, reached through `dialer`. */
+  constructor(
+    dialer: PeerDialer,
+    address: string,
+    options: DeliveryLinkOptions,
+  ) {
+    this.#dialer = dialer;
+    this.#address = address;
+    this.#logger = options.logger;
+    this.#counts = options.batchCounts;
+    this.#maxQueuedBytes = options.maxQueuedBytes;
+    this.#deadlineMs = options.deadlineMs;
+    this.#latency = options.deliveryLatency;
+  }
+
+  /**
+   * Queues a delivery encoded by `delivery_codec.ts` (copied at once).
+   * Resolves when the peer has applied it; rejects when the stream broke
+   * first, or at once when `maxQueuedBytes` are already waiting for this
+   * peer.
+   */
+  send(delivery: Uint8Array): Promise<void> {
+    const bytes = delivery.byteLength;
+    if (this.#closed) {
+      return Promise.reject(
+        new GatewayError(
+          "closed",
+          `Cannot send to service ${this.#address}: the service is closing`,
+        ),
+      );
+    }
+    if (
+      this.#queuedBytes > 0 &&
+      this.#queuedBytes + bytes > this.#maxQueuedBytes
+    ) {
+      return Promise.reject(
+        new GatewayError(
+          "unavailable",
+          `Cannot send to service ${this.#address}: ${this.#queuedBytes} bytes already wait for it (limit ${this.#maxQueuedBytes})`,
+        ),
+      );
+    }
+    let batch = this.#batch;
+    const end = DELIVER_HEADROOM + this.#bytes;
+    if (end + bytes > batch.byteLength) {
+      batch = new Uint8Array(Math.max(2 * batch.byteLength, end + bytes));
+      batch.set(this.#batch.subarray(0, end));
+      this.#batch = batch;
+    }
+    batch.set(delivery, end);
+    this.#bytes += bytes;
+    rpcCounters.deliveries++;
+    this.#queuedBytes += bytes;
+    let done = this.#done;
+    if (done === undefined) {
+      done = this.#done = deferred();
+      this.#since = Date.now();
+      this.#armWatchdog();
+    }
+    if (!this.#flushing && this.#inflight.length < MAX_UNACKNOWLEDGED_BATCHES) {
+      // Whatever else is queued in this tick goes out in the same batch.
+      this.#flushing = true;
+      queueMicrotask(this.#flush);
+    }
+    return done.promise;
+  }
+
+  /** Resolves when everything queued so far was acknowledged or failed. */
+  drained(): Promise<void> {
+    const pending = this.#inflight.map((batch) => batch.done.promise);
+    if (this.#done !== undefined) pending.push(this.#done.promise);
+    return Promise.allSettled(pending).then(() => {});
+  }
+
+  /**
+   * Fails what is queued and closes the stream: because this service is
+   * closing, or (`left`) because the peer left the cluster.
+   */
+  close(left = false): void {
+    this.#closed = true;
+    this.#fail(
+      left
+        ? new GatewayError(
+          "unavailable",
+          `Cannot send to service ${this.#address}: it left the cluster`,
+        )
+        : new GatewayError(
+          "closed",
+          `Cannot send to service ${this.#address}: this service is closing`,
+        ),
+    );
+    const closed = new ConnectError("the link closed", Code.Canceled);
+    this.#call?.abort(closed);
+    this.#next?.abort(closed);
+  }
+
+  /** When the oldest unacknowledged delivery was queued, if any. */
+  #oldest(): number | undefined {
+    return this.#inflight[0]?.since ??
+      (this.#done === undefined ? undefined : this.#since);
+  }
+
+  /** Wakes up when the oldest unacknowledged delivery is due. */
+  #armWatchdog(): void {
+    if (this.#watchdog !== undefined) return;
+    const oldest = this.#oldest();
+    if (oldest === undefined) return;
+    this.#watchdog = setTimeout(() => {
+      this.#watchdog = undefined;
+      this.#checkDeadline();
+    }, Math.max(0, oldest + this.#deadlineMs - Date.now()));
+  }
+
+  /** Fails everything and drops the stream when the oldest batch is late. */
+  #checkDeadline(): void {
+    const oldest = this.#oldest();
+    if (oldest === undefined) return;
+    if (Date.now() - oldest < this.#deadlineMs) {
+      this.#armWatchdog();
+      return;
+    }
+    this.#fail(
+      new GatewayError(
+        "deadline_exceeded",
+        `Cannot send to service ${this.#address}: no acknowledgement within ${this.#deadlineMs} ms`,
+      ),
+    );
+    this.#call?.abort(
+      new ConnectError("no acknowledgement in time", Code.DeadlineExceeded),
+    );
+  }
+
+  /** Writes the next batch, unless one is in flight already. */
+  readonly #flush = (): void => {
+    this.#flushing = false;
+    const bytes = this.#bytes;
+    const inflight = this.#inflight.length;
+    if (
+      bytes === 0 || this.#closed || inflight >= MAX_UNACKNOWLEDGED_BATCHES ||
+      // A delivery port connection is ready: hold new batches until the
+      // ones in flight are acknowledged, then move over (#switchOver).
+      (this.#nextReady && this.#next !== undefined && inflight > 0)
+    ) return;
+    this.#switchOver();
+    this.#inflight.push({ done: this.#done!, bytes, since: this.#since });
+    this.#bytes = 0;
+    this.#done = undefined;
+    rpcCounters.batches++;
+    const call = this.#call ??= this.#openGrpc();
+    call.write(this.#batch, bytes);
+    if (this.#counts !== undefined) {
+      if (call instanceof DeliverCall) this.#counts.grpc++;
+      else this.#counts.deliveryPort++;
+    }
+    if (this.#batch.byteLength > DELIVER_HEADROOM + MAX_IDLE_BATCH_BYTES) {
+      this.#batch = new Uint8Array(DELIVER_HEADROOM + INITIAL_BATCH_BYTES);
+    }
+  };
+
+  #openGrpc(): DeliverCall {
+    const call: DeliverCall = new DeliverCall(
+      (path) => this.#dialer.openCall(path),
+      this.#address,
+      {
+        onAcknowledged: (batches) => this.#acknowledged(batches, call),
+        onEnded: (error) => this.#ended(error, call),
+        onDeliveryPort: (port) => this.#dialDeliveryPort(port, call),
+      },
+    );
+    return call;
+  }
+
+  /** Connects to the delivery port the peer named on `via`. */
+  #dialDeliveryPort(port: number, via: DeliverCall): void {
+    const dial = this.#dialer.dialDeliveryPort;
+    if (dial === undefined || via !== this.#call || this.#next !== undefined) {
+      return;
+    }
+    this.#nextReady = false;
+    const next: DeliveryPortCall = this.#next = new DeliveryPortCall(
+      () => dial(port),
+      this.#dialer.secret,
+      this.#address,
+      {
+        onReady: () => {
+          if (next !== this.#next) return;
+          this.#nextReady = true;
+          this.#switchOver();
+        },
+        onAcknowledged: (batches) => this.#acknowledged(batches, next),
+        onEnded: (error) => {
+          if (next !== this.#next) return this.#ended(error, next);
+          this.#next = undefined;
+          if (this.#closed) return;
+          this.#logger?.warn(
+            "cannot use a peer's delivery port; its deliveries stay on gRPC",
+            { peer: this.#address, port, error: error.message },
+          );
+        },
+      },
+    );
+  }
+
+  /** Moves to the ready delivery port connection when nothing is in flight. */
+  #switchOver(): void {
+    const next = this.#next;
+    if (
+      next === undefined || !this.#nextReady || this.#inflight.length > 0
+    ) return;
+    const previous = this.#call;
+    this.#call = next;
+    this.#next = undefined;
+    if (previous instanceof DeliverCall) previous.finish();
+    this.#logger?.debug("deliveries to a peer moved to its delivery port", {
+      peer: this.#address,
+    });
+  }
+
+  #acknowledged(batches: number, call: BatchCall): void {
+    if (call !== this.#call) return;
+    for (let n = batches; n > 0; n--) {
+      const batch = this.#inflight.shift();
+      if (batch === undefined) break;
+      this.#queuedBytes -= batch.bytes;
+      this.#latency?.observe((Date.now() - batch.since) / 1000);
+      batch.done.resolve();
+    }
+    this.#switchOver();
+    this.#flush();
+  }
+
+  #ended(error: GatewayError, call: BatchCall): void {
+    if (call !== this.#call) return;
+    this.#call = undefined;
+    this.#fail(error);
+  }
+
+  #fail(error: GatewayError): void {
+    const failed = this.#inflight.splice(0);
+    if (this.#done !== undefined) {
+      failed.push({ done: this.#done, bytes: this.#bytes, since: this.#since });
+      this.#bytes = 0;
+      this.#done = undefined;
+    }
+    this.#queuedBytes = 0;
+    clearTimeout(this.#watchdog);
+    this.#watchdog = undefined;
+    for (const batch of failed) batch.done.reject(error);
+  }
+}

@@ -1,0 +1,18 @@
+// A client interceptor that times unary calls into a histogram. Streams are
+// left alone: their lifetime is not a latency.
+
+import type { Interceptor } from "@connectrpc/connect";
+import type { Histogram } from "../ops/prometheus.ts";
+
+/** Observes each unary call's duration, in seconds, into `histogram`. */
+export function timeUnaryCalls(histogram: Histogram): Interceptor {
+  return (next) => async (req) => {
+    if (req.stream) return await next(req);
+    const start = performance.now();
+    try {
+      return await next(req);
+    } finally {
+      histogram.observe((performance.now() - start) / 1000);
+    }
+  };
+}

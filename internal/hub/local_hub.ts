@@ -1,0 +1,285 @@
+// Node-local client state: the clients of this service and two-way indexes
+// of their uids and groups. Synchronous, no I/O, no knowledge of peers.
+
+import type { ClientInfo, Message } from "../../api.ts";
+
+/** What the hub needs of a client's connection. */
+export interface ClientSocket {
+  /** Queues a message; a closed socket drops it. */
+  send(message: Message): void;
+  /** Starts a close handshake; a closed socket ignores it. */
+  close(code: number, reason: string): void;
+}
+
+interface LocalClient {
+  readonly socket: ClientSocket;
+  uid: string | undefined;
+  groups: Set<string> | undefined;
+  info: ClientInfo;
+}
+
+/** The clients of this service, by clientId, uid and group. */
+export class LocalHub {
+  readonly #clients = new Map<string, LocalClient>();
+  readonly #clientsOfUid = new Map<string, Set<string>>();
+  readonly #clientsOfGroup = new Map<string, Set<string>>();
+
+  /** How many clients this service holds. */
+  get size(): number {
+    return this.#clients.size;
+  }
+
+  /** Adds a connected client. */
+  add(clientId: string, socket: ClientSocket, info: ClientInfo = {}): void {
+    this.#clients.set(clientId, {
+      socket,
+      uid: undefined,
+      groups: undefined,
+      info,
+    });
+  }
+
+  /** Removes a client with its uid and groups; false if it was not here. */
+  remove(clientId: string): boolean {
+    const client = this.#clients.get(clientId);
+    if (client === undefined) return false;
+    this.#unbind(clientId, client);
+    if (client.groups !== undefined) {
+      for (const group of client.groups) {
+        removeFromIndex(this.#clientsOfGroup, group, clientId);
+      }
+    }
+    this.#clients.delete(clientId);
+    return true;
+  }
+
+  has(clientId: string): boolean {
+    return this.#clients.has(clientId);
+  }
+
+  clientIds(): IterableIterator<string> {
+    return this.#clients.keys();
+  }
+
+  // ----------------------------------------------------------- uids
+
+  /** Binds a client to a uid, replacing its old one; false if offline. */
+  bindUid(clientId: string, uid: string): boolean {
+    const client = this.#clients.get(clientId);
+    if (client === undefined) return false;
+    if (client.uid === uid) return true;
+    this.#unbind(clientId, client);
+    client.uid = uid;
+    addToIndex(this.#clientsOfUid, uid, clientId);
+    return true;
+  }
+
+  unbindUid(clientId: string): void {
+    const client = this.#clients.get(clientId);
+    if (client !== undefined) this.#unbind(clientId, client);
+  }
+
+  #unbind(clientId: string, client: LocalClient): void {
+    if (client.uid === undefined) return;
+    removeFromIndex(this.#clientsOfUid, client.uid, clientId);
+    client.uid = undefined;
+  }
+
+  uidOf(clientId: string): string | undefined {
+    return this.#clients.get(clientId)?.uid;
+  }
+
+  hasUid(uid: string): boolean {
+    return this.#clientsOfUid.has(uid);
+  }
+
+  clientIdsOfUid(uid: string): Iterable<string> {
+    return this.#clientsOfUid.get(uid) ?? [];
+  }
+
+  uids(): IterableIterator<string> {
+    return this.#clientsOfUid.keys();
+  }
+
+  get uidCount(): number {
+    return this.#clientsOfUid.size;
+  }
+
+  /** How many non-empty groups there are. */
+  get groupCount(): number {
+    return this.#clientsOfGroup.size;
+  }
+
+  // ----------------------------------------------------------- groups
+
+  /** Adds a client to a group; false if offline. */
+  joinGroup(clientId: string, group: string): boolean {
+    const client = this.#clients.get(clientId);
+    if (client === undefined) return false;
+    (client.groups ??= new Set()).add(group);
+    addToIndex(this.#clientsOfGroup, group, clientId);
+    return true;
+  }
+
+  leaveGroup(clientId: string, group: string): void {
+    const client = this.#clients.get(clientId);
+    if (client?.groups === undefined || !client.groups.delete(group)) return;
+    if (client.groups.size === 0) client.groups = undefined;
+    removeFromIndex(this.#clientsOfGroup, group, clientId);
+  }
+
+  /** Removes every member of a group. */
+  ungroup(group: string): void {
+    const members = this.#clientsOfGroup.get(group);
+    if (members === undefined) return;
+    this.#clientsOfGroup.delete(group);
+    for (const clientId of members) {
+      const client = this.#clients.get(clientId);
+      if (client?.groups === undefined) continue;
+      client.groups.delete(group);
+      if (client.groups.size === 0) client.groups = undefined;
+    }
+  }
+
+  clientIdsOfGroup(group: string): Iterable<string> {
+    return this.#clientsOfGroup.get(group) ?? [];
+  }
+
+  groupSize(group: string): number {
+    return this.#clientsOfGroup.get(group)?.size ?? 0;
+  }
+
+  /** The distinct uids of a group's members. */
+  uidsOfGroup(group: string): Set<string> {
+    const uids = new Set<string>();
+    for (const clientId of this.clientIdsOfGroup(group)) {
+      const uid = this.#clients.get(clientId)?.uid;
+      if (uid !== undefined) uids.add(uid);
+    }
+    return uids;
+  }
+
+  groups(): IterableIterator<string> {
+    return this.#clientsOfGroup.keys();
+  }
+
+  // ----------------------------------------------------------- info
+
+  getInfo(clientId: string): ClientInfo | undefined {
+    const info = this.#clients.get(clientId)?.info;
+    return info === undefined ? undefined : { ...info };
+  }
+
+  setInfo(clientId: string, info: ClientInfo): void {
+    const client = this.#clients.get(clientId);
+    if (client !== undefined) client.info = { ...info };
+  }
+
+  updateInfo(clientId: string, info: ClientInfo): void {
+    const client = this.#clients.get(clientId);
+    if (client !== undefined) client.info = { ...client.info, ...info };
+  }
+
+  /** Copies of the info maps of the given clients (all when omitted). */
+  infos(clientIds?: Iterable<string>): Record<string, ClientInfo> {
+    const out: Record<string, ClientInfo> = {};
+    if (clientIds === undefined) {
+      for (const [id, client] of this.#clients) out[id] = { ...client.info };
+    } else {
+      for (const id of clientIds) {
+        const client = this.#clients.get(id);
+        if (client !== undefined) out[id] = { ...client.info };
+      }
+    }
+    return out;
+  }
+
+  // ----------------------------------------------------------- delivery
+
+  sendToAll(message: Message, exclude?: ReadonlySet<string>): void {
+    if (exclude === undefined || exclude.size === 0) {
+      for (const client of this.#clients.values()) client.socket.send(message);
+      return;
+    }
+    for (const [id, client] of this.#clients) {
+      if (!exclude.has(id)) client.socket.send(message);
+    }
+  }
+
+  sendToClient(clientId: string, message: Message): void {
+    this.#clients.get(clientId)?.socket.send(message);
+  }
+
+  sendToUids(uids: readonly string[], message: Message): void {
+    if (uids.length === 1) {
+      this.#sendToEach(this.#clientsOfUid.get(uids[0]!), message);
+      return;
+    }
+    // A client has one uid, so no client is in two of the sets.
+    for (const uid of new Set(uids)) {
+      this.#sendToEach(this.#clientsOfUid.get(uid), message);
+    }
+  }
+
+  sendToGroups(
+    groups: readonly string[],
+    message: Message,
+    exclude?: ReadonlySet<string>,
+  ): void {
+    if (groups.length === 1 && (exclude === undefined || exclude.size === 0)) {
+      this.#sendToEach(this.#clientsOfGroup.get(groups[0]!), message);
+      return;
+    }
+    const sent = new Set<string>(exclude);
+    for (const group of groups) {
+      const members = this.#clientsOfGroup.get(group);
+      if (members === undefined) continue;
+      for (const id of members) {
+        if (sent.has(id)) continue;
+        sent.add(id);
+        this.#clients.get(id)?.socket.send(message);
+      }
+    }
+  }
+
+  #sendToEach(clientIds: Set<string> | undefined, message: Message): void {
+    if (clientIds === undefined) return;
+    for (const id of clientIds) this.#clients.get(id)?.socket.send(message);
+  }
+
+  /** Closes a client normally, after a last message if given. */
+  close(clientId: string, lastMessage?: Message): void {
+    const client = this.#clients.get(clientId);
+    if (client === undefined) return;
+    if (lastMessage !== undefined) client.socket.send(lastMessage);
+    client.socket.close(1000, "");
+  }
+
+  /** Closes every client with the given code. */
+  closeAll(code: number, reason: string): void {
+    for (const client of this.#clients.values()) {
+      client.socket.close(code, reason);
+    }
+  }
+}
+
+function addToIndex(
+  index: Map<string, Set<string>>,
+  key: string,
+  clientId: string,
+): void {
+  const set = index.get(key);
+  if (set === undefined) index.set(key, new Set([clientId]));
+  else set.add(clientId);
+}
+
+function removeFromIndex(
+  index: Map<string, Set<string>>,
+  key: string,
+  clientId: string,
+): void {
+  const set = index.get(key);
+  if (set === undefined) return;
+  set.delete(clientId);
+  if (set.size === 0) index.delete(key);
+}

@@ -1,0 +1,245 @@
+// What a service and a register count, for GET /metrics.
+//
+// The tiny API: hot paths increment a public field (`metrics.messagesIn++`,
+// `metrics.apiCalls[API.sendToAll]++`, `histogram.observe(s)`), which costs no
+// allocation and no lookup. Gauges that the code base already knows (open
+// sockets, members) are read at scrape time. `format*Metrics` renders the
+// Prometheus text.
+
+import type { Api } from "../../api.ts";
+import { Histogram, LATENCY_BUCKETS, PrometheusText } from "./prometheus.ts";
+
+/** Every method of the {@linkcode Api}, in a fixed order. */
+export const API_METHODS = [
+  "sendToAll",
+  "sendToClient",
+  "sendToUid",
+  "sendToGroup",
+  "bindUid",
+  "unbindUid",
+  "isUidOnline",
+  "getUidByClientId",
+  "getClientIdsByUid",
+  "joinGroup",
+  "leaveGroup",
+  "ungroup",
+  "getClientCountByGroup",
+  "getClientIdsByGroup",
+  "getUidsByGroup",
+  "getUidCountByGroup",
+  "getAllUid",
+  "getAllUidCount",
+  "getAllGroups",
+  "getAllClientIds",
+  "getAllClientCount",
+  "isOnline",
+  "closeClient",
+  "getInfo",
+  "setInfo",
+  "updateInfo",
+  "getClientInfosByGroup",
+  "getAllClientInfos",
+] as const satisfies readonly (keyof Api)[];
+
+/** The name of an Api method. */
+export type ApiMethod = typeof API_METHODS[number];
+
+// A compile error here means an Api method is missing from API_METHODS.
+const _everyMethod: Exclude<keyof Api, ApiMethod> extends never ? true
+  : never = true;
+void _everyMethod;
+
+/** Index of each Api method in {@linkcode ServiceMetrics.apiCalls}. */
+export const API: { readonly [M in ApiMethod]: number } = Object.freeze(
+  Object.fromEntries(API_METHODS.map((m, i) => [m, i])) as {
+    [M in ApiMethod]: number;
+  },
+);
+
+/** The counters of one service. */
+export class ServiceMetrics {
+  /** Client WebSockets accepted. */
+  connectionsOpened = 0;
+  /** Client WebSockets that closed. */
+  connectionsClosed = 0;
+  /** Frames received from clients. */
+  messagesIn = 0;
+  /** Payload received from clients (see {@linkcode payloadSize}). */
+  bytesIn = 0;
+  /** Frames sent to clients. */
+  messagesOut = 0;
+  /** Payload sent to clients (see {@linkcode payloadSize}). */
+  bytesOut = 0;
+  /** Clients closed because they did not read fast enough. */
+  slowConsumerCloses = 0;
+  /** Api calls on this service, by method ({@linkcode API} indexes it). */
+  readonly apiCalls: Float64Array = new Float64Array(API_METHODS.length);
+  /** Api calls that rejected, by method. */
+  readonly apiErrors: Float64Array = new Float64Array(API_METHODS.length);
+  /** HTTP API requests refused for a missing or wrong secret. */
+  httpApiUnauthorized = 0;
+  /** Unary calls to peer services, from call to answer, in seconds. */
+  readonly peerUnary: Histogram = new Histogram(LATENCY_BUCKETS);
+  /** Delivery batches to peers, from first queued to acknowledged. */
+  readonly peerDelivery: Histogram = new Histogram(LATENCY_BUCKETS);
+  /** Delivery batches written to peers, by the way they went. */
+  readonly peerBatches: { grpc: number; deliveryPort: number } = {
+    grpc: 0,
+    deliveryPort: 0,
+  };
+}
+
+/** The size the byte counters add for one message. */
+export function payloadSize(message: string | Uint8Array): number {
+  // A string's UTF-8 size would need an encoding pass per message; its
+  // length (UTF-16 code units) is free and equals the bytes for ASCII.
+  return typeof message === "string" ? message.length : message.byteLength;
+}
+
+/** What a service knows at scrape time. */
+export interface ServiceGauges {
+  readonly ready: boolean;
+  readonly connections: number;
+  readonly uids: number;
+  readonly groups: number;
+  readonly members: number;
+}
+
+/** The Prometheus text for a service. */
+export function formatServiceMetrics(
+  m: ServiceMetrics,
+  g: ServiceGauges,
+): string {
+  const byMethod = (values: Float64Array) =>
+    API_METHODS.map((method, i) => [{ method }, values[i]!] as const);
+  return new PrometheusText()
+    .gauge(
+      "wsgate_ready",
+      "1 once the service has received a member list, 0 before or while closing.",
+      g.ready ? 1 : 0,
+    )
+    .gauge("wsgate_connections", "Open client WebSockets.", g.connections)
+    .counter(
+      "wsgate_connections_opened_total",
+      "Client WebSockets accepted.",
+      m.connectionsOpened,
+    )
+    .counter(
+      "wsgate_connections_closed_total",
+      "Client WebSockets closed.",
+      m.connectionsClosed,
+    )
+    .counter(
+      "wsgate_messages_received_total",
+      "Messages received from clients.",
+      m.messagesIn,
+    )
+    .counter(
+      "wsgate_bytes_received_total",
+      "Payload received from clients: bytes of binary frames, UTF-16 code units of text frames.",
+      m.bytesIn,
+    )
+    .counter(
+      "wsgate_messages_sent_total",
+      "Messages sent to clients.",
+      m.messagesOut,
+    )
+    .counter(
+      "wsgate_bytes_sent_total",
+      "Payload sent to clients: bytes of binary frames, UTF-16 code units of text frames.",
+      m.bytesOut,
+    )
+    .counter(
+      "wsgate_slow_consumer_closes_total",
+      "Clients closed because they did not read fast enough.",
+      m.slowConsumerCloses,
+    )
+    .counter(
+      "wsgate_api_calls_total",
+      "Api calls on this service (hooks, gRPC and HTTP backends), by method.",
+      byMethod(m.apiCalls),
+    )
+    .counter(
+      "wsgate_api_errors_total",
+      "Api calls on this service that rejected, by method.",
+      byMethod(m.apiErrors),
+    )
+    .counter(
+      "wsgate_http_api_unauthorized_total",
+      "HTTP API requests refused for a missing or wrong secret.",
+      m.httpApiUnauthorized,
+    )
+    .histogram(
+      "wsgate_peer_rpc_duration_seconds",
+      "Calls to peer services: unary calls from call to answer, delivery batches from first queued to acknowledged.",
+      [[{ kind: "unary" }, m.peerUnary], [
+        { kind: "delivery" },
+        m.peerDelivery,
+      ]],
+    )
+    .counter(
+      "wsgate_peer_batches_total",
+      "Delivery batches written to peer services, by the way they went: the gRPC Deliver stream or the peer's delivery port.",
+      [
+        [{ via: "grpc" }, m.peerBatches.grpc],
+        [{ via: "delivery_port" }, m.peerBatches.deliveryPort],
+      ],
+    )
+    .gauge(
+      "wsgate_members",
+      "Services in this service's member list, itself included.",
+      g.members,
+    )
+    .gauge("wsgate_uids", "Uids bound on this service.", g.uids)
+    .gauge("wsgate_groups", "Non-empty groups on this service.", g.groups)
+    .gauge(
+      "process_resident_memory_bytes",
+      "Resident memory of the process.",
+      Deno.memoryUsage().rss,
+    )
+    .toString();
+}
+
+/** The counters of one register. */
+export class RegisterMetrics {
+  /** Join streams opened by services. */
+  joins = 0;
+  /** Join streams that ended (the service left, died or was replaced). */
+  leaves = 0;
+}
+
+/** What a register knows at scrape time. */
+export interface RegisterGauges {
+  readonly members: number;
+  readonly version: bigint;
+}
+
+/** The Prometheus text for a register. */
+export function formatRegisterMetrics(
+  m: RegisterMetrics,
+  g: RegisterGauges,
+): string {
+  return new PrometheusText()
+    .gauge("wsgate_register_members", "Services in the member list.", g.members)
+    .gauge(
+      "wsgate_register_member_list_version",
+      "Version of the member list; it grows on every change.",
+      Number(g.version),
+    )
+    .counter(
+      "wsgate_register_joins_total",
+      "Join streams opened by services.",
+      m.joins,
+    )
+    .counter(
+      "wsgate_register_leaves_total",
+      "Join streams that ended.",
+      m.leaves,
+    )
+    .gauge(
+      "process_resident_memory_bytes",
+      "Resident memory of the process.",
+      Deno.memoryUsage().rss,
+    )
+    .toString();
+}

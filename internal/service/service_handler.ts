@@ -1,0 +1,47 @@
+// What a service's WebSocket port answers, in order: WebSocket upgrades
+// (any path), the operator endpoints (/healthz, /metrics), the HTTP API
+// (/api/*, when turned on), then the application's own `fetch` handler.
+
+import { WebSocketEndpoint } from "./websocket_endpoint.ts";
+import { opsResponse, type OpsSource } from "../ops/ops_http.ts";
+import { HTTP_API_PREFIX, type HttpApiHandler } from "../ops/http_api.ts";
+
+/** Options of {@linkcode createServiceHandler}. */
+export interface ServiceHandlerOptions {
+  readonly endpoint: WebSocketEndpoint;
+  readonly ops: OpsSource;
+  /** The HTTP API, or undefined when it is off. */
+  readonly httpApi: HttpApiHandler | undefined;
+  /** The application's handler for every other request. */
+  readonly fetch:
+    | ((request: Request) => Response | Promise<Response>)
+    | undefined;
+}
+
+/** Makes the request handler of a service's WebSocket port. */
+export function createServiceHandler(
+  options: ServiceHandlerOptions,
+): (
+  request: Request,
+  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+) => Response | Promise<Response> {
+  const { endpoint, ops, httpApi, fetch } = options;
+  return function handleServiceRequest(request, info) {
+    if (WebSocketEndpoint.isUpgrade(request)) {
+      return endpoint.upgrade(request, info.remoteAddr);
+    }
+    const builtIn = opsResponse(request, ops);
+    if (builtIn !== undefined) return builtIn;
+    if (
+      httpApi !== undefined &&
+      new URL(request.url).pathname.startsWith(HTTP_API_PREFIX)
+    ) {
+      return httpApi(request);
+    }
+    if (fetch !== undefined) return fetch(request);
+    return new Response(
+      "This is a wsgate service: connect with a WebSocket.\n",
+      { status: 426, headers: { upgrade: "websocket" } },
+    );
+  };
+}
