@@ -25,6 +25,36 @@ import type { Api, ClientInfo, Message } from "./api.ts";
 export interface Context {
   /** The cluster-wide Api. */
   readonly api: Api;
+  /** The service that runs the hook. */
+  readonly service: ServiceIdentity;
+}
+
+/**
+ * Which service runs a hook: its node id (the prefix of its clients' ids)
+ * and the name people call it by.
+ *
+ * @example Telling users where they are connected
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { Application, ServiceIdentity } from "./mod.ts";
+ *
+ * function where(service: ServiceIdentity): string {
+ *   return `connected to ${service.name}`;
+ * }
+ * const app: Application = {
+ *   async onConnect(clientId, { api, service }) {
+ *     await api.sendToClient(clientId, where(service));
+ *   },
+ * };
+ * assert.equal(where({ nodeId: "k2j4m6p8r0t2", name: "A" }), "connected to A");
+ * assert.equal(typeof app.onConnect, "function");
+ * ```
+ */
+export interface ServiceIdentity {
+  /** The service's node id: the prefix of its clients' ids. */
+  readonly nodeId: string;
+  /** {@linkcode ServiceOptions.name}, or the node id when it is unset. */
+  readonly name: string;
 }
 
 /**
@@ -64,6 +94,7 @@ export interface ConnectContext extends Context {
  * }
  * const refused = onHandshake(new Request("http://localhost/"), {
  *   api: {} as never,
+ *   service: { nodeId: "k2j4m6p8r0t2", name: "A" },
  *   remoteAddr: { hostname: "10.0.0.9", port: 50000 },
  * });
  * assert.equal((refused as Response).status, 403);
@@ -169,6 +200,7 @@ export type HandshakeResult = Response | HandshakeAccept | void;
  * };
  * const refused = await app.onHandshake!(new Request("http://localhost/"), {
  *   api: {} as never,
+ *   service: { nodeId: "k2j4m6p8r0t2", name: "A" },
  *   remoteAddr: { hostname: "127.0.0.1", port: 40000 },
  * });
  * assert.ok(refused instanceof Response);

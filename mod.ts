@@ -45,6 +45,7 @@ export type {
   HandshakeAccept,
   HandshakeContext,
   HandshakeResult,
+  ServiceIdentity,
 } from "./application.ts";
 export {
   GatewayError,

@@ -41,8 +41,10 @@ import {
   type CommandSpec,
   logLevelFlag,
   readCommandLine,
+  readTlsFlags,
   reportStartFailure,
   stopSignals,
+  TLS_FLAGS,
 } from "./internal/cli/command_line.ts";
 import {
   formatRegisterMetrics,
@@ -366,30 +368,7 @@ const COMMAND: CommandSpec = {
       kind: "string",
       description: "shared secret that services must present",
     },
-    {
-      name: "tls-cert",
-      env: "WSGATE_TLS_CERT",
-      kind: "string",
-      description: "serve TLS with this certificate chain (PEM file)",
-    },
-    {
-      name: "tls-key",
-      env: "WSGATE_TLS_KEY",
-      kind: "string",
-      description: "private key of --tls-cert (PEM file)",
-    },
-    {
-      name: "tls-ca",
-      env: "WSGATE_TLS_CA",
-      kind: "string",
-      description: "certificate authorities to trust (PEM file)",
-    },
-    {
-      name: "tls-mutual",
-      env: "WSGATE_TLS_MUTUAL",
-      kind: "boolean",
-      description: "require client certificates signed by --tls-ca",
-    },
+    ...TLS_FLAGS,
     logLevelFlag("info", "WSGATE_LOG_LEVEL"),
   ],
 };
@@ -435,45 +414,6 @@ async function main(): Promise<void> {
   }
   await stop.stopped;
   await register.close();
-}
-
-/** The TLS options that the `--tls-*` flags name, read from their files. */
-async function readTlsFlags(
-  flags: Record<string, string | number | boolean | undefined>,
-): Promise<TlsOptions | undefined> {
-  const certFile = flags["tls-cert"];
-  const keyFile = flags["tls-key"];
-  const caFile = flags["tls-ca"];
-  const mutual = flags["tls-mutual"] === true;
-  if (certFile === undefined && keyFile === undefined) {
-    if (caFile !== undefined || mutual) {
-      throw new TypeError(
-        "Cannot use --tls-ca or --tls-mutual without --tls-cert and --tls-key",
-      );
-    }
-    return undefined;
-  }
-  if (certFile === undefined || keyFile === undefined) {
-    throw new TypeError("Cannot use TLS: give both --tls-cert and --tls-key");
-  }
-  const read = async (file: unknown, flag: string) => {
-    try {
-      return await Deno.readTextFile(String(file));
-    } catch (error) {
-      throw new TypeError(
-        `Cannot read --${flag} "${String(file)}": ${
-          error instanceof Error ? error.message : String(error)
-        }`,
-      );
-    }
-  };
-  const tls: TlsOptions = {
-    cert: await read(certFile, "tls-cert"),
-    key: await read(keyFile, "tls-key"),
-    mutual,
-  };
-  if (caFile !== undefined) tls.ca = await read(caFile, "tls-ca");
-  return tls;
 }
 
 if (import.meta.main) {

@@ -452,17 +452,20 @@ function ask(c: Client, text: string, timeoutMs = 10_000): Promise<string> {
 
 type Counters = { unaryCalls: number; deliveries: number; batches: number };
 
-/** Sums the RPC counters of every server (asked through its first client). */
+/** Sums the peer counters of every server, from its /metrics. */
 async function readCounters(): Promise<Counters | undefined> {
   if (!options.stats) return undefined;
   const sum: Counters = { unaryCalls: 0, deliveries: 0, batches: 0 };
-  for (let s = 0; s < options.urls.length; s++) {
-    const reply = await ask(clients[s]!, "stats");
-    if (!reply.startsWith("stats:")) throw new Error(`bad stats: ${reply}`);
-    const c = JSON.parse(reply.slice(6)) as Counters;
-    sum.unaryCalls += c.unaryCalls;
-    sum.deliveries += c.deliveries;
-    sum.batches += c.batches;
+  for (const url of options.urls) {
+    const metrics = new URL("/metrics", url.replace(/^ws/, "http"));
+    const text = await (await fetch(metrics)).text();
+    const value = (pattern: RegExp) =>
+      [...text.matchAll(pattern)].reduce((n, m) => n + Number(m[1]), 0);
+    sum.unaryCalls += value(
+      /^wsgate_peer_rpc_duration_seconds_count\{kind="unary"\} (\S+)$/gm,
+    );
+    sum.deliveries += value(/^wsgate_peer_deliveries_total (\S+)$/gm);
+    sum.batches += value(/^wsgate_peer_batches_total\{[^}]*\} (\S+)$/gm);
   }
   return sum;
 }

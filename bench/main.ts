@@ -276,15 +276,21 @@ async function startCluster(services: number): Promise<Target> {
     const service = await spawn(`service${i}`, [
       "run",
       "-A",
+      "service.ts",
+      "--app",
       "bench/app.ts",
       "--register",
       address,
+      "--hostname",
+      "127.0.0.1",
       "--port",
       "0",
       "--rpc-port",
       "0",
+      "--log-level",
+      "warn",
     ]);
-    const { port } = JSON.parse(service.first) as { port: number };
+    const port = Number(/ on http:\/\/\S+:(\d+)\//.exec(service.first)?.[1]);
     urls.push(`ws://127.0.0.1:${port}/`);
     pids.push(`s${i}:${service.pid}`);
   }

@@ -161,25 +161,79 @@ export async function startRegisterProcess(
   return { child, address: match[1]! };
 }
 
-/** What an echo service process announces. */
+/** What a service process announces in its first line. */
 export interface ServiceInfo {
+  name: string;
   nodeId: string;
   port: number;
   rpcAddress: string;
+  /** Undefined when it has none. */
+  deliveryPort: number | undefined;
 }
 
-/** An echo service process (tests/fixtures/echo_service.ts). */
-export async function startServiceProcess(
+/** The ready line of `service.ts`, as {@linkcode ServiceInfo}. */
+export function parseReadyLine(line: string): ServiceInfo {
+  const match =
+    /^service (\S+) on http:\/\/\S+:(\d+)\/ \(node ([0-9a-v]{12}), rpc (\S+?)(?:, delivery port (\d+))?\)$/
+      .exec(line);
+  if (match === null) throw new Error(`not a service's ready line: ${line}`);
+  return {
+    name: match[1]!,
+    port: Number(match[2]),
+    nodeId: match[3]!,
+    rpcAddress: match[4]!,
+    deliveryPort: match[5] === undefined ? undefined : Number(match[5]),
+  };
+}
+
+/**
+ * The flags that a test service process starts with: `register`, free ports
+ * on loopback, logs at warn; `args` come after them and override them.
+ */
+export function serviceArgs(
+  app: string,
+  register: string,
+  args: readonly string[] = [],
+): string[] {
+  return [
+    "--app",
+    app,
+    "--register",
+    register,
+    "--hostname",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--rpc-port",
+    "0",
+    "--log-level",
+    "warn",
+    ...args,
+  ];
+}
+
+/** `deno run -A service.ts --app <app>` for tests, with its ready line. */
+async function startAppProcess(
+  app: string,
+  register: string,
+  args: string[],
+  options: ChildOptions,
+): Promise<{ child: Child; info: ServiceInfo }> {
+  const child = await Child.start(
+    "service.ts",
+    serviceArgs(app, register, args),
+    options,
+  );
+  return { child, info: parseReadyLine(child.first) };
+}
+
+/** A service process of the echo app (tests/fixtures/echo_app.ts). */
+export function startServiceProcess(
   register: string,
   args: string[] = [],
   options: ChildOptions = {},
 ): Promise<{ child: Child; info: ServiceInfo }> {
-  const child = await Child.start("tests/fixtures/echo_service.ts", [
-    "--register",
-    register,
-    ...args,
-  ], options);
-  return { child, info: JSON.parse(child.first) as ServiceInfo };
+  return startAppProcess("tests/fixtures/echo_app.ts", register, args, options);
 }
 
 /** A register in this process on a free loopback port, with its address. */
@@ -348,18 +402,13 @@ export function untilClientCount(
   return eventually(what, async () => (await api.getAllClientCount()) === n);
 }
 
-/** A lab service process (tests/fixtures/lab_service.ts). */
-export async function startLabService(
+/** A service process of the lab app (tests/fixtures/lab_app.ts). */
+export function startLabService(
   register: string,
   args: string[] = [],
   options: ChildOptions = {},
 ): Promise<{ child: Child; info: ServiceInfo }> {
-  const child = await Child.start("tests/fixtures/lab_service.ts", [
-    "--register",
-    register,
-    ...args,
-  ], options);
-  return { child, info: JSON.parse(child.first) as ServiceInfo };
+  return startAppProcess("tests/fixtures/lab_app.ts", register, args, options);
 }
 
 /** The resident set size of a process, in bytes, from /proc. */

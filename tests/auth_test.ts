@@ -10,6 +10,7 @@ import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
 import { RegisterService } from "../proto/gen/websocket/v1/register_pb.ts";
 import {
   runCapturingStderr,
+  serviceArgs,
   startCaller,
   startRegisterProcess,
   startServiceProcess,
@@ -194,21 +195,22 @@ Deno.test("a service with a wrong or no secret cannot join", async (t) => {
 
     await t.step("a service process says why and exits", async () => {
       const { code, stderr } = await runCapturingStderr(
-        "tests/fixtures/echo_service.ts",
-        [
-          "--register",
-          register.address,
+        "service.ts",
+        serviceArgs("tests/fixtures/echo_app.ts", register.address, [
           "--secret",
           "wrong",
           "--join-timeout-ms",
           "60000",
-        ],
+        ]),
         null,
         60_000,
       );
       assert.equal(code, 1, stderr);
       assert.match(stderr, /ERROR .*register refused this service's secret/);
-      assert.match(stderr, /echo_service: unauthenticated: /);
+      assert.match(
+        stderr,
+        /^service: Cannot join the cluster: every register refused this service's secret/m,
+      );
     });
 
     await t.step("the register lists none of them", async () => {
@@ -254,19 +256,18 @@ Deno.test("listening beyond loopback without a secret logs a warning", async (t)
   });
 
   await t.step("a service's RPC port", async () => {
-    const args = ["--register", "127.0.0.1:1", "--rpc-hostname", NOT_LOOPBACK];
-    const open = await runCapturingStderr(
-      "tests/fixtures/echo_service.ts",
-      args,
-      /echo_service: /,
-    );
+    const args = serviceArgs("tests/fixtures/echo_app.ts", "127.0.0.1:1", [
+      "--rpc-hostname",
+      NOT_LOOPBACK,
+    ]);
+    const open = await runCapturingStderr("service.ts", args, /^service: /m);
     assert.match(open.stderr, RPC_WARNING);
     const guarded = await runCapturingStderr(
-      "tests/fixtures/echo_service.ts",
+      "service.ts",
       [...args, "--secret", "s"],
-      /echo_service: /,
+      /^service: /m,
     );
     assert.doesNotMatch(guarded.stderr, RPC_WARNING);
-    assert.match(guarded.stderr, /echo_service: /);
+    assert.match(guarded.stderr, /^service: /m);
   });
 });

@@ -10,8 +10,7 @@ import assert from "node:assert/strict";
 import { chromium, type Page } from "playwright-core";
 import { startService } from "../mod.ts";
 import { Child, localServiceOptions, startLocalRegister } from "./_cluster.ts";
-import { createChatApp } from "../examples/chat/app.ts";
-import { loadPublicFiles } from "../examples/chat/static.ts";
+import { createChatApp, fetch } from "../examples/chat/app.ts";
 
 const executablePath = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
 const haveBrowser = await Deno.stat(executablePath).then(
@@ -184,9 +183,12 @@ Deno.test({
     await using register = await startLocalRegister({ logLevel: "error" });
     const options = localServiceOptions(register.address, {
       logLevel: "error",
-      fetch: await loadPublicFiles(),
+      fetch,
     });
-    let service = await startService(createChatApp({ name: "first" }), options);
+    let service = await startService(createChatApp(), {
+      ...options,
+      name: "first",
+    });
     const port = service.port;
     const profile = await Deno.makeTempDir({ prefix: "wsgate-chrome-" });
     const context = await chromium.launchPersistentContext(profile, {
@@ -204,8 +206,9 @@ Deno.test({
       await service.close();
       await page.locator("#banner", { hasText: "Lost the connection" })
         .waitFor(WAIT);
-      service = await startService(createChatApp({ name: "second" }), {
+      service = await startService(createChatApp(), {
         ...options,
+        name: "second",
         port,
       });
       await page.locator("#service-text", {

@@ -11,7 +11,9 @@ import {
   eventually,
   greeter,
   localServiceOptions,
+  parseReadyLine,
   RawClient,
+  serviceArgs,
   settles,
   startLabService,
   startLocalRegister,
@@ -22,10 +24,9 @@ import {
 Deno.test("a service that closes delivers what is queued, then closes clients with 1001, onClose, onStop", async () => {
   const register = await startRegisterProcess();
   const leaving = await startLabService(register.address, [
-    "--announce",
     "--log-level",
     "debug",
-  ], { captureStderr: true });
+  ], { captureStderr: true, env: { LAB_ANNOUNCE: "1" } });
   const staying = await startLabService(register.address);
   try {
     await using observer = await TestClient.connect(staying.info.port);
@@ -71,7 +72,10 @@ Deno.test("a service that closes delivers what is queued, then closes clients wi
     assert.ok(at.every((i) => i >= 0), stderr);
     assert.deepEqual([...at].sort((x, y) => x - y), at);
     await leaving.child.stop();
-    assert.deepEqual(leaving.child.output, ["onStop", "closed"]);
+    assert.deepEqual(leaving.child.output, [
+      "onStop",
+      `service ${leaving.info.name} stopped`,
+    ]);
     assert.doesNotMatch(stderr, /WARN|ERROR/);
 
     // The others forgot it.
@@ -84,7 +88,7 @@ Deno.test("a service that closes delivers what is queued, then closes clients wi
   }
 });
 
-Deno.test("SIGTERM and SIGINT stop the fixture and the example service gracefully", async (t) => {
+Deno.test("SIGTERM and SIGINT stop service.ts gracefully, with the lab and the example app", async (t) => {
   const register = await startRegisterProcess();
   try {
     for (const signal of ["SIGTERM", "SIGINT"] as const) {
@@ -94,20 +98,21 @@ Deno.test("SIGTERM and SIGINT stop the fixture and the example service gracefull
         const status = await service.child.stop(signal);
         assert.equal(status.code, 0);
         assert.equal((await settles("closed", client.closed)).code, 1001);
-        assert.deepEqual(service.child.output, ["onStop", "closed"]);
+        assert.deepEqual(service.child.output, [
+          "onStop",
+          `service ${service.info.name} stopped`,
+        ]);
       });
-      await t.step(`examples/default/service.ts on ${signal}`, async () => {
-        const child = await Child.start("examples/default/service.ts", [
-          "--register",
-          register.address,
-          "--port",
-          "0",
-          "--rpc-port",
-          "0",
-        ], { captureStderr: true });
-        const port = Number(
-          /ws:\/\/127\.0\.0\.1:(\d+)\//.exec(child.first)![1],
+      await t.step(`examples/default/app.ts on ${signal}`, async () => {
+        const child = await Child.start(
+          "service.ts",
+          serviceArgs("examples/default/app.ts", register.address, [
+            "--log-level",
+            "info",
+          ]),
+          { captureStderr: true },
         );
+        const { port } = parseReadyLine(child.first);
         await using client = new TestClient(`ws://127.0.0.1:${port}/`);
         assert.match(String(await client.next()), /^welcome, you are /);
         const status = await child.stop(signal);

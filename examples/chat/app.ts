@@ -1,6 +1,11 @@
 // The chat application: nicknames (uids), rooms (groups), private messages
 // (sendToUid), join and leave notices, and the online count, all through
 // the cluster Api, so people on different services talk as if on one.
+// `deno task demo` runs a register and two services of it; one service is
+//
+//   deno run -A service.ts --app examples/chat/app.ts --name A --port 9201
+//
+// Its default export is the Application, and `fetch` serves the page.
 //
 // A nickname is the client's uid: two pages with the same nickname are the
 // same person, and both get that person's private messages. A room is the
@@ -26,16 +31,13 @@
 //                    { type: "error",   text }
 
 import type { Api, Application } from "../../mod.ts";
+import { loadPublicFiles } from "./static.ts";
 
-/** Options of {@linkcode createChatApp}. */
-export interface ChatAppOptions {
-  /**
-   * The service's name shown to users, e.g. "A".
-   *
-   * @default {the service's node id}
-   */
-  name?: string;
-}
+/** The chat, as `service.ts --app examples/chat/app.ts` runs it. */
+export default createChatApp();
+
+/** The chat's page, served on each service's WebSocket port. */
+export const fetch: (request: Request) => Response = await loadPublicFiles();
 
 /** Rooms that are always listed, even when empty. */
 export const DEFAULT_ROOMS: readonly string[] = ["lobby", "random"];
@@ -54,13 +56,14 @@ interface Person {
 /** A user-facing problem: sent back to the page as `{ type: "error" }`. */
 class ChatError extends Error {}
 
-/** Makes the chat application of one service. */
-export function createChatApp(options: ChatAppOptions = {}): Application {
+/**
+ * Makes the chat application of one service. Users see the service by its
+ * name (`--name`, or `name` of the start options), the node id by default.
+ */
+export function createChatApp(): Application {
   const people = new Map<string, Person>();
-
-  function serviceName(clientId: string): string {
-    return options.name ?? clientId.slice(0, clientId.lastIndexOf("."));
-  }
+  /** This service's name, as onStart learns it. */
+  let serviceName = "";
 
   function send(api: Api, clientId: string, event: object): Promise<void> {
     return api.sendToClient(clientId, JSON.stringify(event));
@@ -116,7 +119,7 @@ export function createChatApp(options: ChatAppOptions = {}): Application {
           type: "joined",
           room,
           nick: person.nick,
-          service: serviceName(clientId),
+          service: serviceName,
         }),
       );
     }
@@ -132,14 +135,13 @@ export function createChatApp(options: ChatAppOptions = {}): Application {
   ): Promise<void> {
     person.rooms.delete(room);
     await api.leaveGroup(clientId, GROUP_PREFIX + room);
-    await afterLeaving(api, clientId, person, room);
+    await afterLeaving(api, person, room);
     await send(api, clientId, { type: "members", room, members: [] });
   }
 
   /** Tells the room, unless the nick is still there from another tab. */
   async function afterLeaving(
     api: Api,
-    clientId: string,
     person: Person,
     room: string,
   ): Promise<void> {
@@ -151,7 +153,7 @@ export function createChatApp(options: ChatAppOptions = {}): Application {
           type: "left",
           room,
           nick: person.nick,
-          service: serviceName(clientId),
+          service: serviceName,
         }),
       );
     }
@@ -183,7 +185,7 @@ export function createChatApp(options: ChatAppOptions = {}): Application {
             type: "message",
             room: name,
             from: person.nick,
-            service: serviceName(clientId),
+            service: serviceName,
             text: text(event.text),
             at: Date.now(),
           }),
@@ -201,7 +203,7 @@ export function createChatApp(options: ChatAppOptions = {}): Application {
             type: "whisper",
             from: person.nick,
             to,
-            service: serviceName(clientId),
+            service: serviceName,
             text: body,
             at: Date.now(),
           }),
@@ -213,7 +215,10 @@ export function createChatApp(options: ChatAppOptions = {}): Application {
   }
 
   return {
-    async onConnect(clientId, { api, request }) {
+    onStart({ service }) {
+      serviceName = service.name;
+    },
+    async onConnect(clientId, { api, request, service }) {
       const wanted = new URL(request.url).searchParams.get("nick")?.trim() ??
         "";
       if (!NICK.test(wanted)) {
@@ -235,8 +240,8 @@ export function createChatApp(options: ChatAppOptions = {}): Application {
         type: "welcome",
         you: { clientId, nick: wanted },
         service: {
-          name: serviceName(clientId),
-          nodeId: clientId.slice(0, clientId.lastIndexOf(".")),
+          name: serviceName,
+          nodeId: service.nodeId,
         },
         online: await api.getAllClientCount(),
         rooms: await roomList(api),
@@ -264,7 +269,7 @@ export function createChatApp(options: ChatAppOptions = {}): Application {
       if (person === undefined) return;
       // The client has already left its groups and uid.
       for (const room of person.rooms) {
-        await afterLeaving(api, clientId, person, room);
+        await afterLeaving(api, person, room);
       }
       await broadcastRooms(api);
       await broadcastOnline(api);

@@ -6,53 +6,74 @@
 // Open the two printed URLs in two browser windows: each page shows which
 // service it is connected to, and messages cross from one to the other.
 
-import {
-  type CommandSpec,
-  logLevelFlag,
-  readCommandLine,
-  stopSignals,
-} from "../../internal/cli/command_line.ts";
-import { splitLines } from "../../tests/_lines.ts";
+import { parseArgs } from "node:util";
 
-const COMMAND: CommandSpec = {
-  name: "demo",
-  usage: "deno task demo [flags]",
-  summary:
-    "Starts a register and two chat services, prints the two URLs, and stops them all on Ctrl-C.",
-  flags: [
-    {
-      name: "hostname",
-      kind: "string",
-      description: "address the chat pages listen on",
-      defaultText: "127.0.0.1",
-    },
-    {
-      name: "port",
-      kind: "port",
-      description: "port of service A; B gets the next one (0: any free ports)",
-      defaultText: "9201",
-    },
-    {
-      name: "rpc-port",
-      kind: "port",
-      description: "gRPC port of service A; B gets the next one",
-      defaultText: "9101",
-    },
-    {
-      name: "register-port",
-      kind: "port",
-      description: "the register's gRPC port",
-      defaultText: "8101",
-    },
-    {
-      name: "http-port",
-      kind: "port",
-      description: "the register's /healthz and /metrics port",
-      defaultText: "8102",
-    },
-    logLevelFlag("info"),
-  ],
-};
+const HELP = `Usage: deno task demo [flags]
+
+Starts a register and two chat services, prints the two URLs, and stops them
+all on Ctrl-C.
+
+Flags:
+  --hostname VALUE       address the chat pages listen on (default 127.0.0.1)
+  --port VALUE           port of service A; B gets the next one (0: any free ports) (default 9201)
+  --rpc-port VALUE       gRPC port of service A; B gets the next one (default 9101)
+  --register-port VALUE  the register's gRPC port (default 8101)
+  --http-port VALUE      the register's /healthz and /metrics port (default 8102)
+  --log-level VALUE      error, warn, info or debug (default info)
+  --help                 show this help`;
+
+/** The flags, or the exit code after printing the help or what is wrong. */
+function readFlags(): Record<string, string> | number {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: Deno.args,
+      options: {
+        hostname: { type: "string", default: "127.0.0.1" },
+        port: { type: "string", default: "9201" },
+        "rpc-port": { type: "string", default: "9101" },
+        "register-port": { type: "string", default: "8101" },
+        "http-port": { type: "string", default: "8102" },
+        "log-level": { type: "string", default: "info" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    }));
+  } catch (error) {
+    console.error(`demo: ${(error as Error).message} (see --help)`);
+    return 2;
+  }
+  const { help, ...flags } = values;
+  if (help) {
+    console.log(HELP);
+    return 0;
+  }
+  for (const name of ["port", "rpc-port", "register-port", "http-port"]) {
+    const value = flags[name as keyof typeof flags];
+    if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) {
+      console.error(
+        `demo: Cannot use --${name} "${value}": expected a port from 0 to 65535`,
+      );
+      return 2;
+    }
+  }
+  return flags;
+}
+
+/** Cuts a stream of text into lines. */
+async function* linesOf(
+  stream: ReadableStream<Uint8Array>,
+): AsyncGenerator<string> {
+  let buffer = "";
+  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+    buffer += text;
+    let end;
+    while ((end = buffer.indexOf("\n")) >= 0) {
+      yield buffer.slice(0, end);
+      buffer = buffer.slice(end + 1);
+    }
+  }
+  if (buffer !== "") yield buffer;
+}
 
 const root = new URL("../../", import.meta.url);
 
@@ -76,12 +97,10 @@ async function spawn(
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
-  const lines = process.stdout.pipeThrough(new TextDecoderStream())
-    .pipeThrough(splitLines());
-  const reader = lines.getReader();
+  const lines = linesOf(process.stdout);
   const first: string[] = [];
   while (first.length < count) {
-    const line = await reader.read();
+    const line = await lines.next();
     if (line.done) {
       const status = await process.status;
       throw new Error(
@@ -92,7 +111,7 @@ async function spawn(
   }
   // Keep draining stdout so the child never blocks on a full pipe.
   (async () => {
-    while (!(await reader.read()).done) { /* discard */ }
+    while (!(await lines.next()).done) { /* discard */ }
   })();
   return { name, process, lines: first };
 }
@@ -102,15 +121,19 @@ function next(port: number): number {
 }
 
 async function main(): Promise<number> {
-  const flags = readCommandLine(COMMAND);
-  const hostname = String(flags.hostname ?? "127.0.0.1");
-  const port = Number(flags.port ?? 9201);
-  const rpcPort = Number(flags["rpc-port"] ?? 9101);
-  const registerPort = Number(flags["register-port"] ?? 8101);
-  const httpPort = Number(flags["http-port"] ?? 8102);
-  const logLevel = String(flags["log-level"] ?? "info");
+  const flags = readFlags();
+  if (typeof flags === "number") return flags;
+  const hostname = flags.hostname!;
+  const port = Number(flags.port);
+  const rpcPort = Number(flags["rpc-port"]);
+  const registerPort = Number(flags["register-port"]);
+  const httpPort = Number(flags["http-port"]);
+  const logLevel = flags["log-level"]!;
 
-  using stop = stopSignals();
+  const stop = Promise.withResolvers<void>();
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => stop.resolve());
+  }
   const children: Child[] = [];
   async function stopAll(): Promise<void> {
     for (const child of children) {
@@ -143,7 +166,9 @@ async function main(): Promise<number> {
     const started = await Promise.allSettled(
       ([["A", port, rpcPort], ["B", next(port), next(rpcPort)]] as const).map(
         ([name, p, rpc]) =>
-          spawn(`service ${name}`, "examples/chat/service.ts", [
+          spawn(`service ${name}`, "service.ts", [
+            "--app",
+            "examples/chat/app.ts",
             "--name",
             name,
             "--register",
@@ -189,7 +214,7 @@ async function main(): Promise<number> {
   const died = Promise.race(
     children.map((c) => c.process.status.then(() => c)),
   );
-  const first = await Promise.race([stop.stopped.then(() => undefined), died]);
+  const first = await Promise.race([stop.promise.then(() => undefined), died]);
   if (first !== undefined) {
     console.error(`demo: ${first.name} stopped; stopping the others`);
   }

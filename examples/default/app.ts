@@ -1,10 +1,15 @@
 // The application: what the business code does with its clients. Copy this
-// folder to start your own project.
+// folder to start your own project. Run a register and a service of it:
+//
+//   deno run -A register.ts
+//   deno run -A service.ts --app examples/default/app.ts
+//
+// or everything in one process: deno task start (main.ts).
 
 import type { Application } from "../../mod.ts";
 
 /** Greets each client, relays what it says to everyone, says who left. */
-export const app: Application = {
+const app: Application = {
   async onConnect(clientId, { api }) {
     await api.sendToClient(clientId, `welcome, you are ${clientId}`);
     await api.sendToAll(`${clientId} joined`, { exclude: [clientId] });
@@ -20,3 +25,5 @@ export const app: Application = {
     await api.sendToAll(`${clientId} left`);
   },
 };
+
+export default app;

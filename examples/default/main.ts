@@ -4,7 +4,7 @@
 //   deno task start      (deno run -A examples/default/main.ts)
 
 import { startRegister, startService } from "../../mod.ts";
-import { app } from "./app.ts";
+import app from "./app.ts";
 
 const controller = new AbortController();
 const { signal } = controller;

@@ -1,5 +1,8 @@
-// A small command-line flag parser with environment fallbacks, for the
-// register and example entry points.
+// A small command-line flag parser with environment fallbacks, and what the
+// register's and the service's command lines share: help, exit codes,
+// signals and TLS files.
+
+import type { TlsOptions } from "../../tls.ts";
 
 /** One flag of a command. */
 export interface FlagSpec {
@@ -7,7 +10,11 @@ export interface FlagSpec {
   readonly name: string;
   /** Environment variable read when the flag is absent. */
   readonly env?: string;
-  readonly kind: "string" | "port" | "boolean";
+  /**
+   * `port`: 0 to 65535; `port-or-off`: that or `off` (false); `integer`: 0
+   * or more.
+   */
+  readonly kind: "string" | "port" | "port-or-off" | "integer" | "boolean";
   readonly description: string;
   /** Shown in the help; applied by the caller. */
   readonly defaultText?: string;
@@ -74,16 +81,32 @@ export function parseFlags(
         values[spec.name] = value === true || value === "1" ||
           value === "true";
         break;
-      case "port": {
+      case "port":
+      case "port-or-off": {
+        if (spec.kind === "port-or-off" && value === "off") {
+          values[spec.name] = false;
+          break;
+        }
         const port = Number(value);
         if (
           value === true || !/^\d+$/.test(value) || port < 0 || port > 65535
         ) {
           throw new UsageError(
-            `Cannot use ${source} "${value}": expected a port from 0 to 65535`,
+            `Cannot use ${source} "${value}": expected a port from 0 to 65535${
+              spec.kind === "port-or-off" ? ", or off" : ""
+            }`,
           );
         }
         values[spec.name] = port;
+        break;
+      }
+      case "integer": {
+        if (value === true || !/^\d+$/.test(value)) {
+          throw new UsageError(
+            `Cannot use ${source} "${value}": expected a whole number, 0 or more`,
+          );
+        }
+        values[spec.name] = Number(value);
         break;
       }
       case "string":
@@ -100,14 +123,16 @@ export function helpText(
   specs: readonly FlagSpec[],
 ): string {
   const lines = [`Usage: ${usage}`, "", summary, "", "Flags:"];
+  const left = (spec: FlagSpec) =>
+    `  --${spec.name}${spec.kind === "boolean" ? "" : " VALUE"}`;
+  const width = Math.max(...specs.map((spec) => left(spec).length)) + 2;
   for (const spec of specs) {
-    const left = `  --${spec.name}${spec.kind === "boolean" ? "" : " VALUE"}`;
     let right = spec.description;
     if (spec.defaultText !== undefined) {
       right += ` (default ${spec.defaultText})`;
     }
     if (spec.env !== undefined) right += ` [env ${spec.env}]`;
-    lines.push(`${left.padEnd(26)}${right}`);
+    lines.push(`${left(spec).padEnd(width)}${right}`);
   }
   return lines.join("\n");
 }
@@ -240,4 +265,71 @@ export function stopSignals(): StopSignals {
       for (const s of signals) Deno.removeSignalListener(s, stop);
     },
   };
+}
+
+/** The `--tls-*` flags of a command that serves and dials gRPC. */
+export const TLS_FLAGS: readonly FlagSpec[] = [
+  {
+    name: "tls-cert",
+    env: "WSGATE_TLS_CERT",
+    kind: "string",
+    description: "serve TLS with this certificate chain (PEM file)",
+  },
+  {
+    name: "tls-key",
+    env: "WSGATE_TLS_KEY",
+    kind: "string",
+    description: "private key of --tls-cert (PEM file)",
+  },
+  {
+    name: "tls-ca",
+    env: "WSGATE_TLS_CA",
+    kind: "string",
+    description: "certificate authorities to trust (PEM file)",
+  },
+  {
+    name: "tls-mutual",
+    env: "WSGATE_TLS_MUTUAL",
+    kind: "boolean",
+    description: "require client certificates signed by --tls-ca",
+  },
+];
+
+/** The TLS options that the `--tls-*` flags name, read from their files. */
+export async function readTlsFlags(
+  flags: FlagValues,
+): Promise<TlsOptions | undefined> {
+  const certFile = flags["tls-cert"];
+  const keyFile = flags["tls-key"];
+  const caFile = flags["tls-ca"];
+  const mutual = flags["tls-mutual"] === true;
+  if (certFile === undefined && keyFile === undefined) {
+    if (caFile !== undefined || mutual) {
+      throw new TypeError(
+        "Cannot use --tls-ca or --tls-mutual without --tls-cert and --tls-key",
+      );
+    }
+    return undefined;
+  }
+  if (certFile === undefined || keyFile === undefined) {
+    throw new TypeError("Cannot use TLS: give both --tls-cert and --tls-key");
+  }
+  const read = async (file: unknown, flag: string) => {
+    try {
+      return await Deno.readTextFile(String(file));
+    } catch (error) {
+      throw new TypeError(
+        `Cannot read --${flag} "${String(file)}": ${
+          error instanceof Error ? error.message : String(error)
+        }`,
+      );
+    }
+  };
+  const tls: TlsOptions = {
+    cert: await read(certFile, "tls-cert"),
+    key: await read(keyFile, "tls-key"),
+    mutual,
+  };
+  if (caFile !== undefined) tls.ca = await read(caFile, "tls-ca");
+  return tls;
 }

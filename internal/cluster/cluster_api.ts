@@ -22,7 +22,6 @@ import {
   encodeToUids,
 } from "../delivery/codec.ts";
 import { fromRpcError } from "../grpc/grpc_status.ts";
-import { rpcCounters } from "../ops/rpc_counters.ts";
 import {
   checkExclude,
   checkGroup,
@@ -427,7 +426,6 @@ export class ClusterApi implements Api {
     peer: Peer,
     call: (client: Peer["client"], options: CallOptions) => Promise<T>,
   ): Promise<T> {
-    rpcCounters.unaryCalls++;
     try {
       return await call(peer.client, this.#call);
     } catch (error) {
@@ -448,7 +446,6 @@ export class ClusterApi implements Api {
     const addresses = this.#members.peerAddresses();
     const parts = [local];
     if (addresses.length === 0) return merge(parts);
-    rpcCounters.unaryCalls += addresses.length;
     const results = await Promise.allSettled(
       addresses.map((a) => remote(this.#peers.get(a), this.#call)),
     );

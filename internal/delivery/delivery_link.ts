@@ -19,7 +19,6 @@ import { type Deferred, deferred } from "../base/deferred.ts";
 import { DELIVER_HEADROOM, DeliverCall } from "./grpc_sender.ts";
 import { DeliveryPortCall } from "./port_sender.ts";
 import type { Logger } from "../base/logger.ts";
-import { rpcCounters } from "../ops/rpc_counters.ts";
 import type { Histogram } from "../ops/prometheus.ts";
 
 interface Batch {
@@ -48,14 +47,18 @@ export interface DeliveryLinkOptions {
   readonly deliveryLatency?: Histogram | undefined;
   /** Says when a peer's delivery port cannot be used. */
   readonly logger?: Logger | undefined;
-  /** Counts the batches written, by the way they went. */
-  readonly batchCounts?: BatchCounts | undefined;
+  /** Counts the deliveries queued and the batches written. */
+  readonly counts?: DeliveryCounts | undefined;
 }
 
-/** Batches written to peers, by the way they went. */
-export interface BatchCounts {
-  grpc: number;
-  deliveryPort: number;
+/** What a service sent its peers: deliveries, and batches by the way they went. */
+export interface DeliveryCounts {
+  /** Deliveries queued (one per message per peer). */
+  deliveries: number;
+  /** Batches written on the gRPC Deliver stream. */
+  grpcBatches: number;
+  /** Batches written to the peer's delivery port. */
+  portBatches: number;
 }
 
 /** How a {@linkcode DeliveryLink} reaches its peer. */
@@ -78,7 +81,7 @@ export class DeliveryLink {
   readonly #dialer: PeerDialer;
   readonly #address: string;
   readonly #logger: Logger | undefined;
-  readonly #counts: BatchCounts | undefined;
+  readonly #counts: DeliveryCounts | undefined;
   readonly #maxQueuedBytes: number;
   readonly #deadlineMs: number;
   readonly #latency: Histogram | undefined;
@@ -110,7 +113,7 @@ export class DeliveryLink {
     this.#dialer = dialer;
     this.#address = address;
     this.#logger = options.logger;
-    this.#counts = options.batchCounts;
+    this.#counts = options.counts;
     this.#maxQueuedBytes = options.maxQueuedBytes;
     this.#deadlineMs = options.deadlineMs;
     this.#latency = options.deliveryLatency;
@@ -152,7 +155,7 @@ export class DeliveryLink {
     }
     batch.set(delivery, end);
     this.#bytes += bytes;
-    rpcCounters.deliveries++;
+    if (this.#counts !== undefined) this.#counts.deliveries++;
     this.#queuedBytes += bytes;
     let done = this.#done;
     if (done === undefined) {
@@ -248,12 +251,11 @@ export class DeliveryLink {
     this.#inflight.push({ done: this.#done!, bytes, since: this.#since });
     this.#bytes = 0;
     this.#done = undefined;
-    rpcCounters.batches++;
     const call = this.#call ??= this.#openGrpc();
     call.write(this.#batch, bytes);
     if (this.#counts !== undefined) {
-      if (call instanceof DeliverCall) this.#counts.grpc++;
-      else this.#counts.deliveryPort++;
+      if (call instanceof DeliverCall) this.#counts.grpcBatches++;
+      else this.#counts.portBatches++;
     }
     if (this.#batch.byteLength > DELIVER_HEADROOM + MAX_IDLE_BATCH_BYTES) {
       this.#batch = new Uint8Array(DELIVER_HEADROOM + INITIAL_BATCH_BYTES);

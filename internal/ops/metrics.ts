@@ -8,6 +8,7 @@
 
 import type { Api } from "../../api.ts";
 import { Histogram, LATENCY_BUCKETS, PrometheusText } from "./prometheus.ts";
+import type { DeliveryCounts } from "../delivery/delivery_link.ts";
 
 /** Every method of the {@linkcode Api}, in a fixed order. */
 export const API_METHODS = [
@@ -82,10 +83,11 @@ export class ServiceMetrics {
   readonly peerUnary: Histogram = new Histogram(LATENCY_BUCKETS);
   /** Delivery batches to peers, from first queued to acknowledged. */
   readonly peerDelivery: Histogram = new Histogram(LATENCY_BUCKETS);
-  /** Delivery batches written to peers, by the way they went. */
-  readonly peerBatches: { grpc: number; deliveryPort: number } = {
-    grpc: 0,
-    deliveryPort: 0,
+  /** Deliveries queued to peers, and batches written, by the way they went. */
+  readonly peerTraffic: DeliveryCounts = {
+    deliveries: 0,
+    grpcBatches: 0,
+    portBatches: 0,
   };
 }
 
@@ -181,9 +183,14 @@ export function formatServiceMetrics(
       "wsgate_peer_batches_total",
       "Delivery batches written to peer services, by the way they went: the gRPC Deliver stream or the peer's delivery port.",
       [
-        [{ via: "grpc" }, m.peerBatches.grpc],
-        [{ via: "delivery_port" }, m.peerBatches.deliveryPort],
+        [{ via: "grpc" }, m.peerTraffic.grpcBatches],
+        [{ via: "delivery_port" }, m.peerTraffic.portBatches],
       ],
+    )
+    .counter(
+      "wsgate_peer_deliveries_total",
+      "Deliveries queued to peer services: one per message per peer it goes to.",
+      m.peerTraffic.deliveries,
     )
     .gauge(
       "wsgate_members",

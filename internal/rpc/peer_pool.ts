@@ -13,7 +13,7 @@ import {
   type RpcChannelOptions,
 } from "../grpc/rpc_channel.ts";
 import {
-  type BatchCounts,
+  type DeliveryCounts,
   DeliveryLink,
   type PeerDialer,
 } from "../delivery/delivery_link.ts";
@@ -32,8 +32,8 @@ export interface PeerPoolOptions extends RpcChannelOptions {
   /** Observes each delivery batch's latency, in seconds. */
   readonly deliveryLatency?: Histogram | undefined;
   readonly logger?: Logger | undefined;
-  /** Counts the batches written, by the way they went. */
-  readonly batchCounts?: BatchCounts | undefined;
+  /** Counts the deliveries queued and the batches written. */
+  readonly counts?: DeliveryCounts | undefined;
 }
 
 /** One peer service. */

@@ -150,7 +150,7 @@ export class ClientConnection implements ClientSocket {
     this.#options.logger.debug("client connected", { clientId: this.id });
     this.#dispatch({
       kind: "connect",
-      ctx: { api: this.#options.ctx.api, request },
+      ctx: { ...this.#options.ctx, request },
     });
   }
 

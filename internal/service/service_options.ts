@@ -1,6 +1,6 @@
 // The options of startService with their defaults applied, checked at once.
 
-import type { ServiceOptions } from "../../service.ts";
+import type { TlsOptions } from "../../tls.ts";
 import { parseHostPort } from "../base/address.ts";
 import type { LogLevel } from "../base/logger.ts";
 import {
@@ -15,10 +15,292 @@ import {
   checkTls,
 } from "../base/options.ts";
 
+/**
+ * Options of {@linkcode startService}.
+ *
+ * @example A service with a secret, a deadline and quiet logs
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type ServiceOptions, startRegister, startService } from "@wsgate/gateway";
+ *
+ * await using register = await startRegister({ hostname: "127.0.0.1", port: 0, secret: "s3cret" });
+ * const options: ServiceOptions = {
+ *   register: `127.0.0.1:${register.port}`,
+ *   secret: "s3cret",
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   rpcPort: 0,
+ *   lanIp: "127.0.0.1",
+ *   deadlineMs: 1000,
+ *   logLevel: "warn",
+ * };
+ * await using service = await startService({}, options);
+ * assert.ok(service.rpcAddress.startsWith("127.0.0.1:"));
+ * ```
+ */
+export interface ServiceOptions {
+  /** The register(s) to join, as `"host:port"`; with several, all of them. */
+  register: string | readonly string[];
+  /**
+   * What people call this service: it starts every log line of the service
+   * (`service <name>: ...`), and `/healthz` and the hooks' context
+   * ({@linkcode Context.service}) tell it.
+   *
+   * @default {the node id}
+   */
+  name?: string;
+  /**
+   * Address the WebSocket server listens on.
+   *
+   * @default {"0.0.0.0"}
+   */
+  hostname?: string;
+  /**
+   * WebSocket port; 0 picks a free one ({@linkcode Service.port} tells).
+   *
+   * @default {9201}
+   */
+  port?: number;
+  /**
+   * Port of the gRPC server that peers and backends call; 0 picks a free one.
+   *
+   * @default {9101}
+   */
+  rpcPort?: number;
+  /**
+   * The address peers dial to reach this service's RPC port.
+   *
+   * @default {"127.0.0.1"}
+   */
+  lanIp?: string;
+  /**
+   * Address the RPC server listens on. Set `"0.0.0.0"` when `lanIp` is not
+   * an address of this host (behind NAT).
+   *
+   * @default {lanIp}
+   */
+  rpcHostname?: string;
+  /**
+   * TCP port for deliveries from peers, on `rpcHostname`: `sendTo*` calls
+   * that reach clients of other services travel there in batches, with
+   * less overhead than on the gRPC Deliver stream. Peers learn the port
+   * over gRPC and fall back to the gRPC stream when they cannot reach it,
+   * so in a container or behind a firewall set a fixed port and open it
+   * beside `rpcPort`. The secret and TLS apply to it as to the RPC port.
+   * `false` turns it off; with `tls.mutual` there is none either (Deno's
+   * TLS listener cannot require client certificates), and deliveries use
+   * the gRPC stream.
+   *
+   * @default {0 (any free port)}
+   */
+  deliveryPort?: number | false;
+  /**
+   * Shared secret of the cluster: sent with every register and peer call
+   * (`authorization: Bearer <secret>`), and required from every caller of
+   * this service's RPC port, which refuses a call without it with gRPC
+   * `UNAUTHENTICATED`. When every register refuses it, `startService`
+   * rejects with a `GatewayError` whose code is `unauthenticated`.
+   *
+   * @default {undefined (no check)}
+   */
+  secret?: string;
+  /**
+   * Serve the RPC port over TLS, and dial registers and peers over TLS (see
+   * {@linkcode TlsOptions}); with `mutual`, also require and present client
+   * certificates.
+   *
+   * @default {undefined (plaintext HTTP/2)}
+   */
+  tls?: TlsOptions;
+  /** Closes the service when aborted. */
+  signal?: AbortSignal;
+  /**
+   * How long one call to a peer may take, in milliseconds. A peer that does
+   * not answer in time is reported as failed (see
+   * {@linkcode IncompleteResultError}).
+   *
+   * @default {2000}
+   */
+  deadlineMs?: number;
+  /**
+   * How long `startService` waits for the first member list before it
+   * resolves anyway (it keeps trying to join in the background).
+   *
+   * @default {5000}
+   */
+  joinTimeoutMs?: number;
+  /**
+   * Register and peer connections are pinged this often, in milliseconds;
+   * one that does not answer within `2 × pingIntervalMs` is dropped.
+   *
+   * @default {1000}
+   */
+  pingIntervalMs?: number;
+  /**
+   * Bytes of deliveries that may wait for one peer; past it, sends to that
+   * peer fail at once with `unavailable` until it catches up. The RPC port
+   * refuses requests of more than four times this (or `maxSendBytes`, if
+   * larger) with `RESOURCE_EXHAUSTED`, before reading them.
+   *
+   * @default {16777216}
+   */
+  maxPeerQueueBytes?: number;
+  /**
+   * Client heartbeat, in milliseconds. A client that sends nothing for half
+   * of this is pinged (browsers answer pings by themselves); one from which
+   * nothing, not even the pong, arrives for this long is closed with 1001
+   * and cleaned up like any other (its `onClose` runs, it leaves its uid and
+   * groups). 0 turns the heartbeat off.
+   *
+   * @default {30000}
+   */
+  idleTimeoutMs?: number;
+  /**
+   * Bytes that may wait in one client's socket (its `bufferedAmount`). A
+   * client with more than this still waiting once the event loop had a turn
+   * to write (a burst sent in one go is not held against it) reads slower
+   * than it is sent to: it is closed with 1008 (policy violation), reason
+   * `"slow consumer: too much data waiting"`, and cleaned up at once (its
+   * `onClose` runs, it leaves its uid and groups). So it never slows down
+   * anyone else, and holds at most this plus what is sent to it in one turn
+   * of the event loop.
+   *
+   * @default {1048576}
+   */
+  maxBufferedBytes?: number;
+  /**
+   * The largest message a client may send, in bytes (UTF-8 for text). A
+   * client that sends a larger one is closed with 1009 (message too big),
+   * and the message is not delivered.
+   *
+   * @default {1048576}
+   */
+  maxMessageBytes?: number;
+  /**
+   * The largest message the Api sends, in bytes (UTF-8 for text). Larger
+   * ones are refused with a `GatewayError` whose code is
+   * `invalid_argument`, and nothing is sent.
+   *
+   * @default {1048576}
+   */
+  maxSendBytes?: number;
+  /**
+   * Browser origins that may connect, as browsers send them in the `Origin`
+   * header (`"https://example.com"`). An upgrade request from any other
+   * origin is refused with 403 before the handshake hook runs. Requests
+   * without an `Origin` header (clients that are not browsers) are not
+   * affected; refuse them in {@linkcode Application.onHandshake} if needed.
+   * Unset, any origin may connect.
+   */
+  allowedOrigins?: readonly string[];
+  /**
+   * The longest {@linkcode Service.close} waits for clients to finish their
+   * close handshake, for their `onClose` and the application's `onStop` to
+   * settle, and for deliveries to peers to be acknowledged, in milliseconds.
+   * Past it, what is left is cut off; stopping the servers then takes at
+   * most about a second more.
+   *
+   * @default {5000}
+   */
+  shutdownTimeoutMs?: number;
+  /**
+   * How much to log on stderr.
+   *
+   * @default {"info"}
+   */
+  logLevel?: LogLevel;
+  /**
+   * Answers the plain HTTP requests of the WebSocket port (any request
+   * that is not a WebSocket upgrade), for example to serve the web page
+   * of a chat. It runs after the built-in routes: `GET /healthz`,
+   * `GET /metrics` and, when {@linkcode ServiceOptions.httpApiSecret} is
+   * set, `POST /api/<method>`. Unset, such requests get
+   * `426 Upgrade Required`.
+   *
+   * @example Serving a page next to the WebSockets
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { startRegister, startService } from "@wsgate/gateway";
+   *
+   * await using register = await startRegister({ hostname: "127.0.0.1", port: 0 });
+   * await using service = await startService({}, {
+   *   register: `127.0.0.1:${register.port}`,
+   *   hostname: "127.0.0.1",
+   *   port: 0,
+   *   rpcPort: 0,
+   *   fetch: () => new Response("<h1>hello</h1>", { headers: { "content-type": "text/html" } }),
+   * });
+   * const page = await fetch(`http://127.0.0.1:${service.port}/`);
+   * assert.equal(await page.text(), "<h1>hello</h1>");
+   * ```
+   *
+   * @default {undefined}
+   */
+  fetch?: (request: Request) => Response | Promise<Response>;
+  /**
+   * Turns on the HTTP API on the WebSocket port: `POST /api/<method>` with
+   * a JSON body and `Authorization: Bearer <httpApiSecret>` calls the
+   * {@linkcode Api} method of that name, for backends that do not speak
+   * gRPC. Unset, the API is off and `/api/` paths go to `fetch`. It is a
+   * separate secret from `secret` because the WebSocket port usually faces
+   * the internet while the cluster secret never leaves the servers.
+   *
+   * @example Pushing to a uid with an HTTP request
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { startRegister, startService } from "@wsgate/gateway";
+   *
+   * await using register = await startRegister({ hostname: "127.0.0.1", port: 0 });
+   * await using service = await startService({}, {
+   *   register: `127.0.0.1:${register.port}`,
+   *   hostname: "127.0.0.1",
+   *   port: 0,
+   *   rpcPort: 0,
+   *   httpApiSecret: "backend-token",
+   * });
+   * const response = await fetch(`http://127.0.0.1:${service.port}/api/sendToUid`, {
+   *   method: "POST",
+   *   headers: { authorization: "Bearer backend-token" },
+   *   body: JSON.stringify({ uid: "alice", message: "you have mail" }),
+   * });
+   * assert.equal(response.status, 200);
+   * assert.deepEqual(await response.json(), { result: null });
+   * ```
+   *
+   * @default {undefined}
+   */
+  httpApiSecret?: string;
+}
+
+/**
+ * The defaults of {@linkcode ServiceOptions}, in one place for the options
+ * and the command line's help.
+ */
+export const SERVICE_DEFAULTS = {
+  register: "127.0.0.1:8101",
+  hostname: "0.0.0.0",
+  port: 9201,
+  rpcPort: 9101,
+  deliveryPort: 0,
+  lanIp: "127.0.0.1",
+  deadlineMs: 2000,
+  joinTimeoutMs: 5000,
+  pingIntervalMs: 1000,
+  maxPeerQueueBytes: 16 * 1024 * 1024,
+  idleTimeoutMs: 30_000,
+  maxBufferedBytes: 1024 * 1024,
+  maxMessageBytes: 1024 * 1024,
+  maxSendBytes: 1024 * 1024,
+  shutdownTimeoutMs: 5000,
+  logLevel: "info",
+} as const;
+
 /** {@linkcode ServiceOptions} with every default applied, checked. */
 export interface ResolvedServiceOptions {
   /** The registers to join: at least one, each `"host:port"`. */
   readonly registers: readonly string[];
+  /** `name`, or undefined for the node id. */
+  readonly name: string | undefined;
   readonly hostname: string;
   readonly port: number;
   readonly rpcPort: number;
@@ -53,22 +335,23 @@ export interface ResolvedServiceOptions {
 export function resolveServiceOptions(
   options: ServiceOptions,
 ): ResolvedServiceOptions {
+  const d = SERVICE_DEFAULTS;
   const {
-    hostname = "0.0.0.0",
-    port = 9201,
-    rpcPort = 9101,
-    lanIp = "127.0.0.1",
+    hostname = d.hostname,
+    port = d.port,
+    rpcPort = d.rpcPort,
+    lanIp = d.lanIp,
     signal,
-    deadlineMs = 2000,
-    joinTimeoutMs = 5000,
-    pingIntervalMs = 1000,
-    maxPeerQueueBytes = 16 * 1024 * 1024,
-    idleTimeoutMs = 30_000,
-    maxBufferedBytes = 1024 * 1024,
-    maxMessageBytes = 1024 * 1024,
-    maxSendBytes = 1024 * 1024,
-    shutdownTimeoutMs = 5000,
-    logLevel = "info",
+    deadlineMs = d.deadlineMs,
+    joinTimeoutMs = d.joinTimeoutMs,
+    pingIntervalMs = d.pingIntervalMs,
+    maxPeerQueueBytes = d.maxPeerQueueBytes,
+    idleTimeoutMs = d.idleTimeoutMs,
+    maxBufferedBytes = d.maxBufferedBytes,
+    maxMessageBytes = d.maxMessageBytes,
+    maxSendBytes = d.maxSendBytes,
+    shutdownTimeoutMs = d.shutdownTimeoutMs,
+    logLevel = d.logLevel,
     fetch,
   } = options;
   const registers = typeof options.register === "string"
@@ -93,7 +376,7 @@ export function resolveServiceOptions(
   }
   checkPort("port", port);
   checkPort("rpcPort", rpcPort);
-  const deliveryPort = options.deliveryPort ?? 0;
+  const deliveryPort = options.deliveryPort ?? d.deliveryPort;
   if (
     deliveryPort !== false &&
     !(Number.isInteger(deliveryPort) && deliveryPort >= 0 &&
@@ -126,8 +409,12 @@ export function resolveServiceOptions(
       `Cannot start: 'fetch' must be a function: current value is ${typeof fetch}`,
     );
   }
+  const name = options.name === undefined
+    ? undefined
+    : checkNonEmpty("name", options.name);
   return {
     registers,
+    name,
     hostname,
     port,
     rpcPort,

@@ -2,7 +2,7 @@
 // upgrade with its heartbeat, and the ClientConnection that takes over. The
 // only user of Deno.upgradeWebSocket.
 
-import type { Api, ClientInfo } from "../../api.ts";
+import type { ClientInfo } from "../../api.ts";
 import type {
   Application,
   Context,
@@ -18,7 +18,8 @@ import { checkInfo } from "../api/validate.ts";
 /** What the endpoint works with. */
 export interface WebSocketEndpointOptions {
   readonly app: Application;
-  readonly api: Api;
+  /** What the hooks get: the Api and the service's identity. */
+  readonly ctx: Context;
   readonly hub: LocalHub;
   readonly ids: ClientIdAllocator;
   readonly logger: Logger;
@@ -34,7 +35,6 @@ export interface WebSocketEndpointOptions {
 /** Accepts client WebSockets. */
 export class WebSocketEndpoint {
   readonly #options: WebSocketEndpointOptions;
-  readonly #ctx: Context;
   readonly #connections = new Set<ClientConnection>();
   readonly #onFinished = (client: ClientConnection) =>
     this.#connections.delete(client);
@@ -42,7 +42,6 @@ export class WebSocketEndpoint {
 
   constructor(options: WebSocketEndpointOptions) {
     this.#options = options;
-    this.#ctx = { api: options.api };
   }
 
   /**
@@ -87,7 +86,7 @@ export class WebSocketEndpoint {
     if (app.onHandshake !== undefined) {
       try {
         const result = await app.onHandshake(request, {
-          api: this.#options.api,
+          ...this.#options.ctx,
           remoteAddr,
         });
         if (result instanceof Response) return result;
@@ -126,7 +125,7 @@ export class WebSocketEndpoint {
       upgraded.socket,
       request,
       info,
-      { ...this.#options, ctx: this.#ctx, onFinished: this.#onFinished },
+      { ...this.#options, onFinished: this.#onFinished },
     );
     this.#connections.add(client);
     return upgraded.response;

@@ -1,21 +1,35 @@
-// The chat service's command line (examples/chat/service.ts): flags with
-// environment fallbacks, help, clear errors, and quiet logs at info.
+// The service's command line (service.ts, here with the chat as its app):
+// flags with environment fallbacks, help, clear errors, and quiet logs at
+// info.
 
 import assert from "node:assert/strict";
-import { Child, runScript, startRegisterProcess } from "./_cluster.ts";
+import {
+  Child,
+  parseReadyLine,
+  runScript,
+  startRegisterProcess,
+} from "./_cluster.ts";
 
-const script = "examples/chat/service.ts";
+const script = "service.ts";
+const CHAT = ["--app", "examples/chat/app.ts"];
 
 function run(args: string[], env: Record<string, string> = {}) {
   return runScript(script, args, env);
 }
 
-/** A running chat service with its stdout's first line and its stderr. */
+/**
+ * A running chat service with its stdout's first line and its stderr; the
+ * app comes from `--app`, or from `$WSGATE_APP` when `env` names it.
+ */
 async function start(args: string[], env: Record<string, string> = {}) {
-  const child = await Child.start(script, args, { captureStderr: true, env });
+  const app = env.WSGATE_APP === undefined ? CHAT : [];
+  const child = await Child.start(script, [...app, ...args], {
+    captureStderr: true,
+    env,
+  });
   return {
     first: child.first,
-    port: Number(/:(\d+)\/ /.exec(child.first)?.[1]),
+    port: parseReadyLine(child.first).port,
     /** SIGTERM; resolves with the exit code and everything on stderr. */
     async stop(): Promise<{ code: number; stderr: string }> {
       const { code } = await child.stop("SIGTERM");
@@ -57,41 +71,64 @@ async function chat(port: number, count: number): Promise<void> {
   await new Promise((resolve) => socket.onclose = resolve);
 }
 
-Deno.test("chat service --help lists every flag with its variable", async () => {
+Deno.test("service.ts --help lists every flag with its variable", async () => {
   const { code, stdout } = await run(["--help"]);
   assert.equal(code, 0);
   for (
     const [flag, env] of [
+      ["--app", "WSGATE_APP"],
       ["--register", "WSGATE_REGISTER"],
+      ["--name", "WSGATE_SERVICE_NAME"],
+      ["--hostname", "WSGATE_HOSTNAME"],
       ["--port", "WSGATE_PORT"],
       ["--rpc-port", "WSGATE_RPC_PORT"],
       ["--delivery-port", "WSGATE_DELIVERY_PORT"],
       ["--lan-ip", "WSGATE_LAN_IP"],
+      ["--rpc-hostname", "WSGATE_RPC_HOSTNAME"],
       ["--secret", "WSGATE_SECRET"],
+      ["--tls-cert", "WSGATE_TLS_CERT"],
+      ["--tls-mutual", "WSGATE_TLS_MUTUAL"],
       ["--http-api-secret", "WSGATE_HTTP_API_SECRET"],
+      ["--allowed-origins", "WSGATE_ALLOWED_ORIGINS"],
+      ["--deadline-ms", "WSGATE_DEADLINE_MS"],
+      ["--idle-timeout-ms", "WSGATE_IDLE_TIMEOUT_MS"],
+      ["--max-message-bytes", "WSGATE_MAX_MESSAGE_BYTES"],
+      ["--shutdown-timeout-ms", "WSGATE_SHUTDOWN_TIMEOUT_MS"],
       ["--log-level", "WSGATE_LOG_LEVEL"],
-      ["--name", "WSGATE_SERVICE_NAME"],
     ]
   ) {
     assert.match(stdout, new RegExp(`${flag} .*\\[env ${env}\\]`));
   }
 });
 
-Deno.test("chat service rejects bad flags and values with exit code 2", async () => {
-  const unknown = await run(["--nope"]);
+Deno.test("service.ts rejects bad flags, values and app modules with exit code 2", async () => {
+  const unknown = await run([...CHAT, "--nope"]);
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /unknown flag "--nope"|"--nope": unknown flag/);
-  const badEnv = await run([], { WSGATE_PORT: "x" });
+  const badEnv = await run(CHAT, { WSGATE_PORT: "x" });
   assert.equal(badEnv.code, 2);
   assert.match(badEnv.stderr, /\$WSGATE_PORT "x"/);
-  const badLevel = await run(["--log-level", "loud", "--port", "0"]);
+  const badLevel = await run([...CHAT, "--log-level", "loud", "--port", "0"]);
   assert.equal(badLevel.code, 2);
   assert.match(badLevel.stderr, /logLevel/);
+  const noApp = await run([]);
+  assert.equal(noApp.code, 2);
+  assert.match(noApp.stderr, /--app is required/);
+  const missing = await run(["--app", "tests/fixtures/no_such_app.ts"]);
+  assert.equal(missing.code, 2);
+  assert.match(
+    missing.stderr,
+    /Cannot load --app "tests\/fixtures\/no_such_app\.ts"/,
+  );
+  const notAnApp = await run(["--app", "tests/_lines.ts"]);
+  assert.equal(notAnApp.code, 2);
+  assert.match(notAnApp.stderr, /its default export must be the Application/);
 });
 
-Deno.test("chat service says when its port is in use", async () => {
+Deno.test("service.ts says when its port is in use", async () => {
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { code, stderr } = await run([
+    ...CHAT,
     "--hostname",
     "127.0.0.1",
     "--port",
@@ -103,11 +140,12 @@ Deno.test("chat service says when its port is in use", async () => {
   assert.match(stderr, /port is in use \(pick another with --port\)/);
 });
 
-Deno.test("chat service reads the environment, serves its page, and logs quietly at info", async (t) => {
+Deno.test("service.ts reads the environment, serves the app's page, and logs quietly at info", async (t) => {
   const register = await startRegisterProcess();
   try {
     await t.step("info: a few lines, none per message", async () => {
       const service = await start([], {
+        WSGATE_APP: "examples/chat/app.ts",
         WSGATE_REGISTER: register.address,
         WSGATE_HOSTNAME: "127.0.0.1",
         WSGATE_PORT: "0",
@@ -118,7 +156,7 @@ Deno.test("chat service reads the environment, serves its page, and logs quietly
       try {
         assert.match(
           service.first,
-          /^chat service Z on http:\/\/127\.0\.0\.1:\d+\/ /,
+          /^service Z on http:\/\/127\.0\.0\.1:\d+\/ /,
         );
         const page = await fetch(`http://127.0.0.1:${service.port}/`);
         assert.equal(page.status, 200);

@@ -1,0 +1,301 @@
+// The command line of a service: `deno run -A service.ts --app ./app.ts`.
+// It loads the application module, starts the service with the options
+// its flags (or environment variables) give, prints one line once the
+// service has joined, closes it gracefully on SIGINT or SIGTERM, and
+// prints one more line once it has stopped.
+
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import type { Application } from "../../application.ts";
+import {
+  type CommandSpec,
+  type FlagSpec,
+  type FlagValues,
+  logLevelFlag,
+  readCommandLine,
+  readTlsFlags,
+  reportStartFailure,
+  stopSignals,
+  TLS_FLAGS,
+  UsageError,
+} from "../cli/command_line.ts";
+import type { LogLevel } from "../base/logger.ts";
+import { describe } from "../api/validate.ts";
+import { SERVICE_DEFAULTS, type ServiceOptions } from "./service_options.ts";
+import { startService } from "./start_service.ts";
+
+/** The options that take a whole number, by flag. */
+const NUMBER_FLAGS = [
+  ["deadline-ms", "deadlineMs", "the longest a call to a peer may take"],
+  [
+    "join-timeout-ms",
+    "joinTimeoutMs",
+    "how long to wait for the first member list",
+  ],
+  [
+    "ping-interval-ms",
+    "pingIntervalMs",
+    "keepalive pings to registers and peers",
+  ],
+  ["idle-timeout-ms", "idleTimeoutMs", "client heartbeat, 0 for none"],
+  [
+    "max-peer-queue-bytes",
+    "maxPeerQueueBytes",
+    "bytes that may wait for one peer",
+  ],
+  [
+    "max-buffered-bytes",
+    "maxBufferedBytes",
+    "bytes that may wait for one client",
+  ],
+  [
+    "max-message-bytes",
+    "maxMessageBytes",
+    "the largest message a client may send",
+  ],
+  ["max-send-bytes", "maxSendBytes", "the largest message the Api sends"],
+  [
+    "shutdown-timeout-ms",
+    "shutdownTimeoutMs",
+    "the longest a graceful close waits",
+  ],
+] as const satisfies readonly (readonly [
+  string,
+  keyof typeof SERVICE_DEFAULTS & keyof ServiceOptions,
+  string,
+])[];
+
+/** `--max-send-bytes` is read from `$WSGATE_MAX_SEND_BYTES`, and so on. */
+function envOf(flag: string): string {
+  return `WSGATE_${flag.toUpperCase().replaceAll("-", "_")}`;
+}
+
+function flag(
+  name: string,
+  kind: FlagSpec["kind"],
+  description: string,
+  defaultText?: string | number,
+): FlagSpec {
+  return {
+    name,
+    env: envOf(name),
+    kind,
+    description,
+    ...(defaultText === undefined ? {} : { defaultText: String(defaultText) }),
+  };
+}
+
+const d = SERVICE_DEFAULTS;
+
+const COMMAND: CommandSpec = {
+  name: "service",
+  usage: "deno run -A service.ts --app MODULE [flags]",
+  summary:
+    "Runs one service of a wsgate cluster: client WebSockets on one port, gRPC to its peers and backends on another. MODULE's default export is the Application; it may also export `fetch`, which answers the other HTTP requests of the WebSocket port.",
+  flags: [
+    flag("app", "string", "the application module (a path or a URL)"),
+    flag(
+      "register",
+      "string",
+      "register address(es), host:port, comma-separated",
+      d.register,
+    ),
+    {
+      ...flag("name", "string", "what people call this service", "the node id"),
+      env: "WSGATE_SERVICE_NAME",
+    },
+    flag("hostname", "string", "address of the WebSocket server", d.hostname),
+    flag("port", "port", "WebSocket port, 0 for any free port", d.port),
+    flag(
+      "rpc-port",
+      "port",
+      "gRPC port for peers and backends, 0 for any",
+      d.rpcPort,
+    ),
+    flag(
+      "delivery-port",
+      "port-or-off",
+      "TCP port peers deliver batches to, 0 for any, off for none",
+      d.deliveryPort,
+    ),
+    flag(
+      "lan-ip",
+      "string",
+      "address peers dial to reach this service",
+      d.lanIp,
+    ),
+    flag(
+      "rpc-hostname",
+      "string",
+      "address the gRPC server listens on",
+      "the lan ip",
+    ),
+    flag("secret", "string", "shared secret of the cluster"),
+    ...TLS_FLAGS,
+    flag(
+      "http-api-secret",
+      "string",
+      "turns on POST /api/<method> with this bearer token",
+    ),
+    flag(
+      "allowed-origins",
+      "string",
+      "browser origins that may connect, comma-separated",
+      "any",
+    ),
+    ...NUMBER_FLAGS.map(([name, option, description]) =>
+      flag(name, "integer", description, d[option])
+    ),
+    logLevelFlag(d.logLevel, "WSGATE_LOG_LEVEL"),
+  ],
+};
+
+/** What an application module gives the service. */
+interface AppModule {
+  readonly app: Application;
+  readonly fetch: ServiceOptions["fetch"];
+}
+
+/**
+ * Imports the application module: a path (relative to the working
+ * directory) or a URL. Its default export is the Application; an optional
+ * `fetch` export becomes {@linkcode ServiceOptions.fetch}.
+ */
+async function loadApp(specifier: string): Promise<AppModule> {
+  const url = /^[a-z][a-z0-9+.-]+:/i.test(specifier)
+    ? specifier
+    : pathToFileURL(resolve(specifier)).href;
+  let module: Record<string, unknown>;
+  try {
+    module = await import(url);
+  } catch (error) {
+    throw new UsageError(
+      `Cannot load --app "${specifier}": ${
+        error instanceof Error ? error.message : String(error)
+      }`,
+    );
+  }
+  const app = module.default;
+  if (typeof app !== "object" || app === null || Array.isArray(app)) {
+    throw new UsageError(
+      `Cannot use --app "${specifier}": its default export must be the Application (an object of hooks): current value is ${
+        describe(app)
+      }`,
+    );
+  }
+  const fetch = module.fetch;
+  if (fetch !== undefined && typeof fetch !== "function") {
+    throw new UsageError(
+      `Cannot use --app "${specifier}": its "fetch" export must be a function (request) => Response: current value is ${
+        describe(fetch)
+      }`,
+    );
+  }
+  return {
+    app: app as Application,
+    fetch: fetch as ServiceOptions["fetch"],
+  };
+}
+
+/** The start options that the flags give. */
+async function optionsOf(
+  flags: FlagValues,
+  signal: AbortSignal,
+): Promise<ServiceOptions> {
+  const list = (value: unknown) =>
+    String(value).split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const options: ServiceOptions = {
+    register: list(flags.register ?? d.register),
+    signal,
+  };
+  const text = (name: string) =>
+    flags[name] === undefined ? undefined : String(flags[name]);
+  const name = text("name");
+  if (name !== undefined) options.name = name;
+  const hostname = text("hostname");
+  if (hostname !== undefined) options.hostname = hostname;
+  if (flags.port !== undefined) options.port = Number(flags.port);
+  if (flags["rpc-port"] !== undefined) {
+    options.rpcPort = Number(flags["rpc-port"]);
+  }
+  const deliveryPort = flags["delivery-port"];
+  if (deliveryPort !== undefined) {
+    options.deliveryPort = deliveryPort === false
+      ? false
+      : Number(deliveryPort);
+  }
+  const lanIp = text("lan-ip");
+  if (lanIp !== undefined) options.lanIp = lanIp;
+  const rpcHostname = text("rpc-hostname");
+  if (rpcHostname !== undefined) options.rpcHostname = rpcHostname;
+  const secret = text("secret");
+  if (secret !== undefined) options.secret = secret;
+  const tls = await readTlsFlags(flags);
+  if (tls !== undefined) options.tls = tls;
+  const httpApiSecret = text("http-api-secret");
+  if (httpApiSecret !== undefined) options.httpApiSecret = httpApiSecret;
+  if (flags["allowed-origins"] !== undefined) {
+    options.allowedOrigins = list(flags["allowed-origins"]);
+  }
+  for (const [flagName, option] of NUMBER_FLAGS) {
+    if (flags[flagName] !== undefined) {
+      options[option] = Number(flags[flagName]);
+    }
+  }
+  const logLevel = text("log-level");
+  if (logLevel !== undefined) options.logLevel = logLevel as LogLevel;
+  return options;
+}
+
+/**
+ * Runs the command line; resolves with the exit code: 0 after a clean stop
+ * on SIGINT or SIGTERM, 2 for a bad flag or application module, 1 when the
+ * service cannot start (a port in use, say).
+ */
+export async function main(): Promise<number> {
+  const flags = readCommandLine(COMMAND);
+  using stop = stopSignals();
+  let options: ServiceOptions;
+  let module: AppModule;
+  try {
+    if (flags.app === undefined || flags.app === "") {
+      throw new UsageError(
+        "Cannot start: --app is required: give the module whose default export is the Application (see --help)",
+      );
+    }
+    module = await loadApp(String(flags.app));
+    options = await optionsOf(flags, stop.signal);
+  } catch (error) {
+    if (!(error instanceof UsageError || error instanceof TypeError)) {
+      throw error;
+    }
+    console.error(`${COMMAND.name}: ${error.message}`);
+    return 2;
+  }
+  if (module.fetch !== undefined) options.fetch = module.fetch;
+  let service;
+  try {
+    service = await startService(module.app, options);
+  } catch (error) {
+    return reportStartFailure(COMMAND.name, error, {
+      http: { address: `port ${options.port ?? d.port}`, flag: "port" },
+      rpc: {
+        address: `port ${options.rpcPort ?? d.rpcPort}`,
+        flag: "rpc-port",
+      },
+    });
+  }
+  const host = service.hostname === "0.0.0.0" || service.hostname === "::"
+    ? "127.0.0.1"
+    : service.hostname;
+  const delivery = service.deliveryPort === undefined
+    ? ""
+    : `, delivery port ${service.deliveryPort}`;
+  console.log(
+    `service ${service.name} on http://${host}:${service.port}/ (node ${service.nodeId}, rpc ${service.rpcAddress}${delivery})`,
+  );
+  await stop.stopped;
+  await service.close();
+  console.log(`service ${service.name} stopped`);
+  return 0;
+}

@@ -1,0 +1,393 @@
+// Starting a service: the parts of a service, put together in order, and
+// the handle that stops them.
+
+import type { Api } from "../../api.ts";
+import type { Application, Context } from "../../application.ts";
+import { GatewayError } from "../../errors.ts";
+import { GatewayService } from "../../proto/gen/websocket/v1/gateway_pb.ts";
+import { ClientIdAllocator, createNodeId } from "../hub/client_id.ts";
+import { LocalHub } from "../hub/local_hub.ts";
+import { MemberTable } from "../membership/member_table.ts";
+import { PeerPool } from "../rpc/peer_pool.ts";
+import { ClusterApi } from "../cluster/cluster_api.ts";
+import { createGatewayHandler } from "../rpc/gateway_handler.ts";
+import { listenRpc, type RpcServer } from "../grpc/rpc_server.ts";
+import { deliverEndpoint } from "../delivery/grpc_endpoint.ts";
+import { listenDeliveryPort } from "../delivery/port_listener.ts";
+import { joinRegisters } from "../membership/register_link.ts";
+import { WebSocketEndpoint } from "./websocket_endpoint.ts";
+import { formatHostPort, isLoopback } from "../base/address.ts";
+import { createLogger, errorText } from "../base/logger.ts";
+import { onAbort } from "../base/options.ts";
+import {
+  resolveServiceOptions,
+  type ServiceOptions,
+} from "./service_options.ts";
+import { guardUnhandledRejections } from "./rejection_guard.ts";
+import { shutDownService } from "./shutdown.ts";
+import { sleep } from "../base/backoff.ts";
+import { formatServiceMetrics, ServiceMetrics } from "../ops/metrics.ts";
+import { MeteredApi } from "../api/metered_api.ts";
+import { timeUnaryCalls } from "../grpc/rpc_timing.ts";
+import { createHttpApi } from "../ops/http_api.ts";
+import { createServiceHandler } from "./service_handler.ts";
+import type { BackoffOptions } from "../base/backoff.ts";
+
+/** How a service retries a register: capped, jittered, exponential. */
+const REGISTER_BACKOFF: BackoffOptions = { minMs: 100, maxMs: 3000 };
+
+/**
+ * A running service, from {@linkcode startService}.
+ *
+ * @example Using the Api outside any hook
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startRegister, startService } from "@wsgate/gateway";
+ *
+ * await using register = await startRegister({ hostname: "127.0.0.1", port: 0 });
+ * await using service = await startService({}, {
+ *   register: `127.0.0.1:${register.port}`,
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   rpcPort: 0,
+ * });
+ * const socket = new WebSocket(`ws://127.0.0.1:${service.port}/`);
+ * await new Promise((resolve) => socket.onopen = resolve);
+ * const [clientId] = await service.api.getAllClientIds();
+ * assert.ok(clientId?.startsWith(`${service.nodeId}.`));
+ * socket.close();
+ * await new Promise((resolve) => socket.onclose = resolve);
+ * ```
+ */
+export interface Service extends AsyncDisposable {
+  /** The cluster-wide Api. */
+  readonly api: Api;
+  /** This service's node id: the prefix of its clients' ids. */
+  readonly nodeId: string;
+  /** {@linkcode ServiceOptions.name}, or the node id when it is unset. */
+  readonly name: string;
+  /** The address the WebSocket server listens on. */
+  readonly hostname: string;
+  /** The WebSocket port. */
+  readonly port: number;
+  /** Where peers reach this service's RPC server, `lanIp:rpcPort`. */
+  readonly rpcAddress: string;
+  /**
+   * The port peers deliver batches to (see `ServiceOptions.deliveryPort`);
+   * undefined when there is none.
+   */
+  readonly deliveryPort: number | undefined;
+  /**
+   * Stops the service gracefully, within about `shutdownTimeoutMs`: leaves
+   * the registers, stops accepting clients, closes every client with 1001
+   * (going away) after what is queued for it, waits for the clients' close
+   * handshakes and `onClose` hooks, runs `onStop`, waits until deliveries
+   * queued for peers are acknowledged, then stops the WebSocket and RPC
+   * servers. Aborting `signal` does the same. Calling it again returns the
+   * same promise.
+   */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a service of `app`: a WebSocket server, an RPC server, and the
+ * membership in the cluster. Resolves when both servers listen, the first
+ * member list arrived (or `joinTimeoutMs` passed) and `app.onStart`
+ * finished; clients are accepted from then on.
+ *
+ * @example A service with one client-facing hook
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startRegister, startService } from "@wsgate/gateway";
+ *
+ * await using register = await startRegister({ hostname: "127.0.0.1", port: 0 });
+ * await using service = await startService({
+ *   onConnect(clientId, { api }) {
+ *     return api.sendToClient(clientId, "hello");
+ *   },
+ * }, {
+ *   register: `127.0.0.1:${register.port}`,
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   rpcPort: 0,
+ * });
+ * const socket = new WebSocket(`ws://127.0.0.1:${service.port}/`);
+ * const first = await new Promise((resolve) => socket.onmessage = (e) => resolve(e.data));
+ * assert.equal(first, "hello");
+ * socket.close();
+ * await new Promise((resolve) => socket.onclose = resolve);
+ * ```
+ *
+ * @param app The business code's hooks.
+ * @param options The register(s) to join, ports, secret and limits.
+ * @returns The running service.
+ */
+export async function startService(
+  app: Application,
+  options: ServiceOptions,
+): Promise<Service> {
+  const config = resolveServiceOptions(options);
+  const nodeId = createNodeId();
+  const name = config.name ?? nodeId;
+  const logger = createLogger(`service ${name}`, config.logLevel);
+  config.signal?.throwIfAborted();
+  if (
+    config.secret === undefined && !config.tls?.mutual &&
+    !isLoopback(config.rpcHostname)
+  ) {
+    logger.warn(
+      "RPC port listens beyond loopback without a secret: any host that reaches it (or the delivery port beside it) can push to every client; set a secret",
+      { rpcHostname: config.rpcHostname },
+    );
+  }
+
+  const metrics = new ServiceMetrics();
+  const hub = new LocalHub();
+  const members = new MemberTable(nodeId, {
+    settleMs: 2 * REGISTER_BACKOFF.maxMs,
+  });
+  const readMaxBytes = 4 *
+    Math.max(config.maxPeerQueueBytes, config.maxSendBytes);
+  const peers = new PeerPool({
+    secret: config.secret,
+    tls: config.tls,
+    readMaxBytes,
+    pingIntervalMs: config.pingIntervalMs,
+    pingTimeoutMs: 2 * config.pingIntervalMs,
+    maxQueuedBytes: config.maxPeerQueueBytes,
+    deadlineMs: config.deadlineMs,
+    interceptors: [timeUnaryCalls(metrics.peerUnary)],
+    deliveryLatency: metrics.peerDelivery,
+    logger,
+    counts: metrics.peerTraffic,
+  });
+  members.onChange(() => {
+    peers.retain(members.peerAddresses());
+    logger.debug("member list changed", { members: members.size });
+  });
+  const api = new MeteredApi(
+    new ClusterApi({
+      nodeId,
+      hub,
+      members,
+      peers,
+      deadlineMs: config.deadlineMs,
+      maxSendBytes: config.maxSendBytes,
+    }),
+    metrics,
+  );
+  const ctx: Context = { api, service: { nodeId, name } };
+  const endpoint = new WebSocketEndpoint({
+    app,
+    ctx,
+    hub,
+    ids: new ClientIdAllocator(nodeId),
+    logger,
+    metrics,
+    idleTimeoutMs: config.idleTimeoutMs,
+    maxBufferedBytes: config.maxBufferedBytes,
+    maxMessageBytes: config.maxMessageBytes,
+    allowedOrigins: config.allowedOrigins,
+  });
+
+  // Deno's TLS listener cannot require client certificates: with mutual
+  // TLS, deliveries stay on the gRPC stream, which requires them.
+  const deliveryPort =
+    config.deliveryPort === undefined || config.tls?.mutual === true
+      ? undefined
+      : listenDeliveryPort({
+        hostname: config.rpcHostname,
+        port: config.deliveryPort,
+        hub,
+        secret: config.secret,
+        tls: config.tls,
+        readMaxBytes,
+        helloTimeoutMs: 2 * config.pingIntervalMs,
+        logger,
+      });
+  let rpc: RpcServer;
+  try {
+    rpc = await listenRpc({
+      hostname: config.rpcHostname,
+      port: config.rpcPort,
+      secret: config.secret,
+      tls: config.tls,
+      readMaxBytes,
+      pingIntervalMs: config.pingIntervalMs,
+      pingTimeoutMs: 2 * config.pingIntervalMs,
+      logger,
+      routes: (router) =>
+        router.service(GatewayService, createGatewayHandler(nodeId, hub, api)),
+      rawMethods: [deliverEndpoint(hub, () => deliveryPort?.port)],
+    });
+  } catch (error) {
+    await deliveryPort?.close();
+    throw error;
+  }
+  const rpcAddress = formatHostPort(config.lanIp, rpc.port);
+
+  let closing: Promise<void> | undefined;
+  /** Whether onStart finished: clients are accepted from then on. */
+  let started = false;
+  /** Where the service is in its life, as /healthz and /metrics tell. */
+  const phase = () =>
+    closing !== undefined
+      ? "closing" as const
+      : members.joined && started
+      ? "ready" as const
+      : "starting" as const;
+  const ops = {
+    health: () => ({
+      status: phase(),
+      nodeId,
+      name,
+      members: members.size,
+      clients: hub.size,
+    }),
+    metrics: () =>
+      formatServiceMetrics(metrics, {
+        ready: phase() === "ready",
+        connections: endpoint.size,
+        uids: hub.uidCount,
+        groups: hub.groupCount,
+        members: members.size,
+      }),
+  };
+  const httpApi = config.httpApiSecret === undefined
+    ? undefined
+    : createHttpApi({ api, secret: config.httpApiSecret, metrics, logger });
+
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve(
+      {
+        hostname: config.hostname,
+        port: config.port,
+        onListen: () => {},
+        onError: (error) => {
+          logger.error("request failed", { error: String(error) });
+          return new Response("internal error\n", { status: 500 });
+        },
+      },
+      createServiceHandler({ endpoint, ops, httpApi, fetch: config.fetch }),
+    );
+  } catch (error) {
+    await rpc.close();
+    await deliveryPort?.close();
+    throw error;
+  }
+
+  const links = joinRegisters(config.registers, {
+    member: { nodeId, rpcAddress },
+    table: members,
+    secret: config.secret,
+    tls: config.tls,
+    pingIntervalMs: config.pingIntervalMs,
+    pingTimeoutMs: 2 * config.pingIntervalMs,
+    backoff: REGISTER_BACKOFF,
+    logger,
+  });
+  const stopGuard = guardUnhandledRejections(logger);
+
+  const close = () => {
+    closing ??= (async () => {
+      stopWatching();
+      await shutDownService(
+        {
+          links,
+          endpoint,
+          hub,
+          peers,
+          members,
+          server,
+          rpc,
+          deliveryPort,
+          onStop: () =>
+            started && app.onStop !== undefined
+              ? () => app.onStop!(ctx)
+              : undefined,
+        },
+        config.shutdownTimeoutMs,
+        logger,
+      );
+      stopGuard();
+      logger.info("service stopped");
+    })();
+    return closing;
+  };
+  const stopWatching = onAbort(config.signal, close);
+
+  const joined = await waitForJoin(
+    links.joined,
+    config.joinTimeoutMs,
+    config.signal,
+  );
+  if (config.signal?.aborted) {
+    await close();
+    throw config.signal.reason;
+  }
+  if (joined instanceof GatewayError) {
+    logger.error("no register accepted this service; stopping", {
+      error: joined.message,
+    });
+    await close();
+    throw joined;
+  }
+  if (joined === false) {
+    logger.warn("no register answered yet; still trying in the background", {
+      registers: config.registers.join(","),
+      waitedMs: config.joinTimeoutMs,
+    });
+  }
+  if (app.onStart !== undefined) {
+    try {
+      await app.onStart(ctx);
+    } catch (error) {
+      logger.error("onStart failed; closing", { error: errorText(error) });
+      await close();
+      throw error;
+    }
+  }
+  started = true;
+  if (closing === undefined) endpoint.open();
+  logger.info("service started", {
+    ...(name === nodeId ? {} : { nodeId }),
+    websocket: formatHostPort(config.hostname, server.addr.port),
+    rpc: rpcAddress,
+  });
+  return {
+    api,
+    nodeId,
+    name,
+    hostname: config.hostname,
+    port: server.addr.port,
+    rpcAddress,
+    deliveryPort: deliveryPort?.port,
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+/**
+ * What `joined` settles with, or `false` when `ms` pass or `signal` aborts
+ * first.
+ */
+async function waitForJoin(
+  joined: Promise<GatewayError | undefined>,
+  ms: number,
+  signal: AbortSignal | undefined,
+): Promise<GatewayError | undefined | false> {
+  const stopWaiting = new AbortController();
+  const result = await Promise.race([
+    joined,
+    sleep(
+      ms,
+      AbortSignal.any([
+        stopWaiting.signal,
+        ...(signal === undefined ? [] : [signal]),
+      ]),
+    ).then(() => false as const),
+  ]);
+  stopWaiting.abort();
+  return result;
+}
