@@ -101,6 +101,74 @@ export interface SendOptions {
  * await service.api.sendToAll("hello");
  * assert.equal(await service.api.getAllClientCount(), 0);
  * ```
+ *
+ * @example An echo application: hooks answer through `ctx.api`
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type Application, startRegister, startService } from "./mod.ts";
+ *
+ * const app: Application = {
+ *   async onConnect(clientId, { api }) {
+ *     await api.sendToClient(clientId, `welcome ${clientId}`);
+ *   },
+ *   async onMessage(clientId, message, { api }) {
+ *     await api.sendToClient(clientId, message);
+ *   },
+ * };
+ * await using register = await startRegister({ hostname: "127.0.0.1", port: 0 });
+ * await using service = await startService(app, {
+ *   register: `127.0.0.1:${register.port}`,
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   rpcPort: 0,
+ * });
+ * const socket = new WebSocket(`ws://127.0.0.1:${service.port}/`);
+ * const received: unknown[] = [];
+ * const echoed = new Promise((resolve) => {
+ *   socket.onmessage = (e) => {
+ *     received.push(e.data);
+ *     if (received.length === 1) socket.send("ping");
+ *     else resolve(e.data);
+ *   };
+ * });
+ * assert.equal(await echoed, "ping");
+ * assert.match(String(received[0]), /^welcome /);
+ * socket.close();
+ * await new Promise((resolve) => socket.onclose = resolve);
+ * ```
+ *
+ * @example Binding the user that the handshake accepted, and finding it again
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type Application, startRegister, startService } from "./mod.ts";
+ *
+ * const app: Application = {
+ *   onHandshake(request) {
+ *     const user = new URL(request.url).searchParams.get("user");
+ *     if (user === null) return new Response("who are you?\n", { status: 401 });
+ *     return { info: { user } };
+ *   },
+ *   async onConnect(clientId, { api }) {
+ *     const info = await api.getInfo(clientId);
+ *     await api.bindUid(clientId, info!.user!);
+ *     await api.sendToClient(clientId, "ready");
+ *   },
+ * };
+ * await using register = await startRegister({ hostname: "127.0.0.1", port: 0 });
+ * await using service = await startService(app, {
+ *   register: `127.0.0.1:${register.port}`,
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   rpcPort: 0,
+ * });
+ * const socket = new WebSocket(`ws://127.0.0.1:${service.port}/?user=alice`);
+ * await new Promise((resolve) => socket.onmessage = resolve);
+ * const [clientId] = await service.api.getClientIdsByUid("alice");
+ * assert.ok(clientId?.startsWith(`${service.nodeId}.`));
+ * assert.equal(await service.api.getUidByClientId(clientId!), "alice");
+ * socket.close();
+ * await new Promise((resolve) => socket.onclose = resolve);
+ * ```
  */
 export interface Api {
   /** Sends to every client of the cluster, minus `options.exclude`. */
@@ -149,6 +217,12 @@ export interface Api {
   getUidCountByGroup(group: string): Promise<number>;
 
   /** Every uid bound anywhere, each once. */
+  getAllUids(): Promise<string[]>;
+  /**
+   * Every uid bound anywhere, each once: the name the first versions had.
+   *
+   * @deprecated Use {@linkcode Api.getAllUids}, the same call.
+   */
   getAllUid(): Promise<string[]>;
   /** How many distinct uids are bound anywhere. */
   getAllUidCount(): Promise<number>;

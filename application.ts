@@ -10,16 +10,21 @@ import type { Api, ClientInfo, Message } from "./api.ts";
 /**
  * What every hook gets besides the clientId.
  *
- * @example Answering through the Api of the context
+ * @example Passing the context on to the application's own code
  * ```ts
  * import assert from "node:assert/strict";
  * import type { Application, Context } from "./mod.ts";
  *
- * async function echo(clientId: string, message: string | Uint8Array, ctx: Context) {
- *   await ctx.api.sendToClient(clientId, message);
+ * const where = new Map<string, string>();
+ * function remember(clientId: string, ctx: Context): void {
+ *   where.set(clientId, ctx.service.name);
  * }
- * const app: Application = { onMessage: echo };
- * assert.equal(app.onMessage, echo);
+ * const app: Application = { onMessage: (clientId, _message, ctx) => remember(clientId, ctx) };
+ * await app.onMessage!("k2j4m6p8r0t2.1", "hi", {
+ *   api: {} as never,
+ *   service: { nodeId: "k2j4m6p8r0t2", name: "A" },
+ * });
+ * assert.equal(where.get("k2j4m6p8r0t2.1"), "A");
  * ```
  */
 export interface Context {
@@ -36,18 +41,12 @@ export interface Context {
  * @example Telling users where they are connected
  * ```ts
  * import assert from "node:assert/strict";
- * import type { Application, ServiceIdentity } from "./mod.ts";
+ * import type { ServiceIdentity } from "./mod.ts";
  *
  * function where(service: ServiceIdentity): string {
  *   return `connected to ${service.name}`;
  * }
- * const app: Application = {
- *   async onConnect(clientId, { api, service }) {
- *     await api.sendToClient(clientId, where(service));
- *   },
- * };
  * assert.equal(where({ nodeId: "k2j4m6p8r0t2", name: "A" }), "connected to A");
- * assert.equal(typeof app.onConnect, "function");
  * ```
  */
 export interface ServiceIdentity {
@@ -60,18 +59,23 @@ export interface ServiceIdentity {
 /**
  * What {@linkcode Application.onConnect} gets.
  *
- * @example Binding the uid named in the WebSocket URL
+ * @example Reading the upgrade request
  * ```ts
  * import assert from "node:assert/strict";
  * import type { Application, ConnectContext } from "./mod.ts";
  *
+ * const rooms = new Map<string, string | null>();
  * const app: Application = {
- *   async onConnect(clientId: string, { api, request }: ConnectContext) {
- *     const uid = new URL(request.url).searchParams.get("uid");
- *     if (uid !== null) await api.bindUid(clientId, uid);
+ *   onConnect(clientId: string, { request }: ConnectContext) {
+ *     rooms.set(clientId, new URL(request.url).searchParams.get("room"));
  *   },
  * };
- * assert.equal(typeof app.onConnect, "function");
+ * await app.onConnect!("k2j4m6p8r0t2.1", {
+ *   api: {} as never,
+ *   service: { nodeId: "k2j4m6p8r0t2", name: "A" },
+ *   request: new Request("http://localhost/?room=lobby"),
+ * });
+ * assert.equal(rooms.get("k2j4m6p8r0t2.1"), "lobby");
  * ```
  */
 export interface ConnectContext extends Context {
@@ -120,7 +124,7 @@ export interface HandshakeContext extends Context {
  */
 export interface HandshakeAccept {
   /**
-   * The client's initial info map: {@linkcode Api.getInfo} returns it from
+   * The client's initial info map, which the {@linkcode Api} tells from
    * `onConnect` on.
    *
    * @default {{}}
@@ -164,20 +168,24 @@ export type HandshakeResult = Response | HandshakeAccept | void;
  * client was closed and its `onClose` finished, while the Api still reaches
  * the rest of the cluster.
  *
- * @example An echo application
+ * The {@linkcode Api} documents what the hooks can do with its `ctx.api`.
+ *
+ * @example Counting this service's clients
  * ```ts
  * import assert from "node:assert/strict";
  * import type { Application } from "./mod.ts";
  *
+ * let clients = 0;
  * const app: Application = {
- *   async onConnect(clientId, { api }) {
- *     await api.sendToClient(clientId, `welcome ${clientId}`);
+ *   onConnect() {
+ *     clients++;
  *   },
- *   async onMessage(clientId, message, { api }) {
- *     await api.sendToClient(clientId, message);
+ *   onClose() {
+ *     clients--;
  *   },
  * };
- * assert.equal(typeof app.onMessage, "function");
+ * assert.equal(typeof app.onConnect, "function");
+ * assert.equal(clients, 0);
  * ```
  *
  * @example Authenticating in the handshake
@@ -192,10 +200,6 @@ export type HandshakeResult = Response | HandshakeAccept | void;
  *       return new Response("unauthorized\n", { status: 401 });
  *     }
  *     return { info: { user: "alice" } };
- *   },
- *   async onConnect(clientId, { api }) {
- *     const info = await api.getInfo(clientId);
- *     await api.bindUid(clientId, info!.user!);
  *   },
  * };
  * const refused = await app.onHandshake!(new Request("http://localhost/"), {

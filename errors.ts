@@ -15,6 +15,9 @@
  * - `unauthenticated`: a register or peer refused the shared secret.
  * - `unavailable`: a service or register could not be reached, or its queue is
  *   full. Retrying later may help.
+ * - `resource_exhausted`: a request was larger than a limit allows (a batch
+ *   or message over what the receiving service accepts). Retrying the same
+ *   request will not help.
  * - `deadline_exceeded`: a service did not answer within the deadline.
  * - `incomplete`: a cluster-wide call got answers from only some services; see
  *   {@linkcode IncompleteResultError}.
@@ -37,6 +40,7 @@ export type GatewayErrorCode =
   | "invalid_argument"
   | "unauthenticated"
   | "unavailable"
+  | "resource_exhausted"
   | "deadline_exceeded"
   | "incomplete"
   | "closed"

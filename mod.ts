@@ -15,15 +15,15 @@
  * {@linkcode ServiceOptions.httpApiSecret} is set. A register serves the
  * same two endpoints on {@linkcode RegisterOptions.httpPort}.
  *
- * @example A register and a service that greets every client
+ * @example A register and a service, ready for clients
  * ```ts
  * import assert from "node:assert/strict";
  * import { startRegister, startService } from "./mod.ts";
  *
  * await using register = await startRegister({ hostname: "127.0.0.1", port: 0 });
  * await using service = await startService({
- *   async onConnect(clientId, { api }) {
- *     await api.sendToAll(`${clientId} joined`);
+ *   onConnect(clientId, { service }) {
+ *     console.log(`${clientId} connected to ${service.name}`);
  *   },
  * }, {
  *   register: `127.0.0.1:${register.port}`,
@@ -31,8 +31,11 @@
  *   port: 0,
  *   rpcPort: 0,
  * });
- * assert.equal(await service.api.getAllClientCount(), 0);
+ * const health = await fetch(`http://127.0.0.1:${service.port}/healthz`);
+ * assert.equal((await health.json()).status, "ready");
  * ```
+ *
+ * The {@linkcode Api} documents what business code does with the clients.
  *
  * @module
  */

@@ -17,7 +17,7 @@ import {
 } from "./proto/gen/websocket/v1/register_pb.ts";
 import { GatewayError } from "./errors.ts";
 import { isNodeId } from "./internal/hub/client_id.ts";
-import { describe } from "./internal/api/validate.ts";
+import { describe } from "./internal/base/describe.ts";
 import {
   formatHostPort,
   isLoopback,

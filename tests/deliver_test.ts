@@ -28,11 +28,9 @@ import {
   DeliverResponseSchema,
   GatewayService,
 } from "../proto/gen/websocket/v1/gateway_pb.ts";
-import {
-  encodeClose,
-  encodeToAll,
-  encodeToClient,
-} from "../internal/delivery/codec.ts";
+import { DeliveryEncoder } from "../internal/delivery/codec.ts";
+
+const encoder = new DeliveryEncoder();
 import {
   concat,
   startRegisterProcess,
@@ -92,11 +90,11 @@ Deno.test("Deliver applies packed batches in order and refuses malformed ones", 
         const bytes = new Uint8Array([0, 1, 2, 250, 255]);
         // Each encode returns a view of a scratch buffer: copy it at once.
         const packed = concat(
-          encodeToClient(client.id, "héllo ✓ 𝄞").slice(),
-          encodeToClient(client.id, bytes).slice(),
-          encodeToAll("to all", [client.id]).slice(),
-          encodeToAll("to all but nobody", []).slice(),
-          encodeClose(client.id, "bye").slice(),
+          encoder.toClient(client.id, "héllo ✓ 𝄞").slice(),
+          encoder.toClient(client.id, bytes).slice(),
+          encoder.toAll("to all", [client.id]).slice(),
+          encoder.toAll("to all but nobody", []).slice(),
+          encoder.close(client.id, "bye").slice(),
         );
         const batches = await deliverOnce(rpcAddress, {
           deliveries: [{
@@ -126,7 +124,7 @@ Deno.test("Deliver applies packed batches in order and refuses malformed ones", 
       "a malformed batch is refused and none of it applied",
       async () => {
         await using client = await TestClient.connect(port);
-        const good = encodeToClient(client.id, "from a bad batch").slice();
+        const good = encoder.toClient(client.id, "from a bad batch").slice();
         for (
           const garbage of [
             new Uint8Array([9]), // unknown kind
@@ -143,7 +141,7 @@ Deno.test("Deliver applies packed batches in order and refuses malformed ones", 
           );
         }
         await deliverOnce(rpcAddress, {
-          packed: encodeToClient(client.id, "good").slice(),
+          packed: encoder.toClient(client.id, "good").slice(),
         });
         assert.equal(await client.next(), "good");
         assert.equal(client.pending.length, 0);
@@ -215,7 +213,7 @@ Deno.test("a stock grpc-js client streams deliveries, with and without compressi
             },
           },
         }],
-        packed: encodeToClient(client.id, `${name} packed`).slice(),
+        packed: encoder.toClient(client.id, `${name} packed`).slice(),
       }, options);
       assert.equal(batches, 1, name);
       assert.equal(status.code, grpc.status.OK, `${name}: ${status.details}`);

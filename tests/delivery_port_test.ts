@@ -6,13 +6,11 @@
 
 import assert from "node:assert/strict";
 import { startService, type TlsOptions } from "../mod.ts";
-import {
-  encodeHello,
-  ERROR,
-  READY,
-  writeU32,
-} from "../internal/delivery/port_wire.ts";
-import { encodeToClient } from "../internal/delivery/codec.ts";
+import { PORT_MESSAGE, writeU32 } from "../internal/delivery/wire.ts";
+import { encodeHello } from "../internal/delivery/port_sender.ts";
+import { DeliveryEncoder } from "../internal/delivery/codec.ts";
+
+const encoder = new DeliveryEncoder();
 import {
   concat,
   eventually,
@@ -60,9 +58,9 @@ async function answerTo(
       if (n === null) break;
       chunks.push(...buffer.subarray(0, n));
     }
-    const ready = chunks[0] === READY;
+    const ready = chunks[0] === PORT_MESSAGE.READY;
     const rest = ready ? chunks.slice(1) : chunks;
-    if (rest[0] !== ERROR) return { ready };
+    if (rest[0] !== PORT_MESSAGE.ERROR) return { ready };
     const length = rest[2]! << 8 | rest[3]!;
     return {
       ready,
@@ -155,7 +153,7 @@ Deno.test("the delivery port refuses strangers, garbage and oversized batches", 
   await using client = await TestClient.connect(target.port);
   await untilClientCount(caller.api, 1, "the caller sees the client");
   const port = target.deliveryPort!;
-  const intrusion = batch(encodeToClient(client.id, "intruder").slice());
+  const intrusion = batch(encoder.toClient(client.id, "intruder").slice());
 
   await t.step(
     "a wrong or missing secret: UNAUTHENTICATED, nothing applied",
@@ -192,7 +190,10 @@ Deno.test("the delivery port refuses strangers, garbage and oversized batches", 
         concat(
           encodeHello(secret),
           batch(
-            concat(encodeToClient(client.id, "half").slice(), Uint8Array.of(9)),
+            concat(
+              encoder.toClient(client.id, "half").slice(),
+              Uint8Array.of(9),
+            ),
           ),
         ),
       );
@@ -224,7 +225,7 @@ Deno.test("the delivery port refuses strangers, garbage and oversized batches", 
       port,
       concat(
         encodeHello(secret),
-        batch(encodeToClient(client.id, "good").slice()),
+        batch(encoder.toClient(client.id, "good").slice()),
       ),
       async () => {
         const conn = await Deno.connect({ hostname: "127.0.0.1", port });

@@ -20,7 +20,7 @@ import type {
 } from "@bufbuild/protobuf";
 import { ScalarType } from "@bufbuild/protobuf";
 import { type Service, startService } from "../mod.ts";
-import { encodeHello } from "../internal/delivery/port_wire.ts";
+import { encodeHello } from "../internal/delivery/port_sender.ts";
 import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
 import { RegisterService } from "../proto/gen/websocket/v1/register_pb.ts";
 import {

@@ -1,44 +1,20 @@
-// WebSocket messages on the wire between services.
+// A message on the gRPC wire: the `Payload` of gateway.proto, a text or a
+// binary body.
 
 import type { Message } from "../../api.ts";
 import type { Payload } from "../../proto/gen/websocket/v1/gateway_pb.ts";
+
+/** The shape of a Payload for a request or response being built. */
+export type PayloadInit = Pick<Payload, "body">;
 
 /** The message a payload carries, or undefined when it carries none. */
 export function fromPayload(payload: Payload | undefined): Message | undefined {
   return payload?.body.value;
 }
 
-/**
- * Whether a message takes more than `max` bytes in its frame (UTF-8 for
- * text). Cheap for the usual sizes: one comparison, no allocation.
- */
-export function isLongerThan(message: Message, max: number): boolean {
-  if (typeof message !== "string") return message.byteLength > max;
-  const units = message.length;
-  if (units * 3 <= max) return false; // at most 3 bytes per UTF-16 unit
-  if (units > max) return true; // at least 1 byte per unit
-  return utf8Length(message) > max;
-}
-
-/** How many bytes a message takes in its frame (UTF-8 for text). */
-export function frameBytes(message: Message): number {
-  return typeof message === "string" ? utf8Length(message) : message.byteLength;
-}
-
-/** The length of `text` in UTF-8, without encoding it. */
-function utf8Length(text: string): number {
-  let bytes = 0;
-  for (let i = 0; i < text.length; i++) {
-    const unit = text.charCodeAt(i);
-    if (unit < 0x80) bytes += 1;
-    else if (unit < 0x800) bytes += 2;
-    else if (
-      unit >= 0xd800 && unit < 0xdc00 && i + 1 < text.length &&
-      (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00
-    ) {
-      bytes += 4; // a surrogate pair
-      i++;
-    } else bytes += 3; // the rest, lone surrogates as U+FFFD
-  }
-  return bytes;
+/** The payload that carries `message`. */
+export function toPayload(message: Message): PayloadInit {
+  return typeof message === "string"
+    ? { body: { case: "text", value: message } }
+    : { body: { case: "binary", value: message } };
 }

@@ -3,21 +3,11 @@
 
 import { GatewayError } from "../../errors.ts";
 import type { ClientInfo, Message } from "../../api.ts";
-import { frameBytes, isLongerThan } from "./payload.ts";
+import { describe } from "../base/describe.ts";
+import { isLongerThan, messageBytes } from "./message_size.ts";
 
 /** The longest uid or group name, in UTF-8 bytes. */
 export const MAX_NAME_BYTES = 255;
-
-/** A short, safe description of a value for error messages. */
-export function describe(value: unknown): string {
-  if (typeof value === "string") {
-    return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
-  }
-  if (value === null) return "null";
-  if (value instanceof Uint8Array) return `Uint8Array(${value.length})`;
-  if (Array.isArray(value)) return "an array";
-  return typeof value;
-}
 
 function invalid(action: string, problem: string): GatewayError {
   return new GatewayError("invalid_argument", `Cannot ${action}: ${problem}`);
@@ -78,7 +68,7 @@ export function checkMessage(
     throw invalid(
       action,
       `message is ${
-        frameBytes(message)
+        messageBytes(message)
       } bytes, more than the limit of ${maxBytes} (maxSendBytes)`,
     );
   }

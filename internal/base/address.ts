@@ -1,7 +1,7 @@
 // "host:port" addresses of registers and services.
 
 import { GatewayError } from "../../errors.ts";
-import { describe } from "../api/validate.ts";
+import { describe } from "../base/describe.ts";
 
 /** A parsed `host:port`. */
 export interface HostPort {

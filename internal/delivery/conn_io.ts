@@ -1,6 +1,8 @@
-// Ordered writes to a Deno connection without awaiting each one: what is
-// written while a write is under way goes out together in the next one.
-// Also a close that does not mind a connection closed already.
+// Reading and writing a Deno connection of the delivery port: ordered
+// writes without awaiting each one (what is written while a write is under
+// way goes out together in the next one), a read buffer that keeps what was
+// read until it is consumed, and a close that does not mind a connection
+// closed already.
 
 /** Writes to a connection in order, coalescing writes made meanwhile. */
 export class ConnWriter {
@@ -65,5 +67,51 @@ export function closeQuietly(conn: Deno.Conn): void {
     conn.close();
   } catch {
     // Closed already.
+  }
+}
+
+/**
+ * Bytes read from a connection, kept until they are consumed: reads go
+ * into one buffer that grows when a message needs more room.
+ */
+export class ReadBuffer {
+  #bytes = new Uint8Array(64 * 1024);
+  #start = 0;
+  #end = 0;
+
+  /** How many bytes are waiting. */
+  get size(): number {
+    return this.#end - this.#start;
+  }
+
+  /** The waiting bytes, from the first unconsumed one. */
+  view(): Uint8Array {
+    return this.#bytes.subarray(this.#start, this.#end);
+  }
+
+  /** Marks `n` waiting bytes as consumed. */
+  consume(n: number): void {
+    this.#start += n;
+    if (this.#start === this.#end) this.#start = this.#end = 0;
+  }
+
+  /**
+   * Reads once from `conn`, making room for at least `need` waiting bytes
+   * first. Resolves false at the end of the stream.
+   */
+  async fill(conn: Deno.Conn, need: number): Promise<boolean> {
+    if (this.#start + need > this.#bytes.length) {
+      const bytes = need > this.#bytes.length
+        ? new Uint8Array(Math.max(need, 2 * this.#bytes.length))
+        : this.#bytes;
+      bytes.set(this.#bytes.subarray(this.#start, this.#end));
+      this.#end -= this.#start;
+      this.#start = 0;
+      this.#bytes = bytes;
+    }
+    const n = await conn.read(this.#bytes.subarray(this.#end));
+    if (n === null) return false;
+    this.#end += n;
+    return true;
   }
 }

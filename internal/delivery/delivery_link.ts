@@ -7,19 +7,16 @@
 // its round trip grows. The peer applies batches in order and acknowledges
 // them in order.
 //
-// Batches start on the gRPC Deliver stream. When the peer names its
-// delivery port there, the link connects to it in the background and moves
-// over at a moment when no batch is in flight, so order is kept; if the
-// port cannot be reached, the link stays on gRPC.
+// Batches start on the first transport (the gRPC Deliver stream). When the
+// peer names its delivery port there, the link connects to it in the
+// background and moves over at a moment when no batch is in flight, so
+// order is kept; if the port cannot be reached, the link stays where it is.
 
-import type * as http2 from "node:http2";
-import { Code, ConnectError } from "@connectrpc/connect";
 import { GatewayError } from "../../errors.ts";
 import { type Deferred, deferred } from "../base/deferred.ts";
-import { DELIVER_HEADROOM, DeliverCall } from "./grpc_sender.ts";
-import { DeliveryPortCall } from "./port_sender.ts";
 import type { Logger } from "../base/logger.ts";
-import type { Histogram } from "../ops/prometheus.ts";
+import type { BatchSender, BatchSenderEvents } from "./batch_sender.ts";
+import { BATCH_HEADROOM } from "./wire.ts";
 
 interface Batch {
   readonly done: Deferred<void>;
@@ -44,7 +41,7 @@ export interface DeliveryLinkOptions {
    */
   readonly deadlineMs: number;
   /** Observes each batch's latency, first queued to acknowledged, in s. */
-  readonly deliveryLatency?: Histogram | undefined;
+  readonly deliveryLatency?: { observe(seconds: number): void } | undefined;
   /** Says when a peer's delivery port cannot be used. */
   readonly logger?: Logger | undefined;
   /** Counts the deliveries queued and the batches written. */
@@ -62,34 +59,32 @@ export interface DeliveryCounts {
 }
 
 /** How a {@linkcode DeliveryLink} reaches its peer. */
-export interface PeerDialer {
-  /** Opens a gRPC call (`/package.Service/Method`) to the peer. */
-  openCall(path: string): Promise<http2.ClientHttp2Stream>;
-  /** Connects to the peer's delivery port; without it, none is used. */
-  readonly dialDeliveryPort?:
-    | ((port: number) => Promise<Deno.Conn>)
+export interface LinkTransport {
+  /** Opens the connection that batches start on (the gRPC stream). */
+  open(events: BatchSenderEvents): BatchSender;
+  /**
+   * Connects to the delivery port the peer named; undefined when none may
+   * be used.
+   */
+  readonly openPort?:
+    | ((port: number, events: BatchSenderEvents) => BatchSender)
     | undefined;
-  /** Sent in the delivery port's hello. */
-  readonly secret?: string | undefined;
 }
-
-/** A call batches are written on. */
-type BatchCall = DeliverCall | DeliveryPortCall;
 
 /** The outgoing delivery stream to one peer. */
 export class DeliveryLink {
-  readonly #dialer: PeerDialer;
+  readonly #transport: LinkTransport;
   readonly #address: string;
   readonly #logger: Logger | undefined;
   readonly #counts: DeliveryCounts | undefined;
   readonly #maxQueuedBytes: number;
   readonly #deadlineMs: number;
-  readonly #latency: Histogram | undefined;
+  readonly #latency: DeliveryLinkOptions["deliveryLatency"];
   /**
    * The next batch: `#bytes` bytes of encoded deliveries, after room for
    * the framing.
    */
-  #batch = new Uint8Array(DELIVER_HEADROOM + INITIAL_BATCH_BYTES);
+  #batch = new Uint8Array(BATCH_HEADROOM + INITIAL_BATCH_BYTES);
   #bytes = 0;
   #done: Deferred<void> | undefined;
   #since = 0;
@@ -97,20 +92,20 @@ export class DeliveryLink {
   readonly #inflight: Batch[] = [];
   #queuedBytes = 0;
   /** Where batches are written now. */
-  #call: BatchCall | undefined;
+  #call: BatchSender | undefined;
   /** A delivery port connection that batches move to once it is ready. */
-  #next: DeliveryPortCall | undefined;
+  #next: BatchSender | undefined;
   #nextReady = false;
   #flushing = false;
   #closed = false;
 
-  /** A link to the peer at `address`, reached through `dialer`. */
+  /** A link to the peer at `address`, reached through `transport`. */
   constructor(
-    dialer: PeerDialer,
+    transport: LinkTransport,
     address: string,
     options: DeliveryLinkOptions,
   ) {
-    this.#dialer = dialer;
+    this.#transport = transport;
     this.#address = address;
     this.#logger = options.logger;
     this.#counts = options.counts;
@@ -120,7 +115,7 @@ export class DeliveryLink {
   }
 
   /**
-   * Queues a delivery encoded by `delivery_codec.ts` (copied at once).
+   * Queues a delivery encoded by a DeliveryEncoder (copied at once).
    * Resolves when the peer has applied it; rejects when the stream broke
    * first, or at once when `maxQueuedBytes` are already waiting for this
    * peer.
@@ -147,7 +142,7 @@ export class DeliveryLink {
       );
     }
     let batch = this.#batch;
-    const end = DELIVER_HEADROOM + this.#bytes;
+    const end = BATCH_HEADROOM + this.#bytes;
     if (end + bytes > batch.byteLength) {
       batch = new Uint8Array(Math.max(2 * batch.byteLength, end + bytes));
       batch.set(this.#batch.subarray(0, end));
@@ -195,7 +190,10 @@ export class DeliveryLink {
           `Cannot send to service ${this.#address}: this service is closing`,
         ),
     );
-    const closed = new ConnectError("the link closed", Code.Canceled);
+    const closed = new GatewayError(
+      "closed",
+      `Cannot send to service ${this.#address}: the link closed`,
+    );
     this.#call?.abort(closed);
     this.#next?.abort(closed);
   }
@@ -225,15 +223,12 @@ export class DeliveryLink {
       this.#armWatchdog();
       return;
     }
-    this.#fail(
-      new GatewayError(
-        "deadline_exceeded",
-        `Cannot send to service ${this.#address}: no acknowledgement within ${this.#deadlineMs} ms`,
-      ),
+    const late = new GatewayError(
+      "deadline_exceeded",
+      `Cannot send to service ${this.#address}: no acknowledgement within ${this.#deadlineMs} ms`,
     );
-    this.#call?.abort(
-      new ConnectError("no acknowledgement in time", Code.DeadlineExceeded),
-    );
+    this.#fail(late);
+    this.#call?.abort(late);
   }
 
   /** Writes the next batch, unless one is in flight already. */
@@ -251,59 +246,55 @@ export class DeliveryLink {
     this.#inflight.push({ done: this.#done!, bytes, since: this.#since });
     this.#bytes = 0;
     this.#done = undefined;
-    const call = this.#call ??= this.#openGrpc();
+    const call = this.#call ??= this.#open();
     call.write(this.#batch, bytes);
     if (this.#counts !== undefined) {
-      if (call instanceof DeliverCall) this.#counts.grpcBatches++;
+      if (call.via === "grpc") this.#counts.grpcBatches++;
       else this.#counts.portBatches++;
     }
-    if (this.#batch.byteLength > DELIVER_HEADROOM + MAX_IDLE_BATCH_BYTES) {
-      this.#batch = new Uint8Array(DELIVER_HEADROOM + INITIAL_BATCH_BYTES);
+    if (this.#batch.byteLength > BATCH_HEADROOM + MAX_IDLE_BATCH_BYTES) {
+      this.#batch = new Uint8Array(BATCH_HEADROOM + INITIAL_BATCH_BYTES);
     }
   };
 
-  #openGrpc(): DeliverCall {
-    const call: DeliverCall = new DeliverCall(
-      (path) => this.#dialer.openCall(path),
-      this.#address,
-      {
-        onAcknowledged: (batches) => this.#acknowledged(batches, call),
-        onEnded: (error) => this.#ended(error, call),
-        onDeliveryPort: (port) => this.#dialDeliveryPort(port, call),
-      },
-    );
+  /** Opens the first transport. */
+  #open(): BatchSender {
+    const call: BatchSender = this.#transport.open({
+      onReady: () => {},
+      onAcknowledged: (batches) => this.#acknowledged(batches, call),
+      onEnded: (error) => this.#ended(error, call),
+      onDeliveryPort: (port) => this.#openPort(port, call),
+    });
     return call;
   }
 
   /** Connects to the delivery port the peer named on `via`. */
-  #dialDeliveryPort(port: number, via: DeliverCall): void {
-    const dial = this.#dialer.dialDeliveryPort;
-    if (dial === undefined || via !== this.#call || this.#next !== undefined) {
+  #openPort(port: number, via: BatchSender): void {
+    const openPort = this.#transport.openPort;
+    if (
+      openPort === undefined || via !== this.#call || this.#next !== undefined
+    ) {
       return;
     }
     this.#nextReady = false;
-    const next: DeliveryPortCall = this.#next = new DeliveryPortCall(
-      () => dial(port),
-      this.#dialer.secret,
-      this.#address,
-      {
-        onReady: () => {
-          if (next !== this.#next) return;
-          this.#nextReady = true;
-          this.#switchOver();
-        },
-        onAcknowledged: (batches) => this.#acknowledged(batches, next),
-        onEnded: (error) => {
-          if (next !== this.#next) return this.#ended(error, next);
-          this.#next = undefined;
-          if (this.#closed) return;
-          this.#logger?.warn(
-            "cannot use a peer's delivery port; its deliveries stay on gRPC",
-            { peer: this.#address, port, error: error.message },
-          );
-        },
+    const next: BatchSender = this.#next = openPort(port, {
+      onReady: () => {
+        if (next !== this.#next) return;
+        this.#nextReady = true;
+        this.#switchOver();
       },
-    );
+      onAcknowledged: (batches) => this.#acknowledged(batches, next),
+      onEnded: (error) => {
+        if (next !== this.#next) return this.#ended(error, next);
+        this.#next = undefined;
+        if (this.#closed) return;
+        this.#logger?.warn(
+          "cannot use a peer's delivery port; its deliveries stay on gRPC",
+          { peer: this.#address, port, error: error.message },
+        );
+      },
+      onDeliveryPort: () => {},
+    });
   }
 
   /** Moves to the ready delivery port connection when nothing is in flight. */
@@ -315,13 +306,13 @@ export class DeliveryLink {
     const previous = this.#call;
     this.#call = next;
     this.#next = undefined;
-    if (previous instanceof DeliverCall) previous.finish();
+    previous?.finish();
     this.#logger?.debug("deliveries to a peer moved to its delivery port", {
       peer: this.#address,
     });
   }
 
-  #acknowledged(batches: number, call: BatchCall): void {
+  #acknowledged(batches: number, call: BatchSender): void {
     if (call !== this.#call) return;
     for (let n = batches; n > 0; n--) {
       const batch = this.#inflight.shift();
@@ -334,7 +325,7 @@ export class DeliveryLink {
     this.#flush();
   }
 
-  #ended(error: GatewayError, call: BatchCall): void {
+  #ended(error: GatewayError, call: BatchSender): void {
     if (call !== this.#call) return;
     this.#call = undefined;
     this.#fail(error);

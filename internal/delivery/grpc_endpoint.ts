@@ -1,41 +1,42 @@
-// The server side of the Deliver stream, served on node:http2 directly
-// with gRPC framing by hand: it is the hot path between services, and
-// Connect's generic streaming pipeline costs more than the deliveries
-// themselves. Calls it does not take (another codec, compression) are
-// served by the Connect handler in gateway_handler.ts instead.
+// The receiving end of the gRPC Deliver stream. Plain gRPC calls
+// (protobuf, no compression: what services send) are served on node:http2
+// directly with gRPC framing by hand, because this is the hot path between
+// services and Connect's generic streaming pipeline costs more than the
+// deliveries themselves; the others (another codec, compression) reach
+// Connect's handler, which hands its decoded requests to
+// `serveDeliverStream`. Both apply and acknowledge through one
+// DeliveryReceiver.
 
 import type * as http2 from "node:http2";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { GatewayService } from "../../proto/gen/websocket/v1/gateway_pb.ts";
-import { applyDeliverBytes } from "./deliver_request.ts";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type {
+  DeliverRequest,
+  DeliverResponseSchema,
+} from "../../proto/gen/websocket/v1/gateway_pb.ts";
+import { GatewayError } from "../../errors.ts";
 import {
-  FRAME_HEADER_BYTES,
+  GRPC_FRAME_HEADER_BYTES,
   GrpcFrameReader,
   statusTrailers,
   writeFrameHeader,
-  writeVarint,
 } from "../grpc/grpc_frame.ts";
-import type { LocalHub } from "../hub/local_hub.ts";
-import { DELIVERY_PORT_HEADER } from "./port_wire.ts";
 import type { RawGrpcMethod } from "../grpc/rpc_server.ts";
-import { toConnectError } from "../grpc/grpc_status.ts";
-
-/** DeliverResponse's tag of field 1 (`batches`), a varint. */
-export const BATCHES_TAG = 0x08;
-
-/** The HTTP/2 path of GatewayService.Deliver. */
-export const DELIVER_PATH =
-  `/${GatewayService.typeName}/${GatewayService.method.deliver.name}`;
+import type { DeliveryTarget } from "./codec.ts";
+import { batchOfBytes, batchOfRequest } from "./deliver_request_bytes.ts";
+import { DeliveryReceiver } from "./receiver.ts";
+import {
+  BATCHES_TAG,
+  DELIVER_PATH,
+  DELIVERY_PORT_HEADER,
+  writeVarint,
+} from "./wire.ts";
 
 /**
- * Serves Deliver calls: applies each batch as it arrives and acknowledges
- * them in order. Acknowledgements coalesce: one DeliverResponse counts
- * every batch applied since the previous one was written. When
- * `deliveryPort` gives a port, the response headers tell the peer about it
- * (delivery_port.ts).
+ * Serves plain Deliver calls. When `deliveryPort` gives a port, the
+ * response headers tell the peer about it (port_listener.ts).
  */
 export function deliverEndpoint(
-  hub: LocalHub,
+  target: DeliveryTarget,
   deliveryPort: () => number | undefined,
 ): RawGrpcMethod {
   return {
@@ -46,35 +47,35 @@ export function deliverEndpoint(
         "content-type": "application/grpc",
         ...(port === undefined ? {} : { [DELIVERY_PORT_HEADER]: String(port) }),
       });
-      new DeliverCallHandler(hub, req, res, readMaxBytes, signal);
+      new DeliverCall(target, req, res, readMaxBytes, signal);
     },
   };
 }
 
-class DeliverCallHandler {
-  readonly #hub: LocalHub;
+/** One plain Deliver call, from its first request to its status. */
+class DeliverCall {
   readonly #res: http2.Http2ServerResponse;
   readonly #reader: GrpcFrameReader;
+  readonly #receiver: DeliveryReceiver;
   readonly #signal: AbortSignal;
   readonly #onAbort = () =>
     this.#finish(
-      new ConnectError("the service is shutting down", Code.Unavailable),
+      new GatewayError("unavailable", "the service is shutting down"),
     );
-  /** Batches applied and not acknowledged yet. */
-  #applied = 0;
-  #acknowledging = false;
   #finished = false;
 
   constructor(
-    hub: LocalHub,
+    target: DeliveryTarget,
     req: http2.Http2ServerRequest,
     res: http2.Http2ServerResponse,
     readMaxBytes: number,
     signal: AbortSignal,
   ) {
-    this.#hub = hub;
     this.#res = res;
     this.#reader = new GrpcFrameReader(readMaxBytes);
+    this.#receiver = new DeliveryReceiver(target, (batches) => {
+      res.write(encodeResponse(batches));
+    });
     this.#signal = signal;
     if (signal.aborted) {
       this.#onAbort();
@@ -85,9 +86,9 @@ class DeliverCallHandler {
     req.once("end", () => {
       this.#finish(
         this.#reader.partial
-          ? new ConnectError(
+          ? new GatewayError(
+            "invalid_argument",
             "the request stream ended inside a message",
-            Code.InvalidArgument,
           )
           : undefined,
       );
@@ -100,40 +101,23 @@ class DeliverCallHandler {
   #receive(chunk: Uint8Array): void {
     if (this.#finished) return;
     try {
-      this.#reader.push(chunk, (message) => {
-        applyDeliverBytes(this.#hub, message);
-        this.#applied++;
-      });
+      this.#reader.push(
+        chunk,
+        (message) => this.#receiver.receive(batchOfBytes(message)),
+      );
     } catch (error) {
-      return this.#finish(toConnectError(error));
+      this.#finish(GatewayError.from(error));
     }
-    if (this.#applied > 0 && !this.#acknowledging) {
-      this.#acknowledging = true;
-      queueMicrotask(() => this.#acknowledge());
-    }
-  }
-
-  /** Writes one DeliverResponse counting the batches applied since the last. */
-  #acknowledge(): void {
-    this.#acknowledging = false;
-    const batches = this.#applied;
-    if (batches === 0 || this.#finished) return;
-    this.#applied = 0;
-    // DeliverResponse { uint32 batches = 1 }.
-    const frame = new Uint8Array(FRAME_HEADER_BYTES + 6);
-    frame[FRAME_HEADER_BYTES] = BATCHES_TAG;
-    const at = writeVarint(frame, FRAME_HEADER_BYTES + 1, batches);
-    writeFrameHeader(frame, 0, at - FRAME_HEADER_BYTES);
-    this.#res.write(frame.subarray(0, at));
   }
 
   /**
    * Ends the call with `error` or OK, after acknowledging what was applied;
    * without `answer` when the client is gone.
    */
-  #finish(error: ConnectError | undefined, answer = true): void {
+  #finish(error: GatewayError | undefined, answer = true): void {
     if (this.#finished) return;
-    if (answer) this.#acknowledge();
+    if (answer) this.#receiver.flush();
+    this.#receiver.close();
     this.#finished = true;
     this.#signal.removeEventListener("abort", this.#onAbort);
     if (!answer || this.#res.writableEnded) return;
@@ -142,6 +126,67 @@ class DeliverCallHandler {
       this.#res.end();
     } catch {
       // The stream broke meanwhile: the client sees that instead.
+    }
+  }
+}
+
+/** DeliverResponse { uint32 batches = 1 } in its gRPC frame. */
+function encodeResponse(batches: number): Uint8Array {
+  const frame = new Uint8Array(GRPC_FRAME_HEADER_BYTES + 6);
+  frame[GRPC_FRAME_HEADER_BYTES] = BATCHES_TAG;
+  const end = writeVarint(frame, GRPC_FRAME_HEADER_BYTES + 1, batches);
+  writeFrameHeader(frame, 0, end - GRPC_FRAME_HEADER_BYTES);
+  return frame.subarray(0, end);
+}
+
+/**
+ * Serves a Deliver call that Connect decoded: applies each request as it
+ * arrives and yields the acknowledgements. Requests are read and applied
+ * independently of the responses, so acknowledgements coalesce as on the
+ * plain path.
+ */
+export async function* serveDeliverStream(
+  target: DeliveryTarget,
+  requests: AsyncIterable<DeliverRequest>,
+): AsyncGenerator<MessageInitShape<typeof DeliverResponseSchema>> {
+  let acknowledged = 0;
+  let ended = false;
+  let failure: unknown;
+  let wake: (() => void) | undefined;
+  const awake = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const receiver = new DeliveryReceiver(target, (batches) => {
+    acknowledged += batches;
+    awake();
+  });
+  // Ends with the request stream; it records its failure and never throws.
+  (async () => {
+    try {
+      for await (const request of requests) {
+        receiver.receive(batchOfRequest(request));
+      }
+    } catch (error) {
+      failure = error;
+    } finally {
+      receiver.flush();
+      receiver.close();
+      ended = true;
+      awake();
+    }
+  })();
+  for (;;) {
+    if (acknowledged > 0) {
+      const batches = acknowledged;
+      acknowledged = 0;
+      yield { batches };
+    } else if (ended) {
+      if (failure !== undefined) throw failure;
+      return;
+    } else {
+      await new Promise<void>((resolve) => wake = resolve);
     }
   }
 }

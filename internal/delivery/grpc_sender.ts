@@ -1,88 +1,77 @@
-// The client side of one Deliver stream, with gRPC framing by hand (see
-// deliver_endpoint.ts for why): writes batches as DeliverRequest{packed},
-// reads DeliverResponse acknowledgements, and reports how the call ended.
+// Batches on the gRPC Deliver stream, the way every link starts: one call
+// to the peer's GatewayService.Deliver, framed by hand on node:http2 (the
+// peer's grpc_endpoint.ts serves it). Each batch goes out as a
+// DeliverRequest { packed }, and DeliverResponse { batches } messages come
+// back.
 
 import * as http2 from "node:http2";
-import { Code, ConnectError } from "@connectrpc/connect";
-import type { GatewayError } from "../../errors.ts";
-import { BATCHES_TAG, DELIVER_PATH } from "./grpc_endpoint.ts";
-import { PACKED_TAG } from "./deliver_request.ts";
-import { DELIVERY_PORT_HEADER } from "./port_wire.ts";
+import { GatewayError } from "../../errors.ts";
 import {
-  FRAME_HEADER_BYTES,
+  GRPC_FRAME_HEADER_BYTES,
   GrpcFrameReader,
-  readVarint,
   statusError,
-  varintSize,
   writeFrameHeader,
-  writeVarint,
 } from "../grpc/grpc_frame.ts";
 import { fromRpcError } from "../grpc/grpc_status.ts";
-
-/** What a {@linkcode DeliverCall} reports. */
-export interface DeliverCallEvents {
-  /** The peer applied `batches` more batches, in the order written. */
-  onAcknowledged(batches: number): void;
-  /** The call ended; batches not acknowledged by then are lost. */
-  onEnded(error: GatewayError): void;
-  /** The peer has a delivery port (delivery_port.ts), this one. */
-  onDeliveryPort(port: number): void;
-}
+import type { BatchSender, BatchSenderEvents } from "./batch_sender.ts";
+import {
+  BATCH_HEADROOM,
+  BATCHES_TAG,
+  DELIVER_PATH,
+  DELIVERY_PORT_HEADER,
+  PACKED_TAG,
+  readVarint,
+  varintSize,
+  writeVarint,
+} from "./wire.ts";
 
 /** DeliverResponses are a few bytes; anything longer is an error. */
 const MAX_RESPONSE_BYTES = 64;
 
-/** Room before a batch for its frame header, tag and length. */
-export const DELIVER_HEADROOM = FRAME_HEADER_BYTES + 1 + 5;
+/** Opens a plain gRPC call on the connection to the peer. */
+export type OpenCall = (path: string) => Promise<http2.ClientHttp2Stream>;
 
 /** One Deliver call to a peer, opened at construction. */
-export class DeliverCall {
+export class GrpcBatchSender implements BatchSender {
+  readonly via = "grpc";
   readonly #address: string;
-  readonly #events: DeliverCallEvents;
+  readonly #events: BatchSenderEvents;
   #stream: http2.ClientHttp2Stream | undefined;
   /** Frames written before the stream opened. */
   #waiting: Uint8Array[] | undefined = [];
   #ended = false;
 
-  constructor(
-    open: (path: string) => Promise<http2.ClientHttp2Stream>,
-    address: string,
-    events: DeliverCallEvents,
-  ) {
+  /**
+   * @param open Opens the call on the connection to the peer.
+   * @param address The peer's RPC address, for error messages.
+   * @param events What the call reports.
+   */
+  constructor(open: OpenCall, address: string, events: BatchSenderEvents) {
     this.#address = address;
     this.#events = events;
     open(DELIVER_PATH).then(
       (stream) => this.#attach(stream),
-      (error) => this.#end(error),
+      (error) => this.#end(fromRpcError(error, address)),
     );
   }
 
-  /**
-   * Writes one batch. `buffer` holds it from {@linkcode DELIVER_HEADROOM}
-   * on, `bytes` long; the headroom is overwritten, and the frame copied out.
-   */
   write(buffer: Uint8Array, bytes: number): void {
     if (this.#ended) return;
     // DeliverRequest { bytes packed = 2 }, its frame header before it.
     const lengthBytes = varintSize(bytes);
-    const start = DELIVER_HEADROOM - 1 - lengthBytes - FRAME_HEADER_BYTES;
-    buffer[start + FRAME_HEADER_BYTES] = PACKED_TAG;
-    writeVarint(buffer, start + FRAME_HEADER_BYTES + 1, bytes);
+    const start = BATCH_HEADROOM - 1 - lengthBytes - GRPC_FRAME_HEADER_BYTES;
+    buffer[start + GRPC_FRAME_HEADER_BYTES] = PACKED_TAG;
+    writeVarint(buffer, start + GRPC_FRAME_HEADER_BYTES + 1, bytes);
     writeFrameHeader(buffer, start, 1 + lengthBytes + bytes);
-    const frame = buffer.slice(start, DELIVER_HEADROOM + bytes);
+    const frame = buffer.slice(start, BATCH_HEADROOM + bytes);
     if (this.#stream !== undefined) this.#stream.write(frame);
     else this.#waiting?.push(frame);
   }
 
-  /** Ends the call at once, with `reason` reported to `onEnded`. */
-  abort(reason: ConnectError): void {
+  abort(reason: GatewayError): void {
     this.#end(reason);
   }
 
-  /**
-   * Ends the request stream: the peer answers what it got, then ends the
-   * call. Nothing is reported any more.
-   */
   finish(): void {
     if (this.#ended) return;
     this.#ended = true;
@@ -96,24 +85,26 @@ export class DeliverCall {
       return;
     }
     this.#stream = stream;
+    const address = this.#address;
     const reader = new GrpcFrameReader(MAX_RESPONSE_BYTES);
-    let status: ConnectError | undefined;
-    let failure: unknown;
+    let status: GatewayError | undefined;
+    let failure: GatewayError | undefined;
     stream.once("response", (headers) => {
       const code = headers[":status"];
       if (code !== 200) {
-        failure = new ConnectError(
-          `the peer answered with HTTP status ${code}`,
-          Code.Unavailable,
+        failure = new GatewayError(
+          "unavailable",
+          `${address}: the peer answered with HTTP status ${code}`,
         );
         stream.close(http2.constants.NGHTTP2_CANCEL);
+        return;
       }
       // A refused call may end with its status in the headers.
-      status = statusError(headers);
+      status = statusError(headers, address);
+      if (status !== undefined || this.#ended) return;
+      this.#events.onReady();
       const port = Number(headers[DELIVERY_PORT_HEADER]);
-      if (
-        !this.#ended && Number.isInteger(port) && port > 0 && port < 65536
-      ) {
+      if (Number.isInteger(port) && port > 0 && port < 65536) {
         this.#events.onDeliveryPort(port);
       }
     });
@@ -121,26 +112,31 @@ export class DeliverCall {
       if (this.#ended) return;
       try {
         reader.push(chunk, (message) => {
-          this.#events.onAcknowledged(readBatches(message));
+          this.#events.onAcknowledged(readBatches(message, address));
         });
       } catch (error) {
-        failure = error;
+        failure = fromRpcError(error, address);
         stream.close(http2.constants.NGHTTP2_CANCEL);
       }
     });
-    stream.once("trailers", (trailers) => status = statusError(trailers));
-    stream.on("error", (error) => failure ??= error);
+    stream.once("trailers", (trailers) => {
+      status = statusError(trailers, address);
+    });
+    stream.on("error", (error) => failure ??= fromRpcError(error, address));
     stream.once("close", () =>
       this.#end(
         status ?? failure ??
-          new ConnectError("the delivery stream ended", Code.Unavailable),
+          new GatewayError(
+            "unavailable",
+            `${address}: the delivery stream ended`,
+          ),
       ));
     const waiting = this.#waiting ?? [];
     this.#waiting = undefined;
     for (const frame of waiting) stream.write(frame);
   }
 
-  #end(reason: unknown): void {
+  #end(reason: GatewayError): void {
     if (this.#ended) return;
     this.#ended = true;
     this.#waiting = undefined;
@@ -148,22 +144,22 @@ export class DeliverCall {
     if (stream !== undefined && !stream.closed) {
       stream.close(http2.constants.NGHTTP2_CANCEL);
     }
-    this.#events.onEnded(fromRpcError(reason, this.#address));
+    this.#events.onEnded(reason);
   }
 }
 
 /** DeliverResponse.batches (field 1, a varint); 0 when absent. */
-function readBatches(message: Uint8Array): number {
+function readBatches(message: Uint8Array, address: string): number {
   let batches = 0;
   let at = 0;
   while (at < message.length) {
     const tag = message[at++]!;
     const field = readVarint(message, at);
-    if (field === undefined) {
-      throw new ConnectError("a malformed DeliverResponse", Code.Internal);
-    }
-    if (tag !== BATCHES_TAG) {
-      throw new ConnectError("an unexpected DeliverResponse", Code.Internal);
+    if (field === undefined || tag !== BATCHES_TAG) {
+      throw new GatewayError(
+        "internal",
+        `${address}: the peer sent a DeliverResponse that is not { uint32 batches = 1 }`,
+      );
     }
     batches = field.value;
     at = field.end;

@@ -1,32 +1,30 @@
-// The delivery port: a TCP (or TLS) listener that takes peers' Deliver
-// batches over a plain framed connection (delivery_port_wire.ts) instead of
-// the gRPC stream, because on Deno the HTTP/2 layer costs more per batch
-// than applying the batch. Peers learn the port from the gRPC Deliver
-// endpoint (DELIVERY_PORT_HEADER) and switch over between batches; the
-// gRPC stream stays the fallback, and the only way for mutual TLS, which
-// Deno's TLS listener cannot require.
+// The delivery port: a TCP (or TLS) listener that takes peers' batches over
+// a plain framed connection (wire.ts) instead of the gRPC stream, because
+// on Deno the HTTP/2 layer costs more per batch than applying the batch.
+// Peers learn the port from the gRPC Deliver endpoint
+// (DELIVERY_PORT_HEADER) and switch over between batches; the gRPC stream
+// stays the fallback, and the only way for mutual TLS, which Deno's TLS
+// listener cannot require.
 
-import { Code } from "@connectrpc/connect";
-import { applyPacked } from "./codec.ts";
-import {
-  BATCH_HEADER_BYTES,
-  encodeAck,
-  encodeError,
-  HELLO_HEADER_BYTES,
-  MAGIC,
-  ReadBuffer,
-  readU32,
-  READY,
-  VERSION,
-} from "./port_wire.ts";
-import { secretMatcher } from "../grpc/auth.ts";
+import { GatewayError } from "../../errors.ts";
+import { secretMatcher } from "../base/secret.ts";
 import { formatHostPort } from "../base/address.ts";
 import { sleep } from "../base/backoff.ts";
-import type { LocalHub } from "../hub/local_hub.ts";
 import type { Logger } from "../base/logger.ts";
 import type { CheckedTls } from "../base/options.ts";
-import { toConnectError } from "../grpc/grpc_status.ts";
-import { closeQuietly, ConnWriter } from "./conn_io.ts";
+import { grpcCodeOf } from "../grpc/grpc_status.ts";
+import type { DeliveryTarget } from "./codec.ts";
+import { closeQuietly, ConnWriter, ReadBuffer } from "./conn_io.ts";
+import { DeliveryReceiver } from "./receiver.ts";
+import {
+  BATCH_LENGTH_BYTES,
+  HELLO_HEADER_BYTES,
+  MAGIC,
+  PORT_MESSAGE,
+  readU32,
+  VERSION,
+  writeU32,
+} from "./wire.ts";
 
 /** How long to wait after a failed accept before the next one. */
 const ACCEPT_RETRY_MS = 100;
@@ -36,7 +34,8 @@ export interface DeliveryPortOptions {
   readonly hostname: string;
   /** 0 picks a free port. */
   readonly port: number;
-  readonly hub: LocalHub;
+  /** Where batches are applied: this service's clients. */
+  readonly target: DeliveryTarget;
   /** Connections without this secret are refused. */
   readonly secret?: string | undefined;
   /** Listen with TLS (server certificate only). */
@@ -123,13 +122,17 @@ async function serve(
   options: DeliveryPortOptions,
   matches: ((secret: string) => boolean) | undefined,
 ) {
-  const { hub, readMaxBytes, logger } = options;
+  const { target, readMaxBytes, logger } = options;
   const writer = new ConnWriter(conn);
   const input = new ReadBuffer();
-  const refuse = (code: Code, message: string) => {
-    logger.debug("refused a delivery connection", { reason: message });
-    writer.write(encodeError(code, message));
+  const refuse = (error: GatewayError) => {
+    logger.debug("refused a delivery connection", { reason: error.message });
+    writer.write(encodeError(error));
   };
+  const receiver = new DeliveryReceiver(
+    target,
+    (batches) => writer.write(encodeAck(batches)),
+  );
   try {
     const refused = await readHello(
       conn,
@@ -138,54 +141,65 @@ async function serve(
       matches,
     );
     if (refused !== undefined) {
-      return refused === NO_HELLO ? undefined : refuse(...refused);
+      return refused === NO_HELLO ? undefined : refuse(refused);
     }
-    writer.write(new Uint8Array([READY]));
-    let applied = 0;
-    let acknowledging = false;
-    const acknowledge = () => {
-      acknowledging = false;
-      writer.write(encodeAck(applied));
-      applied = 0;
-    };
+    writer.write(new Uint8Array([PORT_MESSAGE.READY]));
     for (;;) {
-      while (input.size < BATCH_HEADER_BYTES) {
-        if (!await input.fill(conn, BATCH_HEADER_BYTES)) return;
+      while (input.size < BATCH_LENGTH_BYTES) {
+        if (!await input.fill(conn, BATCH_LENGTH_BYTES)) return;
       }
       const length = readU32(input.view(), 0);
       if (length > readMaxBytes) {
         return refuse(
-          Code.ResourceExhausted,
-          `a batch of ${length} bytes is larger than the limit of ${readMaxBytes}`,
+          new GatewayError(
+            "resource_exhausted",
+            `a batch of ${length} bytes is larger than the limit of ${readMaxBytes}`,
+          ),
         );
       }
-      const need = BATCH_HEADER_BYTES + length;
+      const need = BATCH_LENGTH_BYTES + length;
       while (input.size < need) {
         if (!await input.fill(conn, need)) return;
       }
       // A copy: binary payloads are views of it, and the read buffer is
       // reused.
-      const packed = input.view().slice(BATCH_HEADER_BYTES, need);
+      const packed = input.view().slice(BATCH_LENGTH_BYTES, need);
       input.consume(need);
       try {
-        applyPacked(hub, packed);
+        receiver.receive(packed);
       } catch (error) {
-        const status = toConnectError(error);
-        return refuse(status.code, status.rawMessage);
-      }
-      applied++;
-      if (!acknowledging) {
-        acknowledging = true;
-        queueMicrotask(acknowledge);
+        receiver.flush();
+        return refuse(GatewayError.from(error));
       }
     }
   } catch (error) {
     // The peer went away, or this service closes the connection.
     logger.debug("delivery connection ended", { error: String(error) });
   } finally {
+    receiver.close();
     await writer.flushed();
     closeQuietly(conn);
   }
+}
+
+/** ACK of `batches` batches. */
+function encodeAck(batches: number): Uint8Array {
+  const ack = new Uint8Array(5);
+  ack[0] = PORT_MESSAGE.ACK;
+  writeU32(ack, 1, batches);
+  return ack;
+}
+
+/** ERROR with the gRPC code and the message of `error`. */
+function encodeError(error: GatewayError): Uint8Array {
+  const text = new TextEncoder().encode(error.message).subarray(0, 0xffff);
+  const frame = new Uint8Array(4 + text.length);
+  frame[0] = PORT_MESSAGE.ERROR;
+  frame[1] = grpcCodeOf(error);
+  frame[2] = text.length >>> 8;
+  frame[3] = text.length & 0xff;
+  frame.set(text, 4);
+  return frame;
 }
 
 /** A connection that ended or timed out before its hello. */
@@ -200,7 +214,7 @@ async function readHello(
   input: ReadBuffer,
   timeoutMs: number,
   matches: ((secret: string) => boolean) | undefined,
-): Promise<[Code, string] | typeof NO_HELLO | undefined> {
+): Promise<GatewayError | typeof NO_HELLO | undefined> {
   const timer = setTimeout(() => closeQuietly(conn), timeoutMs);
   try {
     while (input.size < HELLO_HEADER_BYTES) {
@@ -211,10 +225,10 @@ async function readHello(
       MAGIC.some((byte, i) => header[i] !== byte) ||
       header[MAGIC.length] !== VERSION
     ) {
-      return [
-        Code.InvalidArgument,
+      return new GatewayError(
+        "invalid_argument",
         `not a delivery connection (expected "WSGD" version ${VERSION})`,
-      ];
+      );
     }
     const secretBytes = header[MAGIC.length + 1]! << 8 |
       header[MAGIC.length + 2]!;
@@ -227,10 +241,10 @@ async function readHello(
     );
     input.consume(need);
     if (matches === undefined || matches(given)) return undefined;
-    return [
-      Code.Unauthenticated,
+    return new GatewayError(
+      "unauthenticated",
       secretBytes === 0 ? "Missing secret" : "Wrong secret",
-    ];
+    );
   } finally {
     clearTimeout(timer);
   }

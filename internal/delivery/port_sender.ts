@@ -1,72 +1,88 @@
-// The client side of a delivery port connection (delivery_port.ts): writes
-// batches, reads READY, ACK and ERROR.
+// Batches on a peer's delivery port (port_listener.ts serves it): a plain
+// TCP or TLS connection that opens with a hello carrying the secret, then
+// carries each batch after its length (wire.ts).
 
-import { Code, ConnectError } from "@connectrpc/connect";
-import type { GatewayError } from "../../errors.ts";
-import { closeQuietly, ConnWriter } from "./conn_io.ts";
-import { DELIVER_HEADROOM } from "./grpc_sender.ts";
+import { GatewayError } from "../../errors.ts";
+import { errorOfStatus } from "../grpc/grpc_status.ts";
+import type { BatchSender, BatchSenderEvents } from "./batch_sender.ts";
+import { closeQuietly, ConnWriter, ReadBuffer } from "./conn_io.ts";
 import {
-  ACK,
-  BATCH_HEADER_BYTES,
-  encodeHello,
-  ERROR,
-  ReadBuffer,
+  BATCH_HEADROOM,
+  BATCH_LENGTH_BYTES,
+  HELLO_HEADER_BYTES,
+  MAGIC,
+  PORT_MESSAGE,
   readU32,
-  READY,
+  VERSION,
   writeU32,
-} from "./port_wire.ts";
-import { fromRpcError } from "../grpc/grpc_status.ts";
+} from "./wire.ts";
 
-/** What a {@linkcode DeliveryPortCall} reports. */
-export interface DeliveryPortCallEvents {
-  /** The service accepted the connection: batches can go this way. */
-  onReady(): void;
-  /** The peer applied `batches` more batches, in the order written. */
-  onAcknowledged(batches: number): void;
-  /** The connection ended; batches not acknowledged by then are lost. */
-  onEnded(error: GatewayError): void;
+const encoder = new TextEncoder();
+
+/** The hello that opens a connection, with `secret` if any. */
+export function encodeHello(secret: string | undefined): Uint8Array {
+  const bytes = encoder.encode(secret ?? "");
+  const hello = new Uint8Array(HELLO_HEADER_BYTES + bytes.length);
+  hello.set(MAGIC);
+  hello[MAGIC.length] = VERSION;
+  hello[MAGIC.length + 1] = bytes.length >>> 8;
+  hello[MAGIC.length + 2] = bytes.length & 0xff;
+  hello.set(bytes, HELLO_HEADER_BYTES);
+  return hello;
 }
 
 /** One connection to a peer's delivery port, opened at construction. */
-export class DeliveryPortCall {
+export class PortBatchSender implements BatchSender {
+  readonly via = "delivery_port";
   readonly #address: string;
-  readonly #events: DeliveryPortCallEvents;
+  readonly #events: BatchSenderEvents;
   #conn: Deno.Conn | undefined;
   #writer: ConnWriter | undefined;
   /** Frames written before the connection opened. */
   #waiting: Uint8Array[] | undefined = [];
   #ended = false;
 
+  /**
+   * @param dial Connects to the port.
+   * @param secret Sent in the hello.
+   * @param address The peer's RPC address, for error messages.
+   * @param events What the connection reports.
+   */
   constructor(
     dial: () => Promise<Deno.Conn>,
     secret: string | undefined,
     address: string,
-    events: DeliveryPortCallEvents,
+    events: BatchSenderEvents,
   ) {
     this.#address = address;
     this.#events = events;
     dial().then(
       (conn) => this.#attach(conn, secret),
-      (error) => this.#end(unavailable(error)),
+      (error) => this.#end(this.#failed(error)),
     );
   }
 
-  /**
-   * Writes one batch. `buffer` holds it from {@linkcode DELIVER_HEADROOM}
-   * on, `bytes` long; the headroom is overwritten, and the frame copied out.
-   */
   write(buffer: Uint8Array, bytes: number): void {
     if (this.#ended) return;
-    const start = DELIVER_HEADROOM - BATCH_HEADER_BYTES;
+    const start = BATCH_HEADROOM - BATCH_LENGTH_BYTES;
     writeU32(buffer, start, bytes);
-    const frame = buffer.slice(start, DELIVER_HEADROOM + bytes);
+    const frame = buffer.slice(start, BATCH_HEADROOM + bytes);
     if (this.#writer !== undefined) this.#writer.write(frame);
     else this.#waiting?.push(frame);
   }
 
-  /** Ends the connection at once, with `reason` reported to `onEnded`. */
-  abort(reason: ConnectError): void {
+  abort(reason: GatewayError): void {
     this.#end(reason);
+  }
+
+  finish(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#waiting = undefined;
+    const conn = this.#conn;
+    if (conn !== undefined) {
+      this.#writer?.flushed().then(() => closeQuietly(conn));
+    }
   }
 
   #attach(conn: Deno.Conn, secret: string | undefined): void {
@@ -81,12 +97,12 @@ export class DeliveryPortCall {
     this.#waiting = undefined;
     this.#read(conn).then(
       (error) => this.#end(error),
-      (error) => this.#end(unavailable(error)),
+      (error) => this.#end(this.#failed(error)),
     );
   }
 
   /** Reads until the connection ends; resolves with why it ended. */
-  async #read(conn: Deno.Conn): Promise<ConnectError> {
+  async #read(conn: Deno.Conn): Promise<GatewayError> {
     const input = new ReadBuffer();
     const need = async (n: number) => {
       while (input.size < n) {
@@ -96,15 +112,15 @@ export class DeliveryPortCall {
     };
     while (await need(1)) {
       const type = input.view()[0];
-      if (type === READY) {
+      if (type === PORT_MESSAGE.READY) {
         input.consume(1);
         this.#events.onReady();
-      } else if (type === ACK) {
+      } else if (type === PORT_MESSAGE.ACK) {
         if (!await need(5)) break;
         const batches = readU32(input.view(), 1);
         input.consume(5);
         this.#events.onAcknowledged(batches);
-      } else if (type === ERROR) {
+      } else if (type === PORT_MESSAGE.ERROR) {
         if (!await need(4)) break;
         const header = input.view();
         const code = header[1]!;
@@ -113,34 +129,35 @@ export class DeliveryPortCall {
         const message = new TextDecoder().decode(
           input.view().subarray(4, 4 + length),
         );
-        return new ConnectError(
-          message,
-          code > 0 && code <= 16 ? code : Code.Unknown,
-        );
+        return errorOfStatus(code, message, this.#address);
       } else {
-        return new ConnectError(
-          `the delivery port sent an unknown message type ${type}`,
-          Code.Internal,
+        return new GatewayError(
+          "internal",
+          `${this.#address}: the delivery port sent an unknown message type ${type}`,
         );
       }
     }
-    return new ConnectError("the delivery connection closed", Code.Unavailable);
+    return new GatewayError(
+      "unavailable",
+      `${this.#address}: the delivery connection closed`,
+    );
   }
 
-  #end(reason: ConnectError): void {
+  #failed(error: unknown): GatewayError {
+    return new GatewayError(
+      "unavailable",
+      `${this.#address}: the delivery connection failed: ${
+        error instanceof Error ? error.message : String(error)
+      }`,
+      { cause: error },
+    );
+  }
+
+  #end(reason: GatewayError): void {
     if (this.#ended) return;
     this.#ended = true;
     this.#waiting = undefined;
     if (this.#conn !== undefined) closeQuietly(this.#conn);
-    this.#events.onEnded(fromRpcError(reason, this.#address));
+    this.#events.onEnded(reason);
   }
-}
-
-function unavailable(error: unknown): ConnectError {
-  return new ConnectError(
-    `the delivery connection failed: ${
-      error instanceof Error ? error.message : String(error)
-    }`,
-    Code.Unavailable,
-  );
 }

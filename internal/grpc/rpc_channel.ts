@@ -4,7 +4,8 @@
 import type * as http2 from "node:http2";
 import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { AUTH_HEADER, authValue, clientAuth } from "./auth.ts";
+import { AUTH_HEADER, authValue } from "../base/secret.ts";
+import { clientAuth } from "./auth.ts";
 import { formatHostPort, parseHostPort } from "../base/address.ts";
 import { Http2Connection } from "./http2_connection.ts";
 import type { CheckedTls } from "../base/options.ts";

@@ -6,7 +6,8 @@ import * as http2 from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { AUTH_HEADER, secretChecker, serverAuth } from "./auth.ts";
+import { AUTH_HEADER, bearerChecker } from "../base/secret.ts";
+import { serverAuth } from "./auth.ts";
 import { statusTrailers } from "./grpc_frame.ts";
 import { toConnectError } from "./grpc_status.ts";
 import type { Logger } from "../base/logger.ts";
@@ -173,7 +174,7 @@ function withRawMethods(
 ): Handler {
   if (methods.length === 0) return fallback;
   const byPath = new Map(methods.map((method) => [method.path, method]));
-  const check = secret === undefined ? undefined : secretChecker(secret);
+  const check = secret === undefined ? undefined : bearerChecker(secret);
   return (req, res) => {
     const method = byPath.get(req.url);
     if (method === undefined || !takesRaw(req)) return fallback(req, res);

@@ -6,7 +6,7 @@
 // the node part and the member list.
 
 import { GatewayError } from "../../errors.ts";
-import { describe } from "../api/validate.ts";
+import { describe } from "../base/describe.ts";
 
 const NODE_ID_LENGTH = 12;
 const NODE_ID_ALPHABET = "0123456789abcdefghijklmnopqrstuv";

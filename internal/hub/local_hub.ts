@@ -1,5 +1,7 @@
 // Node-local client state: the clients of this service and two-way indexes
-// of their uids and groups. Synchronous, no I/O, no knowledge of peers.
+// of their uids and groups. Synchronous, no I/O, no knowledge of peers. Its
+// methods are named for what they do here (bind, join, toAll), apart from
+// the names of the cluster-wide Api, whose calls are carried out with them.
 
 import type { ClientInfo, Message } from "../../api.ts";
 
@@ -64,7 +66,7 @@ export class LocalHub {
   // ----------------------------------------------------------- uids
 
   /** Binds a client to a uid, replacing its old one; false if offline. */
-  bindUid(clientId: string, uid: string): boolean {
+  bind(clientId: string, uid: string): boolean {
     const client = this.#clients.get(clientId);
     if (client === undefined) return false;
     if (client.uid === uid) return true;
@@ -74,7 +76,7 @@ export class LocalHub {
     return true;
   }
 
-  unbindUid(clientId: string): void {
+  unbind(clientId: string): void {
     const client = this.#clients.get(clientId);
     if (client !== undefined) this.#unbind(clientId, client);
   }
@@ -93,7 +95,7 @@ export class LocalHub {
     return this.#clientsOfUid.has(uid);
   }
 
-  clientIdsOfUid(uid: string): Iterable<string> {
+  clientsOfUid(uid: string): Iterable<string> {
     return this.#clientsOfUid.get(uid) ?? [];
   }
 
@@ -113,7 +115,7 @@ export class LocalHub {
   // ----------------------------------------------------------- groups
 
   /** Adds a client to a group; false if offline. */
-  joinGroup(clientId: string, group: string): boolean {
+  join(clientId: string, group: string): boolean {
     const client = this.#clients.get(clientId);
     if (client === undefined) return false;
     (client.groups ??= new Set()).add(group);
@@ -121,7 +123,7 @@ export class LocalHub {
     return true;
   }
 
-  leaveGroup(clientId: string, group: string): void {
+  leave(clientId: string, group: string): void {
     const client = this.#clients.get(clientId);
     if (client?.groups === undefined || !client.groups.delete(group)) return;
     if (client.groups.size === 0) client.groups = undefined;
@@ -129,7 +131,7 @@ export class LocalHub {
   }
 
   /** Removes every member of a group. */
-  ungroup(group: string): void {
+  disband(group: string): void {
     const members = this.#clientsOfGroup.get(group);
     if (members === undefined) return;
     this.#clientsOfGroup.delete(group);
@@ -141,7 +143,7 @@ export class LocalHub {
     }
   }
 
-  clientIdsOfGroup(group: string): Iterable<string> {
+  clientsOfGroup(group: string): Iterable<string> {
     return this.#clientsOfGroup.get(group) ?? [];
   }
 
@@ -152,7 +154,7 @@ export class LocalHub {
   /** The distinct uids of a group's members. */
   uidsOfGroup(group: string): Set<string> {
     const uids = new Set<string>();
-    for (const clientId of this.clientIdsOfGroup(group)) {
+    for (const clientId of this.clientsOfGroup(group)) {
       const uid = this.#clients.get(clientId)?.uid;
       if (uid !== undefined) uids.add(uid);
     }
@@ -165,17 +167,17 @@ export class LocalHub {
 
   // ----------------------------------------------------------- info
 
-  getInfo(clientId: string): ClientInfo | undefined {
+  infoOf(clientId: string): ClientInfo | undefined {
     const info = this.#clients.get(clientId)?.info;
     return info === undefined ? undefined : { ...info };
   }
 
-  setInfo(clientId: string, info: ClientInfo): void {
+  replaceInfo(clientId: string, info: ClientInfo): void {
     const client = this.#clients.get(clientId);
     if (client !== undefined) client.info = { ...info };
   }
 
-  updateInfo(clientId: string, info: ClientInfo): void {
+  mergeInfo(clientId: string, info: ClientInfo): void {
     const client = this.#clients.get(clientId);
     if (client !== undefined) client.info = { ...client.info, ...info };
   }
@@ -196,7 +198,7 @@ export class LocalHub {
 
   // ----------------------------------------------------------- delivery
 
-  sendToAll(message: Message, exclude?: ReadonlySet<string>): void {
+  toAll(message: Message, exclude?: ReadonlySet<string>): void {
     if (exclude === undefined || exclude.size === 0) {
       for (const client of this.#clients.values()) client.socket.send(message);
       return;
@@ -206,28 +208,28 @@ export class LocalHub {
     }
   }
 
-  sendToClient(clientId: string, message: Message): void {
+  toClient(clientId: string, message: Message): void {
     this.#clients.get(clientId)?.socket.send(message);
   }
 
-  sendToUids(uids: readonly string[], message: Message): void {
+  toUids(uids: readonly string[], message: Message): void {
     if (uids.length === 1) {
-      this.#sendToEach(this.#clientsOfUid.get(uids[0]!), message);
+      this.#toEach(this.#clientsOfUid.get(uids[0]!), message);
       return;
     }
     // A client has one uid, so no client is in two of the sets.
     for (const uid of new Set(uids)) {
-      this.#sendToEach(this.#clientsOfUid.get(uid), message);
+      this.#toEach(this.#clientsOfUid.get(uid), message);
     }
   }
 
-  sendToGroups(
+  toGroups(
     groups: readonly string[],
     message: Message,
     exclude?: ReadonlySet<string>,
   ): void {
     if (groups.length === 1 && (exclude === undefined || exclude.size === 0)) {
-      this.#sendToEach(this.#clientsOfGroup.get(groups[0]!), message);
+      this.#toEach(this.#clientsOfGroup.get(groups[0]!), message);
       return;
     }
     const sent = new Set<string>(exclude);
@@ -242,7 +244,7 @@ export class LocalHub {
     }
   }
 
-  #sendToEach(clientIds: Set<string> | undefined, message: Message): void {
+  #toEach(clientIds: Set<string> | undefined, message: Message): void {
     if (clientIds === undefined) return;
     for (const id of clientIds) this.#clients.get(id)?.socket.send(message);
   }

@@ -1,61 +1,15 @@
 // What a service and a register count, for GET /metrics.
 //
 // The tiny API: hot paths increment a public field (`metrics.messagesIn++`,
-// `metrics.apiCalls[API.sendToAll]++`, `histogram.observe(s)`), which costs no
-// allocation and no lookup. Gauges that the code base already knows (open
+// `metrics.api.calls[i]++` for the i-th method of the table,
+// `histogram.observe(s)`), which costs no allocation and no lookup. Gauges that the code base already knows (open
 // sockets, members) are read at scrape time. `format*Metrics` renders the
 // Prometheus text.
 
-import type { Api } from "../../api.ts";
+import type { ApiCounters } from "../api/metered_api.ts";
+import { METHOD_NAMES } from "../api/method_table.ts";
 import { Histogram, LATENCY_BUCKETS, PrometheusText } from "./prometheus.ts";
 import type { DeliveryCounts } from "../delivery/delivery_link.ts";
-
-/** Every method of the {@linkcode Api}, in a fixed order. */
-export const API_METHODS = [
-  "sendToAll",
-  "sendToClient",
-  "sendToUid",
-  "sendToGroup",
-  "bindUid",
-  "unbindUid",
-  "isUidOnline",
-  "getUidByClientId",
-  "getClientIdsByUid",
-  "joinGroup",
-  "leaveGroup",
-  "ungroup",
-  "getClientCountByGroup",
-  "getClientIdsByGroup",
-  "getUidsByGroup",
-  "getUidCountByGroup",
-  "getAllUid",
-  "getAllUidCount",
-  "getAllGroups",
-  "getAllClientIds",
-  "getAllClientCount",
-  "isOnline",
-  "closeClient",
-  "getInfo",
-  "setInfo",
-  "updateInfo",
-  "getClientInfosByGroup",
-  "getAllClientInfos",
-] as const satisfies readonly (keyof Api)[];
-
-/** The name of an Api method. */
-export type ApiMethod = typeof API_METHODS[number];
-
-// A compile error here means an Api method is missing from API_METHODS.
-const _everyMethod: Exclude<keyof Api, ApiMethod> extends never ? true
-  : never = true;
-void _everyMethod;
-
-/** Index of each Api method in {@linkcode ServiceMetrics.apiCalls}. */
-export const API: { readonly [M in ApiMethod]: number } = Object.freeze(
-  Object.fromEntries(API_METHODS.map((m, i) => [m, i])) as {
-    [M in ApiMethod]: number;
-  },
-);
 
 /** The counters of one service. */
 export class ServiceMetrics {
@@ -65,18 +19,19 @@ export class ServiceMetrics {
   connectionsClosed = 0;
   /** Frames received from clients. */
   messagesIn = 0;
-  /** Payload received from clients (see {@linkcode payloadSize}). */
+  /** Payload received from clients (`messageLength` of message_size.ts). */
   bytesIn = 0;
   /** Frames sent to clients. */
   messagesOut = 0;
-  /** Payload sent to clients (see {@linkcode payloadSize}). */
+  /** Payload sent to clients (`messageLength` of message_size.ts). */
   bytesOut = 0;
   /** Clients closed because they did not read fast enough. */
   slowConsumerCloses = 0;
-  /** Api calls on this service, by method ({@linkcode API} indexes it). */
-  readonly apiCalls: Float64Array = new Float64Array(API_METHODS.length);
-  /** Api calls that rejected, by method. */
-  readonly apiErrors: Float64Array = new Float64Array(API_METHODS.length);
+  /** Api calls on this service and their rejections, by method. */
+  readonly api: ApiCounters = {
+    calls: new Float64Array(METHOD_NAMES.length),
+    errors: new Float64Array(METHOD_NAMES.length),
+  };
   /** HTTP API requests refused for a missing or wrong secret. */
   httpApiUnauthorized = 0;
   /** Unary calls to peer services, from call to answer, in seconds. */
@@ -89,13 +44,6 @@ export class ServiceMetrics {
     grpcBatches: 0,
     portBatches: 0,
   };
-}
-
-/** The size the byte counters add for one message. */
-export function payloadSize(message: string | Uint8Array): number {
-  // A string's UTF-8 size would need an encoding pass per message; its
-  // length (UTF-16 code units) is free and equals the bytes for ASCII.
-  return typeof message === "string" ? message.length : message.byteLength;
 }
 
 /** What a service knows at scrape time. */
@@ -113,7 +61,7 @@ export function formatServiceMetrics(
   g: ServiceGauges,
 ): string {
   const byMethod = (values: Float64Array) =>
-    API_METHODS.map((method, i) => [{ method }, values[i]!] as const);
+    METHOD_NAMES.map((method, i) => [{ method }, values[i]!] as const);
   return new PrometheusText()
     .gauge(
       "wsgate_ready",
@@ -159,12 +107,12 @@ export function formatServiceMetrics(
     .counter(
       "wsgate_api_calls_total",
       "Api calls on this service (hooks, gRPC and HTTP backends), by method.",
-      byMethod(m.apiCalls),
+      byMethod(m.api.calls),
     )
     .counter(
       "wsgate_api_errors_total",
       "Api calls on this service that rejected, by method.",
-      byMethod(m.apiErrors),
+      byMethod(m.api.errors),
     )
     .counter(
       "wsgate_http_api_unauthorized_total",

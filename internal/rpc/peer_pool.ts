@@ -1,75 +1,86 @@
-// Connections to the other services: one HTTP/2 connection per peer,
-// opened on first use and reused, with keepalive pings.
+// The peers of a service over gRPC: one HTTP/2 connection per peer, opened
+// on first use and reused, with keepalive pings. Calls for a peer's share
+// of an Api method go as unary GatewayService calls with node scope, their
+// requests and responses made by the method table's codecs; deliveries go
+// on one DeliveryLink per peer, which starts on the Deliver stream and
+// moves to the peer's delivery port when it can.
 
+import type { DescMethodUnary } from "@bufbuild/protobuf";
+import type { Interceptor } from "@connectrpc/connect";
 import {
-  type Client,
-  createClient,
-  type Interceptor,
-} from "@connectrpc/connect";
-import { GatewayService } from "../../proto/gen/websocket/v1/gateway_pb.ts";
+  GatewayService,
+  Scope,
+} from "../../proto/gen/websocket/v1/gateway_pb.ts";
+import { parseHostPort } from "../base/address.ts";
+import type { Logger } from "../base/logger.ts";
+import type { Fields } from "../api/codecs.ts";
+import {
+  type ApiArgs,
+  type ApiMethod,
+  type ApiResult,
+  argCodecsOf,
+  METHODS,
+} from "../api/method_table.ts";
+import type { Peer, Peers } from "../cluster/peers.ts";
+import {
+  type DeliveryCounts,
+  DeliveryLink,
+  type LinkTransport,
+} from "../delivery/delivery_link.ts";
+import { GrpcBatchSender } from "../delivery/grpc_sender.ts";
+import { PortBatchSender } from "../delivery/port_sender.ts";
 import {
   openRpcChannel,
   type RpcChannel,
   type RpcChannelOptions,
 } from "../grpc/rpc_channel.ts";
-import {
-  type DeliveryCounts,
-  DeliveryLink,
-  type PeerDialer,
-} from "../delivery/delivery_link.ts";
-import type { Histogram } from "../ops/prometheus.ts";
-import { parseHostPort } from "../base/address.ts";
-import type { Logger } from "../base/logger.ts";
+import { fromRpcError } from "../grpc/grpc_status.ts";
 
 /** Options of {@linkcode PeerPool}. */
 export interface PeerPoolOptions extends RpcChannelOptions {
   /** Bytes that may wait for one peer before sends to it fail. */
   readonly maxQueuedBytes: number;
-  /** How long a delivery may wait for the peer's acknowledgement. */
+  /**
+   * How long a call to a peer may take, and a delivery may wait for the
+   * peer's acknowledgement.
+   */
   readonly deadlineMs: number;
   /** Run on every call to a peer. */
   readonly interceptors?: readonly Interceptor[] | undefined;
   /** Observes each delivery batch's latency, in seconds. */
-  readonly deliveryLatency?: Histogram | undefined;
+  readonly deliveryLatency?: { observe(seconds: number): void } | undefined;
   readonly logger?: Logger | undefined;
   /** Counts the deliveries queued and the batches written. */
   readonly counts?: DeliveryCounts | undefined;
 }
 
-/** One peer service. */
-export interface Peer {
-  readonly address: string;
-  /** Unary calls. */
-  readonly client: Client<typeof GatewayService>;
-  /** Ordered, batched deliveries. */
+interface GrpcPeer extends Peer {
+  readonly channel: RpcChannel;
   readonly deliveries: DeliveryLink;
 }
 
-interface Entry extends Peer {
-  readonly channel: RpcChannel;
-}
-
 /** The peers this service talks to, by RPC address. */
-export class PeerPool {
+export class PeerPool implements Peers {
   readonly #options: PeerPoolOptions;
-  readonly #peers = new Map<string, Entry>();
+  readonly #peers = new Map<string, GrpcPeer>();
 
   constructor(options: PeerPoolOptions) {
     this.#options = options;
   }
 
   /** The peer at `address`, connecting on first use. */
-  get(address: string): Peer {
+  get(address: string): GrpcPeer {
     let peer = this.#peers.get(address);
     if (peer === undefined) {
       const channel = openRpcChannel(address, this.#options);
-      const client = createClient(GatewayService, channel.transport);
+      const { deadlineMs } = this.#options;
       peer = {
         address,
         channel,
-        client,
+        call: <M extends ApiMethod>(method: M, args: ApiArgs<M>) =>
+          callPeer(channel, address, deadlineMs, method, args),
         deliveries: new DeliveryLink(
-          this.#dialer(address, channel),
+          this.#linkTransport(address, channel),
           address,
           this.#options,
         ),
@@ -79,10 +90,10 @@ export class PeerPool {
     return peer;
   }
 
-  #dialer(address: string, channel: RpcChannel): PeerDialer {
+  #linkTransport(address: string, channel: RpcChannel): LinkTransport {
     const { secret, tls } = this.#options;
     const { host } = parseHostPort(address, "peer address");
-    const dialDeliveryPort = async (port: number): Promise<Deno.Conn> => {
+    const dial = async (port: number): Promise<Deno.Conn> => {
       if (tls !== undefined) {
         return await Deno.connectTls({
           hostname: host,
@@ -94,7 +105,11 @@ export class PeerPool {
       conn.setNoDelay(true);
       return conn;
     };
-    return { openCall: channel.openCall, secret, dialDeliveryPort };
+    return {
+      open: (events) => new GrpcBatchSender(channel.openCall, address, events),
+      openPort: (port, events) =>
+        new PortBatchSender(() => dial(port), secret, address, events),
+    };
   }
 
   /** Closes the peers whose address is not in `addresses`. */
@@ -120,7 +135,35 @@ export class PeerPool {
   }
 }
 
-function closePeer(peer: Entry, left = false): void {
+/**
+ * Calls `method` on the peer with node scope: the request made from `args`
+ * by the table's codecs, the result read from the response.
+ */
+async function callPeer<M extends ApiMethod>(
+  channel: RpcChannel,
+  address: string,
+  deadlineMs: number,
+  method: M,
+  args: ApiArgs<M>,
+): Promise<ApiResult<M>> {
+  const spec = METHODS[method];
+  const request: Fields = { scope: Scope.NODE };
+  argCodecsOf(method).forEach((codec, i) => codec.toRequest(args[i], request));
+  try {
+    const response = await channel.transport.unary(
+      GatewayService.method[spec.rpc] as DescMethodUnary,
+      undefined,
+      deadlineMs,
+      undefined,
+      request,
+    );
+    return spec.result.fromResponse(response.message as Fields);
+  } catch (error) {
+    throw fromRpcError(error, address);
+  }
+}
+
+function closePeer(peer: GrpcPeer, left = false): void {
   peer.deliveries.close(left);
   peer.channel.close();
 }

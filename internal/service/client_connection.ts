@@ -10,8 +10,12 @@ import type {
 } from "../../application.ts";
 import type { ClientSocket, LocalHub } from "../hub/local_hub.ts";
 import { errorText, type Logger } from "../base/logger.ts";
-import { payloadSize, type ServiceMetrics } from "../ops/metrics.ts";
-import { isLongerThan } from "../api/payload.ts";
+import type { ServiceMetrics } from "../ops/metrics.ts";
+import {
+  isLongerThan,
+  maxMessageBytes,
+  messageLength,
+} from "../api/message_size.ts";
 
 /** The service closes: every client is closed with this. */
 export const GOING_AWAY = 1001;
@@ -22,7 +26,7 @@ export const MESSAGE_TOO_BIG = 1009;
 
 const OPEN = 1;
 /** The most a WebSocket frame header takes (server frames are unmasked). */
-const FRAME_HEADER_BYTES = 10;
+const WEBSOCKET_HEADER_BYTES = 10;
 
 // The life of a client: connecting (upgraded, not open yet), open (in the
 // hub), gone (out of the hub; its socket may still be closing).
@@ -114,7 +118,7 @@ export class ClientConnection implements ClientSocket {
     try {
       socket.send(message);
       this.#metrics.messagesOut++;
-      this.#metrics.bytesOut += payloadSize(message);
+      this.#metrics.bytesOut += messageLength(message);
     } catch (error) {
       this.#options.logger.debug("send failed", {
         clientId: this.id,
@@ -122,9 +126,7 @@ export class ClientConnection implements ClientSocket {
       });
       return;
     }
-    this.#queuedSince += typeof message === "string"
-      ? FRAME_HEADER_BYTES + 3 * message.length // UTF-8: at most 3 per unit
-      : FRAME_HEADER_BYTES + message.byteLength;
+    this.#queuedSince += WEBSOCKET_HEADER_BYTES + maxMessageBytes(message);
     if (this.#buffered + this.#queuedSince <= this.#maxBufferedBytes) return;
     this.#buffered = socket.bufferedAmount;
     this.#queuedSince = 0;
@@ -160,7 +162,7 @@ export class ClientConnection implements ClientSocket {
       ? data
       : new Uint8Array(data as ArrayBuffer);
     this.#metrics.messagesIn++;
-    this.#metrics.bytesIn += payloadSize(message);
+    this.#metrics.bytesIn += messageLength(message);
     const max = this.#options.maxMessageBytes;
     if (isLongerThan(message, max)) {
       this.#options.logger.info("closed a client that sent too much", {

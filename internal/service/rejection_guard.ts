@@ -1,38 +1,36 @@
-// Fire-and-forget Api calls: a GatewayError nobody awaited is logged
-// instead of crashing the process.
+// Fire-and-forget Api calls: a rejection of this service's Api that nobody
+// awaited is logged with this service's logger instead of crashing the
+// process. Each service guards only its own rejections, so that several
+// services in one process log each to their own logger.
 
 import { GatewayError } from "../../errors.ts";
 import type { Logger } from "../base/logger.ts";
 
-let guards = 0;
-let guardLogger: Logger | undefined;
-
-function onUnhandledRejection(event: PromiseRejectionEvent): void {
-  if (!(event.reason instanceof GatewayError)) return;
-  event.preventDefault();
-  guardLogger?.warn("an Api call failed and nobody awaited it", {
-    error: event.reason.message,
-  });
-}
-
-/**
- * Api calls made without `await` (fire and forget) must not crash the
- * process when a peer fails: their GatewayErrors are logged instead, with
- * the logger of the service started last. Returns the function that stops
- * guarding; the guard stays while any service that asked for it runs.
- */
-export function guardUnhandledRejections(logger: Logger): () => void {
-  if (guards++ === 0) {
-    globalThis.addEventListener("unhandledrejection", onUnhandledRejection);
-  }
-  guardLogger = logger;
-  return () => {
-    if (--guards === 0) {
-      globalThis.removeEventListener(
-        "unhandledrejection",
-        onUnhandledRejection,
-      );
-      guardLogger = undefined;
-    }
+/** Watches the process's unhandled rejections for one service's errors. */
+export class RejectionGuard implements Disposable {
+  readonly #logger: Logger;
+  readonly #errors = new WeakSet<GatewayError>();
+  readonly #onUnhandled = (event: PromiseRejectionEvent) => {
+    const reason = event.reason;
+    if (!(reason instanceof GatewayError) || !this.#errors.has(reason)) return;
+    event.preventDefault();
+    this.#logger.warn("an Api call failed and nobody awaited it", {
+      error: reason.message,
+    });
   };
+
+  /** Starts watching; `[Symbol.dispose]` stops. */
+  constructor(logger: Logger) {
+    this.#logger = logger;
+    globalThis.addEventListener("unhandledrejection", this.#onUnhandled);
+  }
+
+  /** Marks an error that this service's Api rejected with. */
+  readonly track = (error: unknown): void => {
+    if (error instanceof GatewayError) this.#errors.add(error);
+  };
+
+  [Symbol.dispose](): void {
+    globalThis.removeEventListener("unhandledrejection", this.#onUnhandled);
+  }
 }

@@ -20,7 +20,7 @@ import {
   UsageError,
 } from "../cli/command_line.ts";
 import type { LogLevel } from "../base/logger.ts";
-import { describe } from "../api/validate.ts";
+import { describe } from "../base/describe.ts";
 import { SERVICE_DEFAULTS, type ServiceOptions } from "./service_options.ts";
 import { startService } from "./start_service.ts";
 

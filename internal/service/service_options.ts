@@ -245,7 +245,7 @@ export interface ServiceOptions {
    * separate secret from `secret` because the WebSocket port usually faces
    * the internet while the cluster secret never leaves the servers.
    *
-   * @example Pushing to a uid with an HTTP request
+   * @example The HTTP API refuses a request without the token
    * ```ts
    * import assert from "node:assert/strict";
    * import { startRegister, startService } from "@wsgate/gateway";
@@ -258,13 +258,13 @@ export interface ServiceOptions {
    *   rpcPort: 0,
    *   httpApiSecret: "backend-token",
    * });
-   * const response = await fetch(`http://127.0.0.1:${service.port}/api/sendToUid`, {
+   * // The README's HTTP API section lists the methods and their bodies.
+   * const refused = await fetch(`http://127.0.0.1:${service.port}/api/anything`, {
    *   method: "POST",
-   *   headers: { authorization: "Bearer backend-token" },
-   *   body: JSON.stringify({ uid: "alice", message: "you have mail" }),
+   *   headers: { authorization: "Bearer wrong-token" },
    * });
-   * assert.equal(response.status, 200);
-   * assert.deepEqual(await response.json(), { result: null });
+   * assert.equal(refused.status, 401);
+   * assert.equal((await refused.json()).error.code, "unauthenticated");
    * ```
    *
    * @default {undefined}

@@ -9,8 +9,10 @@ import { ClientIdAllocator, createNodeId } from "../hub/client_id.ts";
 import { LocalHub } from "../hub/local_hub.ts";
 import { MemberTable } from "../membership/member_table.ts";
 import { PeerPool } from "../rpc/peer_pool.ts";
-import { ClusterApi } from "../cluster/cluster_api.ts";
-import { createGatewayHandler } from "../rpc/gateway_handler.ts";
+import { createClusterApi } from "../cluster/cluster_api.ts";
+import { createGatewayService } from "../rpc/gateway_service.ts";
+import { createPeerHandlers } from "../rpc/peer_handler.ts";
+import { createBackendHandlers } from "../rpc/backend_handler.ts";
 import { listenRpc, type RpcServer } from "../grpc/rpc_server.ts";
 import { deliverEndpoint } from "../delivery/grpc_endpoint.ts";
 import { listenDeliveryPort } from "../delivery/port_listener.ts";
@@ -23,11 +25,11 @@ import {
   resolveServiceOptions,
   type ServiceOptions,
 } from "./service_options.ts";
-import { guardUnhandledRejections } from "./rejection_guard.ts";
+import { RejectionGuard } from "./rejection_guard.ts";
 import { shutDownService } from "./shutdown.ts";
 import { sleep } from "../base/backoff.ts";
 import { formatServiceMetrics, ServiceMetrics } from "../ops/metrics.ts";
-import { MeteredApi } from "../api/metered_api.ts";
+import { createMeteredApi } from "../api/metered_api.ts";
 import { timeUnaryCalls } from "../grpc/rpc_timing.ts";
 import { createHttpApi } from "../ops/http_api.ts";
 import { createServiceHandler } from "./service_handler.ts";
@@ -39,24 +41,25 @@ const REGISTER_BACKOFF: BackoffOptions = { minMs: 100, maxMs: 3000 };
 /**
  * A running service, from {@linkcode startService}.
  *
- * @example Using the Api outside any hook
+ * @example Its ports, and a graceful close
  * ```ts
  * import assert from "node:assert/strict";
  * import { startRegister, startService } from "@wsgate/gateway";
  *
  * await using register = await startRegister({ hostname: "127.0.0.1", port: 0 });
- * await using service = await startService({}, {
+ * const service = await startService({}, {
  *   register: `127.0.0.1:${register.port}`,
  *   hostname: "127.0.0.1",
  *   port: 0,
  *   rpcPort: 0,
  * });
+ * assert.ok(service.port > 0);
+ * assert.equal(service.rpcAddress.split(":")[0], "127.0.0.1");
  * const socket = new WebSocket(`ws://127.0.0.1:${service.port}/`);
  * await new Promise((resolve) => socket.onopen = resolve);
- * const [clientId] = await service.api.getAllClientIds();
- * assert.ok(clientId?.startsWith(`${service.nodeId}.`));
- * socket.close();
- * await new Promise((resolve) => socket.onclose = resolve);
+ * const closed = new Promise<CloseEvent>((resolve) => socket.onclose = resolve);
+ * await service.close();
+ * assert.equal((await closed).code, 1001);
  * ```
  */
 export interface Service extends AsyncDisposable {
@@ -95,27 +98,34 @@ export interface Service extends AsyncDisposable {
  * member list arrived (or `joinTimeoutMs` passed) and `app.onStart`
  * finished; clients are accepted from then on.
  *
- * @example A service with one client-facing hook
+ * @example A service whose hooks see each client come and go
  * ```ts
  * import assert from "node:assert/strict";
  * import { startRegister, startService } from "@wsgate/gateway";
  *
+ * const events: string[] = [];
  * await using register = await startRegister({ hostname: "127.0.0.1", port: 0 });
  * await using service = await startService({
- *   onConnect(clientId, { api }) {
- *     return api.sendToClient(clientId, "hello");
+ *   onConnect(clientId) {
+ *     events.push(`connect ${clientId}`);
+ *   },
+ *   onClose(clientId) {
+ *     events.push(`close ${clientId}`);
  *   },
  * }, {
  *   register: `127.0.0.1:${register.port}`,
  *   hostname: "127.0.0.1",
  *   port: 0,
  *   rpcPort: 0,
+ *   name: "A",
  * });
+ * assert.equal(service.name, "A");
  * const socket = new WebSocket(`ws://127.0.0.1:${service.port}/`);
- * const first = await new Promise((resolve) => socket.onmessage = (e) => resolve(e.data));
- * assert.equal(first, "hello");
+ * await new Promise((resolve) => socket.onopen = resolve);
  * socket.close();
  * await new Promise((resolve) => socket.onclose = resolve);
+ * while (events.length < 2) await new Promise((resolve) => setTimeout(resolve, 10));
+ * assert.match(events[0]!, new RegExp(`^connect ${service.nodeId}\\.`));
  * ```
  *
  * @param app The business code's hooks.
@@ -165,17 +175,10 @@ export async function startService(
     peers.retain(members.peerAddresses());
     logger.debug("member list changed", { members: members.size });
   });
-  const api = new MeteredApi(
-    new ClusterApi({
-      nodeId,
-      hub,
-      members,
-      peers,
-      deadlineMs: config.deadlineMs,
-      maxSendBytes: config.maxSendBytes,
-    }),
-    metrics,
-  );
+  const limits = { maxSendBytes: config.maxSendBytes };
+  const guard = new RejectionGuard(logger);
+  const cluster = createClusterApi({ nodeId, hub, members, peers, limits });
+  const api = createMeteredApi(cluster, metrics.api, guard.track);
   const ctx: Context = { api, service: { nodeId, name } };
   const endpoint = new WebSocketEndpoint({
     app,
@@ -198,7 +201,7 @@ export async function startService(
       : listenDeliveryPort({
         hostname: config.rpcHostname,
         port: config.deliveryPort,
-        hub,
+        target: hub,
         secret: config.secret,
         tls: config.tls,
         readMaxBytes,
@@ -217,11 +220,19 @@ export async function startService(
       pingTimeoutMs: 2 * config.pingIntervalMs,
       logger,
       routes: (router) =>
-        router.service(GatewayService, createGatewayHandler(nodeId, hub, api)),
+        router.service(
+          GatewayService,
+          createGatewayService({
+            peers: createPeerHandlers(hub, nodeId, limits),
+            backends: createBackendHandlers(api),
+            target: hub,
+          }),
+        ),
       rawMethods: [deliverEndpoint(hub, () => deliveryPort?.port)],
     });
   } catch (error) {
     await deliveryPort?.close();
+    guard[Symbol.dispose]();
     throw error;
   }
   const rpcAddress = formatHostPort(config.lanIp, rpc.port);
@@ -274,6 +285,7 @@ export async function startService(
   } catch (error) {
     await rpc.close();
     await deliveryPort?.close();
+    guard[Symbol.dispose]();
     throw error;
   }
 
@@ -287,7 +299,6 @@ export async function startService(
     backoff: REGISTER_BACKOFF,
     logger,
   });
-  const stopGuard = guardUnhandledRejections(logger);
 
   const close = () => {
     closing ??= (async () => {
@@ -310,7 +321,7 @@ export async function startService(
         config.shutdownTimeoutMs,
         logger,
       );
-      stopGuard();
+      guard[Symbol.dispose]();
       logger.info("service stopped");
     })();
     return closing;

@@ -1,0 +1,73 @@
+// The GatewayService of one service: each Api RPC goes to the peer handler
+// (node scope) or the backend handler (cluster scope, the default), and
+// Deliver streams that Connect decoded go to the delivery module.
+
+import type { ServiceImpl } from "@connectrpc/connect";
+import {
+  type DeliverRequest,
+  type GatewayService,
+  Scope,
+} from "../../proto/gen/websocket/v1/gateway_pb.ts";
+import { GatewayError } from "../../errors.ts";
+import type { Fields } from "../api/codecs.ts";
+import type { RpcMethod } from "../api/method_table.ts";
+import type { DeliveryTarget } from "../delivery/codec.ts";
+import { serveDeliverStream } from "../delivery/grpc_endpoint.ts";
+import { toConnectError } from "../grpc/grpc_status.ts";
+import type { RpcHandlers } from "./handlers.ts";
+
+/** What the service is made of. */
+export interface GatewayServiceParts {
+  /** Node scope: what peers ask. */
+  readonly peers: RpcHandlers;
+  /** Cluster scope: what backends ask. */
+  readonly backends: RpcHandlers;
+  /** Where Deliver batches are applied. */
+  readonly target: DeliveryTarget;
+}
+
+/** Makes the GatewayService implementation of one service. */
+export function createGatewayService(
+  parts: GatewayServiceParts,
+): ServiceImpl<typeof GatewayService> {
+  const { peers, backends, target } = parts;
+  const impl: Record<string, unknown> = {
+    deliver: (requests: AsyncIterable<DeliverRequest>) =>
+      mapErrors(serveDeliverStream(target, requests)),
+  };
+  for (const rpc of Object.keys(peers) as RpcMethod[]) {
+    const peer = peers[rpc];
+    const backend = backends[rpc];
+    impl[rpc] = (request: Fields) =>
+      isNode(request.scope as Scope) ? peer(request) : backend(request);
+  }
+  return impl as unknown as ServiceImpl<typeof GatewayService>;
+}
+
+/**
+ * Whether a request is limited to this service's clients. An unset scope
+ * means the cluster; a value the proto does not define is refused.
+ */
+function isNode(scope: Scope): boolean {
+  switch (scope) {
+    case Scope.NODE:
+      return true;
+    case Scope.CLUSTER:
+    case Scope.UNSPECIFIED:
+      return false;
+    default:
+      throw new GatewayError(
+        "invalid_argument",
+        `Cannot use scope ${scope}: expected SCOPE_UNSPECIFIED (0), SCOPE_CLUSTER (1) or SCOPE_NODE (2)`,
+      );
+  }
+}
+
+/** A stream's failure as a gRPC status. */
+async function* mapErrors<T>(messages: AsyncIterable<T>): AsyncGenerator<T> {
+  try {
+    yield* messages;
+  } catch (error) {
+    throw toConnectError(error);
+  }
+}
