@@ -3,15 +3,18 @@
 // test process) that holds none of the clients concerned.
 
 import assert from "node:assert/strict";
-import { type Api, GatewayError, type Message } from "../mod.ts";
+import { type Api, GatewayError, type Message, startService } from "../mod.ts";
+import { TestClient } from "./helpers/clients.ts";
 import {
-  eventually,
+  greeter,
+  localServiceOptions,
   startCaller,
+} from "./helpers/local_cluster.ts";
+import {
   startRegisterProcess,
   startServiceProcess,
-  TestClient,
-  untilClientCount,
-} from "./_cluster.ts";
+} from "./helpers/processes.ts";
+import { eventually, untilClientCount } from "./helpers/waits.ts";
 
 const bytes = (...values: number[]) => new Uint8Array(values);
 
@@ -117,6 +120,36 @@ Deno.test("Api reaches every client of a three-service cluster", async (t) => {
       await expectEach([a2, b1, b2, c1], bytes(9, 9));
       await expectNothingBefore(api, clients);
     });
+
+    await t.step(
+      "exclusions hold for the calling service's own clients too",
+      async () => {
+        await using home = await startService(
+          greeter,
+          localServiceOptions(register.address),
+        );
+        await using own1 = await TestClient.connect(home.port);
+        await using own2 = await TestClient.connect(home.port);
+        await untilClientCount(home.api, 8, "home sees every client");
+        const everyone = [...clients, own1, own2];
+        await home.api.sendToAll("not to own1 nor b2", {
+          exclude: [own1.id, b2.id],
+        });
+        await expectEach(
+          everyone.filter((c) => c !== own1 && c !== b2),
+          "not to own1 nor b2",
+        );
+        await home.api.joinGroup(own1.id, "home");
+        await home.api.joinGroup(own2.id, "home");
+        await home.api.joinGroup(c1.id, "home");
+        await home.api.sendToGroup("home", "to home but own2", {
+          exclude: [own2.id],
+        });
+        await expectEach([own1, c1], "to home but own2");
+        await expectNothingBefore(home.api, everyone);
+        await home.api.ungroup("home");
+      },
+    );
 
     await t.step("uids: bind, query, send, rebind, unbind", async () => {
       await api.bindUid(a1.id, "alice");

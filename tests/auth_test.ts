@@ -8,15 +8,15 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import { GatewayError } from "../mod.ts";
 import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
 import { RegisterService } from "../proto/gen/websocket/v1/register_pb.ts";
+import { TestClient } from "./helpers/clients.ts";
+import { startCaller } from "./helpers/local_cluster.ts";
 import {
   runCapturingStderr,
   serviceArgs,
-  startCaller,
   startRegisterProcess,
   startServiceProcess,
-  TestClient,
-  untilClientCount,
-} from "./_cluster.ts";
+} from "./helpers/processes.ts";
+import { untilClientCount } from "./helpers/waits.ts";
 import {
   callMethod,
   clientCountVia,
@@ -25,7 +25,7 @@ import {
   dial,
   type DialOptions,
   registerMembers,
-} from "./_rpc.ts";
+} from "./helpers/rpc.ts";
 
 const text = (value: string) => ({ body: { case: "text", value } });
 

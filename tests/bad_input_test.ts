@@ -4,12 +4,12 @@
 
 import assert from "node:assert/strict";
 import { type Api, GatewayError, type Message, startService } from "../mod.ts";
+import { TestClient } from "./helpers/clients.ts";
 import {
   greeter,
   localServiceOptions,
   startLocalRegister,
-  TestClient,
-} from "./_cluster.ts";
+} from "./helpers/local_cluster.ts";
 
 const MiB = 1024 * 1024;
 

@@ -9,7 +9,11 @@
 import assert from "node:assert/strict";
 import { chromium, type Page } from "playwright-core";
 import { startService } from "../mod.ts";
-import { Child, localServiceOptions, startLocalRegister } from "./_cluster.ts";
+import {
+  localServiceOptions,
+  startLocalRegister,
+} from "./helpers/local_cluster.ts";
+import { Child } from "./helpers/processes.ts";
 import { createChatApp, fetch } from "../examples/chat/app.ts";
 
 const executablePath = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";

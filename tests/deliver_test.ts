@@ -31,12 +31,11 @@ import {
 import { DeliveryEncoder } from "../internal/delivery/codec.ts";
 
 const encoder = new DeliveryEncoder();
+import { concat, TestClient } from "./helpers/clients.ts";
 import {
-  concat,
   startRegisterProcess,
   startServiceProcess,
-  TestClient,
-} from "./_cluster.ts";
+} from "./helpers/processes.ts";
 
 type DeliverRequestInit = MessageInitShape<typeof DeliverRequestSchema>;
 

@@ -23,14 +23,13 @@ import { type Service, startService } from "../mod.ts";
 import { encodeHello } from "../internal/delivery/port_sender.ts";
 import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
 import { RegisterService } from "../proto/gen/websocket/v1/register_pb.ts";
+import { TestClient } from "./helpers/clients.ts";
 import {
-  eventually,
   greeter,
   localServiceOptions,
   startLocalRegister,
-  TestClient,
-  untilClientCount,
-} from "./_cluster.ts";
+} from "./helpers/local_cluster.ts";
+import { eventually, untilClientCount } from "./helpers/waits.ts";
 import {
   callMethod,
   Code,
@@ -38,7 +37,7 @@ import {
   dial,
   memberIdsVia,
   type TestChannel,
-} from "./_rpc.ts";
+} from "./helpers/rpc.ts";
 
 const SECRET = "fuzz-secret";
 const CONCURRENCY = 32;

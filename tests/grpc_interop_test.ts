@@ -23,12 +23,12 @@ import {
   SendToUidRequestSchema,
   SendToUidResponseSchema,
 } from "../proto/gen/websocket/v1/gateway_pb.ts";
+import { TestClient } from "./helpers/clients.ts";
 import {
-  eventually,
   startRegisterProcess,
   startServiceProcess,
-  TestClient,
-} from "./_cluster.ts";
+} from "./helpers/processes.ts";
+import { eventually } from "./helpers/waits.ts";
 
 /** One unary call with grpc-js, messages encoded with protobuf-es. */
 function call<I extends DescMessage, O extends DescMessage>(

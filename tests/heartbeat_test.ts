@@ -5,14 +5,14 @@
 
 import assert from "node:assert/strict";
 import { type Application, startService } from "../mod.ts";
+import { SERVICE_DEFAULTS } from "../internal/service/service_options.ts";
+import { RawClient, TestClient } from "./helpers/clients.ts";
 import {
-  Child,
-  eventually,
   localServiceOptions,
-  RawClient,
   startLocalRegister,
-  TestClient,
-} from "./_cluster.ts";
+} from "./helpers/local_cluster.ts";
+import { Child } from "./helpers/processes.ts";
+import { eventually } from "./helpers/waits.ts";
 
 /** Binds `?uid=` and joins `?group=` from the URL, greets with the id. */
 function recordingApp(closed: string[]): Application {
@@ -111,8 +111,9 @@ Deno.test("idleTimeoutMs 0 turns the heartbeat off; a negative value is refused"
     }),
     RangeError,
   );
-  // With the heartbeat off, a silent client stays until it goes away; two
-  // services side by side: one with 0, one with 400 ms.
+  // A client silent for longer than the default heartbeat's first ping
+  // (half of 30 s) is never pinged nor closed when the heartbeat is off;
+  // beside it, a service with a heartbeat of 400 ms closes its own.
   const closedOff: string[] = [];
   const closedOn: string[] = [];
   const options = localServiceOptions(register.address);
@@ -124,15 +125,26 @@ Deno.test("idleTimeoutMs 0 turns the heartbeat off; a negative value is refused"
     ...options,
     idleTimeoutMs: 400,
   });
-  await using _a = await RawClient.connect(off.port, "/?uid=a");
+  await using a = await RawClient.connect(off.port, "/?uid=a");
   await using _b = await RawClient.connect(on.port, "/?uid=b");
   await eventually(
     "both are bound",
     async () =>
       (await off.api.isUidOnline("a")) && (await on.api.isUidOnline("b")),
   );
-  // The heartbeat of `on` runs out first; by then `off` has had as long.
   await eventually("b is closed", () => closedOn.length === 1);
+  const greeting = await a.nextFrame();
+  assert.equal(greeting?.opcode, 0x1, "the id greeting");
+  const quietMs = SERVICE_DEFAULTS.idleTimeoutMs / 2 + 1000;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const next = await Promise.race([
+    a.nextFrame(),
+    new Promise<"quiet">((resolve) =>
+      timer = setTimeout(resolve, quietMs, "quiet")
+    ),
+  ]);
+  clearTimeout(timer);
+  assert.equal(next, "quiet", `a frame arrived: ${JSON.stringify(next)}`);
   assert.equal(await off.api.isUidOnline("a"), true);
   assert.deepEqual(closedOff, []);
 });

@@ -4,12 +4,9 @@
 // process either.
 
 import assert from "node:assert/strict";
-import {
-  eventually,
-  startLabService,
-  startRegisterProcess,
-  TestClient,
-} from "./_cluster.ts";
+import { TestClient } from "./helpers/clients.ts";
+import { startLabService, startRegisterProcess } from "./helpers/processes.ts";
+import { eventually } from "./helpers/waits.ts";
 
 Deno.test("a throwing or rejecting hook is logged and affects nothing else", async (t) => {
   const register = await startRegisterProcess();

@@ -4,14 +4,12 @@
 
 import assert from "node:assert/strict";
 import { type Application, type Service, startService } from "../mod.ts";
+import { RawClient, TestClient } from "./helpers/clients.ts";
 import {
-  eventually,
   localServiceOptions,
-  RawClient,
-  settles,
   startLocalRegister,
-  TestClient,
-} from "./_cluster.ts";
+} from "./helpers/local_cluster.ts";
+import { eventually, settles } from "./helpers/waits.ts";
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

@@ -2,13 +2,13 @@
 // dies the register drops it and the others forget it.
 
 import assert from "node:assert/strict";
+import { TestClient } from "./helpers/clients.ts";
+import { startCaller } from "./helpers/local_cluster.ts";
 import {
-  startCaller,
   startRegisterProcess,
   startServiceProcess,
-  TestClient,
-  untilClientCount,
-} from "./_cluster.ts";
+} from "./helpers/processes.ts";
+import { untilClientCount } from "./helpers/waits.ts";
 
 Deno.test("services forget a peer that stops or dies", async (t) => {
   const register = await startRegisterProcess();

@@ -1,7 +1,7 @@
 // The register's command line: where it listens, help, and clear errors.
 
 import assert from "node:assert/strict";
-import { Child, runScript } from "./_cluster.ts";
+import { Child, runScript } from "./helpers/processes.ts";
 
 function run(args: string[], env: Record<string, string> = {}) {
   return runScript("register.ts", args, env);

@@ -6,14 +6,19 @@
 import assert from "node:assert/strict";
 import type { Api } from "../mod.ts";
 import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
+import { TestClient } from "./helpers/clients.ts";
+import { startCaller } from "./helpers/local_cluster.ts";
 import {
-  eventually,
-  startCaller,
   startRegisterProcess,
   startServiceProcess,
-  TestClient,
-} from "./_cluster.ts";
-import { callMethod, clientCountVia, dial, registerMembers } from "./_rpc.ts";
+} from "./helpers/processes.ts";
+import { eventually } from "./helpers/waits.ts";
+import {
+  callMethod,
+  clientCountVia,
+  dial,
+  registerMembers,
+} from "./helpers/rpc.ts";
 
 /** Sends to `to` through the service at `rpcAddress` (it forwards). */
 async function sendVia(

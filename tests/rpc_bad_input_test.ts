@@ -7,14 +7,14 @@ import assert from "node:assert/strict";
 import { type Api, GatewayError, startService } from "../mod.ts";
 import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
 import { RegisterService } from "../proto/gen/websocket/v1/register_pb.ts";
+import { TestClient } from "./helpers/clients.ts";
 import {
   greeter,
   localServiceOptions,
   startLocalRegister,
-  TestClient,
-  untilClientCount,
-} from "./_cluster.ts";
-import { callMethod, Code, codeOf, dial, memberIdsVia } from "./_rpc.ts";
+} from "./helpers/local_cluster.ts";
+import { untilClientCount } from "./helpers/waits.ts";
+import { callMethod, Code, codeOf, dial, memberIdsVia } from "./helpers/rpc.ts";
 
 /** Bad calls of every Api method, about the client `id`. */
 function badCalls(

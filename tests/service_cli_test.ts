@@ -8,7 +8,7 @@ import {
   parseReadyLine,
   runScript,
   startRegisterProcess,
-} from "./_cluster.ts";
+} from "./helpers/processes.ts";
 
 const script = "service.ts";
 const CHAT = ["--app", "examples/chat/app.ts"];
@@ -120,7 +120,7 @@ Deno.test("service.ts rejects bad flags, values and app modules with exit code 2
     missing.stderr,
     /Cannot load --app "tests\/fixtures\/no_such_app\.ts"/,
   );
-  const notAnApp = await run(["--app", "tests/_lines.ts"]);
+  const notAnApp = await run(["--app", "tests/helpers/lines.ts"]);
   assert.equal(notAnApp.code, 2);
   assert.match(notAnApp.stderr, /its default export must be the Application/);
 });

@@ -6,20 +6,20 @@
 
 import assert from "node:assert/strict";
 import { type Application, startService } from "../mod.ts";
+import { RawClient, TestClient } from "./helpers/clients.ts";
 import {
-  Child,
-  eventually,
   greeter,
   localServiceOptions,
-  parseReadyLine,
-  RawClient,
-  serviceArgs,
-  settles,
-  startLabService,
   startLocalRegister,
+} from "./helpers/local_cluster.ts";
+import {
+  Child,
+  parseReadyLine,
+  serviceArgs,
+  startLabService,
   startRegisterProcess,
-  TestClient,
-} from "./_cluster.ts";
+} from "./helpers/processes.ts";
+import { eventually, settles } from "./helpers/waits.ts";
 
 Deno.test("a service that closes delivers what is queued, then closes clients with 1001, onClose, onStop", async () => {
   const register = await startRegisterProcess();

@@ -4,18 +4,18 @@
 
 import assert from "node:assert/strict";
 import { startService } from "../mod.ts";
+import { closeOf, RawClient, TestClient } from "./helpers/clients.ts";
 import {
-  closeOf,
   greeter,
   localServiceOptions,
-  RawClient,
-  rssOf,
-  settles,
-  startLabService,
   startLocalRegister,
+} from "./helpers/local_cluster.ts";
+import {
+  rssOf,
+  startLabService,
   startRegisterProcess,
-  TestClient,
-} from "./_cluster.ts";
+} from "./helpers/processes.ts";
+import { settles } from "./helpers/waits.ts";
 
 const MiB = 1024 * 1024;
 /** What the flood sends: 64 MiB to each member of the group. */

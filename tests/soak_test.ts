@@ -11,16 +11,15 @@
 
 import assert from "node:assert/strict";
 import { IncompleteResultError, type Message } from "../mod.ts";
+import { TestClient } from "./helpers/clients.ts";
+import { startCaller } from "./helpers/local_cluster.ts";
 import {
-  eventually,
   openFdsOf,
   rssOf,
-  settles,
-  startCaller,
   startLabService,
   startRegisterProcess,
-  TestClient,
-} from "./_cluster.ts";
+} from "./helpers/processes.ts";
+import { eventually, settles } from "./helpers/waits.ts";
 
 const SECONDS = Number(Deno.env.get("WSGATE_SOAK_SECONDS") ?? 45);
 const WORKERS = 6;

@@ -7,15 +7,17 @@ import assert from "node:assert/strict";
 import { startRegister, startService, type TlsOptions } from "../mod.ts";
 import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
 import { RegisterService } from "../proto/gen/websocket/v1/register_pb.ts";
+import { TestClient } from "./helpers/clients.ts";
 import {
   localServiceOptions,
   startCaller,
   startLocalRegister,
+} from "./helpers/local_cluster.ts";
+import {
   startRegisterProcess,
   startServiceProcess,
-  TestClient,
-  untilClientCount,
-} from "./_cluster.ts";
+} from "./helpers/processes.ts";
+import { untilClientCount } from "./helpers/waits.ts";
 import {
   callMethod,
   codeOf,
@@ -23,7 +25,7 @@ import {
   type DialOptions,
   makeCertificates,
   registerMembers,
-} from "./_rpc.ts";
+} from "./helpers/rpc.ts";
 
 /** Whether a GetAllClientCount / ListMembers call through `options` works. */
 async function answers(

@@ -26,7 +26,7 @@ interface Batch {
 }
 
 /** Batches written and not yet acknowledged, at most. */
-const MAX_UNACKNOWLEDGED_BATCHES = 8;
+export const MAX_UNACKNOWLEDGED_BATCHES = 8;
 const INITIAL_BATCH_BYTES = 16 * 1024;
 /** A batch buffer that grew past this is dropped once it is sent. */
 const MAX_IDLE_BATCH_BYTES = 1024 * 1024;

@@ -99,9 +99,10 @@ export class GrpcBatchSender implements BatchSender {
         stream.close(http2.constants.NGHTTP2_CANCEL);
         return;
       }
-      // A refused call may end with its status in the headers.
+      // A refused call ends with its status in the headers.
       status = statusError(headers, address);
-      if (status !== undefined || this.#ended) return;
+      if (status !== undefined) return this.#end(status);
+      if (this.#ended) return;
       this.#events.onReady();
       const port = Number(headers[DELIVERY_PORT_HEADER]);
       if (Number.isInteger(port) && port > 0 && port < 65536) {
@@ -119,8 +120,16 @@ export class GrpcBatchSender implements BatchSender {
         stream.close(http2.constants.NGHTTP2_CANCEL);
       }
     });
+    // The peer ended the call: what it applied is acknowledged already.
     stream.once("trailers", (trailers) => {
       status = statusError(trailers, address);
+      this.#end(
+        status ??
+          new GatewayError(
+            "unavailable",
+            `${address}: the peer ended the delivery stream`,
+          ),
+      );
     });
     stream.on("error", (error) => failure ??= fromRpcError(error, address));
     stream.once("close", () =>

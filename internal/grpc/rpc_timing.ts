@@ -2,10 +2,11 @@
 // left alone: their lifetime is not a latency.
 
 import type { Interceptor } from "@connectrpc/connect";
-import type { Histogram } from "../ops/prometheus.ts";
 
 /** Observes each unary call's duration, in seconds, into `histogram`. */
-export function timeUnaryCalls(histogram: Histogram): Interceptor {
+export function timeUnaryCalls(
+  histogram: { observe(seconds: number): void },
+): Interceptor {
   return (next) => async (req) => {
     if (req.stream) return await next(req);
     const start = performance.now();

@@ -12,9 +12,9 @@ import type {
 } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { Http2Connection } from "../internal/grpc/http2_connection.ts";
-import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
-import { RegisterService } from "../proto/gen/websocket/v1/register_pb.ts";
+import { Http2Connection } from "../../internal/grpc/http2_connection.ts";
+import { GatewayService } from "../../proto/gen/websocket/v1/gateway_pb.ts";
+import { RegisterService } from "../../proto/gen/websocket/v1/register_pb.ts";
 
 /** How a test client dials. */
 export interface DialOptions {

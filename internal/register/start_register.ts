@@ -1,0 +1,260 @@
+// Starting a register: its gRPC server with the member registry, and the
+// operator HTTP server beside it.
+
+import { createRegisterHandler } from "./register_handler.ts";
+import { RegisterService } from "../../proto/gen/websocket/v1/register_pb.ts";
+import { isLoopback } from "../base/address.ts";
+import { MemberRegistry } from "./member_registry.ts";
+import { listenRpc } from "../grpc/rpc_server.ts";
+import { createLogger, type LogLevel } from "../base/logger.ts";
+import {
+  checkLogLevel,
+  checkPort,
+  checkPositive,
+  checkSecret,
+  checkTls,
+  onAbort,
+} from "../base/options.ts";
+import { formatRegisterMetrics, RegisterMetrics } from "../ops/metrics.ts";
+import { opsResponse } from "../ops/ops_http.ts";
+import type { TlsOptions } from "../../tls.ts";
+
+/** The most bytes one request to the register may have: they are tiny. */
+const REGISTER_READ_MAX_BYTES = 64 * 1024;
+
+/**
+ * Options of {@linkcode startRegister}.
+ *
+ * @example A register that requires a secret and serves /healthz
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type RegisterOptions, startRegister } from "@wsgate/gateway";
+ *
+ * const options: RegisterOptions = {
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   httpPort: 0,
+ *   secret: "cluster-secret",
+ *   logLevel: "warn",
+ * };
+ * await using register = await startRegister(options);
+ * assert.ok(register.httpPort !== undefined);
+ * ```
+ */
+export interface RegisterOptions {
+  /**
+   * Address to listen on. Use `"0.0.0.0"` when services on other hosts join.
+   *
+   * @default {"127.0.0.1"}
+   */
+  hostname?: string;
+  /**
+   * Port to listen on; 0 picks a free one ({@linkcode Register.port} tells).
+   *
+   * @default {8101}
+   */
+  port?: number;
+  /**
+   * Shared secret: every call must carry it (`authorization: Bearer
+   * <secret>`), or it is refused with gRPC `UNAUTHENTICATED`. Give the same
+   * secret to every service.
+   *
+   * @default {undefined (no check)}
+   */
+  secret?: string;
+  /**
+   * Serve over TLS, or mutual TLS (see {@linkcode TlsOptions}). Services
+   * must then dial it with TLS too.
+   *
+   * @default {undefined (plaintext HTTP/2)}
+   */
+  tls?: TlsOptions;
+  /** Closes the register when aborted. */
+  signal?: AbortSignal;
+  /**
+   * How often an idle Join stream carries a heartbeat, in milliseconds.
+   *
+   * @default {1000}
+   */
+  heartbeatMs?: number;
+  /**
+   * The register pings each service's connection this often, in
+   * milliseconds, and drops a service that does not answer within
+   * `2 × pingIntervalMs`. 0 turns pings off.
+   *
+   * @default {1000}
+   */
+  pingIntervalMs?: number;
+  /**
+   * How much to log on stderr.
+   *
+   * @default {"info"}
+   */
+  logLevel?: LogLevel;
+  /**
+   * Port of a small plain-HTTP server for operators, on `hostname`:
+   * `GET /healthz` (200 with a JSON body while the register runs) and
+   * `GET /metrics` (Prometheus text). The register's main port speaks
+   * HTTP/2 gRPC only, so these get a port of their own; 0 picks a free one
+   * ({@linkcode Register.httpPort} tells). Unset, there is no HTTP server.
+   *
+   * @example Checking a register's health
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { startRegister } from "@wsgate/gateway";
+   *
+   * await using register = await startRegister({ hostname: "127.0.0.1", port: 0, httpPort: 0 });
+   * const health = await fetch(`http://127.0.0.1:${register.httpPort}/healthz`);
+   * assert.equal(health.status, 200);
+   * assert.equal((await health.json()).status, "ready");
+   * ```
+   *
+   * @default {undefined}
+   */
+  httpPort?: number;
+}
+
+/**
+ * A running register, from {@linkcode startRegister}.
+ *
+ * @example Stopping a register with a signal
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startRegister } from "@wsgate/gateway";
+ *
+ * const controller = new AbortController();
+ * const register = await startRegister({ hostname: "127.0.0.1", port: 0, signal: controller.signal });
+ * assert.ok(register.port > 0);
+ * controller.abort();
+ * await register.close(); // resolves once the abort-triggered close is done
+ * ```
+ */
+export interface Register extends AsyncDisposable {
+  /** The address it listens on. */
+  readonly hostname: string;
+  /** The port it listens on. */
+  readonly port: number;
+  /**
+   * The port of the operator HTTP server (`/healthz`, `/metrics`), or
+   * `undefined` when {@linkcode RegisterOptions.httpPort} was not set.
+   */
+  readonly httpPort: number | undefined;
+  /** Stops the register: ends every Join stream, then closes the port. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a register.
+ *
+ * @example Starting a register on a free port
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startRegister } from "@wsgate/gateway/register";
+ *
+ * await using register = await startRegister({ hostname: "127.0.0.1", port: 0 });
+ * assert.ok(register.port > 0);
+ * ```
+ *
+ * @param options Where to listen, the secret, and a signal to stop it.
+ * @returns The running register, once it listens.
+ */
+export async function startRegister(
+  options: RegisterOptions = {},
+): Promise<Register> {
+  const {
+    hostname = "127.0.0.1",
+    port = 8101,
+    signal,
+    heartbeatMs = 1000,
+    pingIntervalMs = 1000,
+    logLevel = "info",
+    httpPort,
+  } = options;
+  checkPort("port", port);
+  if (httpPort !== undefined) checkPort("httpPort", httpPort);
+  checkPositive("heartbeatMs", heartbeatMs);
+  if (pingIntervalMs !== 0) checkPositive("pingIntervalMs", pingIntervalMs);
+  const secret = checkSecret(options.secret);
+  const tls = checkTls(options.tls);
+  const logger = createLogger("register", checkLogLevel(logLevel));
+  signal?.throwIfAborted();
+
+  if (secret === undefined && !tls?.mutual && !isLoopback(hostname)) {
+    logger.warn(
+      "register listens beyond loopback without a secret: any host that reaches it can join the cluster; set a secret",
+      { hostname },
+    );
+  }
+  const registry = new MemberRegistry({ heartbeatMs, logger });
+  const metrics = new RegisterMetrics();
+  const server = await listenRpc({
+    hostname,
+    port,
+    secret,
+    tls,
+    readMaxBytes: REGISTER_READ_MAX_BYTES,
+    pingIntervalMs,
+    pingTimeoutMs: 2 * pingIntervalMs,
+    logger,
+    routes: (router) =>
+      router.service(
+        RegisterService,
+        createRegisterHandler(registry, metrics),
+      ),
+  });
+  let closing: Promise<void> | undefined;
+  let http: Deno.HttpServer<Deno.NetAddr> | undefined;
+  if (httpPort !== undefined) {
+    const ops = {
+      health: () => {
+        const list = registry.list();
+        return {
+          status: closing === undefined ? "ready" as const : "closing" as const,
+          registerId: list.registerId,
+          members: list.members.length,
+          version: Number(list.version),
+        };
+      },
+      metrics: () => {
+        const list = registry.list();
+        return formatRegisterMetrics(metrics, {
+          members: list.members.length,
+          version: list.version,
+        });
+      },
+    };
+    try {
+      http = Deno.serve(
+        { hostname, port: httpPort, onListen: () => {} },
+        (request) =>
+          opsResponse(request, ops) ??
+            new Response("Not found: try /healthz or /metrics\n", {
+              status: 404,
+            }),
+      );
+    } catch (error) {
+      registry.close();
+      await server.close();
+      throw error;
+    }
+  }
+  logger.debug("register listening", { hostname, port: server.port });
+
+  const close = () => {
+    closing ??= (async () => {
+      stopWatching();
+      registry.close();
+      await server.close();
+      await http?.shutdown();
+    })();
+    return closing;
+  };
+  const stopWatching = onAbort(signal, close);
+  return {
+    hostname,
+    port: server.port,
+    httpPort: http?.addr.port,
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
