@@ -211,7 +211,7 @@ export async function checkLayout(): Promise<LayoutReport> {
   const api = texts.get("api.ts") ?? "";
   const methods = [
     ...api.slice(api.indexOf("export interface Api {")).matchAll(
-      /^  (\w+)\(/gm,
+      /^ {2}(\w+)\(/gm,
     ),
   ].map((m) => m[1]!);
   const library = [...texts.keys()].filter((f) =>

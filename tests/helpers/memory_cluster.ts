@@ -5,8 +5,7 @@
 // (answerForNode), and delivered to with the same decoder that applies
 // batches from the wire. What each node was asked is recorded.
 
-import type { Api, Message } from "../../mod.ts";
-import { GatewayError } from "../../mod.ts";
+import type { Api, GatewayError, Message } from "../../mod.ts";
 import type { ApiMethod } from "../../internal/api/method_table.ts";
 import {
   answerForNode,
