@@ -196,8 +196,16 @@ export function pidOf(name: string): number {
   throw new Error(`no process named ${name}`);
 }
 
-/** Stops every child started so far. */
+/** Load generator processes still running. */
+const loads = new Set<Deno.ChildProcess>();
+
+/** Stops every child started so far, load generators first. */
 export async function stopAll(): Promise<void> {
+  for (const load of loads) {
+    try {
+      load.kill("SIGKILL");
+    } catch { /* gone */ }
+  }
   const all = [...children];
   children.clear();
   await Promise.all(all.map((child) => child.stop()));
@@ -428,6 +436,7 @@ export async function runLoad(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+  loads.add(process);
   const killer = setTimeout(() => {
     try {
       process.kill("SIGKILL");
@@ -455,6 +464,7 @@ export async function runLoad(
   })();
   const out = await new Response(process.stdout).text();
   await process.status;
+  loads.delete(process);
   clearTimeout(killer);
   await stderr.catch(() => {});
   log.close();

@@ -561,6 +561,8 @@ const EVENT_DATA = Deno.build.arch === "x86_64" ? 4 : 8;
 const EVENTS_PER_WAIT = 1024;
 /** How long the poller may run without letting timers and other I/O in. */
 const MAX_BUSY_MS = 4;
+/** How long a wait on the main thread may block it. */
+const SPIN_WAIT_MS = 1;
 /** How long one idle wait lasts; the poller leaves when no socket is left. */
 const IDLE_WAIT_MS = 25;
 
@@ -664,8 +666,15 @@ class Poller {
         let n = 0;
         let fromThread = false;
         if (performance.now() - busySince < MAX_BUSY_MS) {
+          // Blocks this thread for at most SPIN_WAIT_MS: it returns as soon
+          // as a socket is ready, and sleeps in the kernel meanwhile.
           clientCounters.waits++;
-          n = this.libc.epoll_wait(this.#epfd, this.#ready, EVENTS_PER_WAIT, 0);
+          n = this.libc.epoll_wait(
+            this.#epfd,
+            this.#ready,
+            EVENTS_PER_WAIT,
+            SPIN_WAIT_MS,
+          );
         }
         if (n <= 0) {
           // Nothing ready (or time to let the rest of the process run): wait
