@@ -231,15 +231,27 @@ async function run(
   const child = new Deno.Command(command, {
     args,
     cwd,
+    env: { DEBIAN_FRONTEND: "noninteractive" },
     stdin: "null",
-    stdout: "inherit",
-    stderr: "inherit",
+    stdout: "piped",
+    stderr: "piped",
   }).spawn();
   const timer = setTimeout(() => {
     try {
       child.kill("SIGKILL");
     } catch { /* gone */ }
   }, timeoutS * 1000);
+  const toStderr = (stream: ReadableStream<Uint8Array>) =>
+    stream.pipeTo(
+      new WritableStream({
+        write(bytes) {
+          for (let at = 0; at < bytes.length;) {
+            at += Deno.stderr.writeSync(bytes.subarray(at));
+          }
+        },
+      }),
+    ).catch(() => {});
+  await Promise.all([toStderr(child.stdout), toStderr(child.stderr)]);
   const { code } = await child.status;
   clearTimeout(timer);
   return code;
