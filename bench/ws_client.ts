@@ -5,9 +5,9 @@
 //             epoll instance through Deno's FFI. One read system call takes
 //             everything a socket has queued, and no Deno async op is paid
 //             per socket or per message, which keeps the load generator's
-//             own CPU per received message low (a few µs; most of it kernel
-//             time). With thousands of sockets, nearly every read finds a
-//             single small frame, so a per-read op would dominate.
+//             own CPU per received message low: most of what is left is the
+//             kernel's recv. With thousands of sockets, nearly every read
+//             finds a single small frame, so a per-read op would dominate.
 //   "tcp"     the same framing on Deno.connect: one read loop per socket.
 //   "native"  Deno's built-in WebSocket, as a cross-check of the other two.
 //
