@@ -1,44 +1,88 @@
-// The load generator of `deno task bench`: C WebSocket clients spread
-// round-robin over the server URLs, speaking the bench app protocol
-// (bench/app.ts), then measured phases. Prints ONE JSON line on stdout;
-// progress lines ("progress: ...") go to stderr.
+// The load generator of the benchmarks (bench/main.ts, bench/peers.ts): one
+// process with C client WebSockets, spread round-robin over the server
+// URLs, that measures phases one after the other and prints ONE JSON line
+// on stdout. Progress goes to stderr as "progress: ..." lines, the rest of
+// its log as plain lines.
 //
-// Ported from our peer benchmark harness (../shared/bench/loadgen.ts in the
-// workplace): the same clients (ws_client.ts), payload layout, phases and
-// CPU accounting, so that its figures and ours compare. Added here: resident
-// memory of the servers before and after connecting, holding the clients
-// idle for a while, a getAllClientCount phase, and RPC counters read from
-// each service before and after every phase.
+// It speaks the bench app protocol (bench/README.md) in one of two
+// wrappings:
 //
-// Phases, in this order, each only when asked for:
-//   bcast      M broadcasts of S bytes, each to all C clients, at most W in
-//              flight, once per W of --bcast-window; the best W is "bcast".
-//   bcast_lat  --bcast-lat broadcasts, one at a time (fan-out latency).
-//   p2p        N messages, client i -> client (i+1) % C (on the next server),
-//              at most --p2p-window in flight.
-//   count      --count getAllClientCount calls from client 0, one at a time
-//              (text "count", answered "count:<n>"; ours only).
+//   --protocol app       plain WebSocket messages (raw Deno, wsgate): the
+//                        server's first text message is "id:<clientId>",
+//                        and the test frames are binary messages.
+//   --protocol socketio  Socket.IO v5 over Engine.IO v4, websocket transport
+//                        only: the client id is the socket id of the
+//                        namespace connect answer, and every test frame is
+//                        the binary attachment of an event "f" (a text
+//                        packet `451-["f",{"_placeholder":true,"num":0}]`
+//                        followed by the frame as a binary message).
 //
-// usage: deno run -A bench/load.ts --url ws://127.0.0.1:9201/[,...] [options]
-//   --clients C (2000)  --size S (64)  --client ffi|tcp|native (ffi)
-//   --src-addrs 127.0.0.2-127.0.0.3  (bind clients to these; > ~28k clients)
-//   --bcast M (200)  --bcast-window W[,W] (4,16)  --bcast-lat L (50)
-//   --p2p N (20000)  --p2p-window W (200)  --count K (0)
-//   --warmup-bcast (10)  --warmup-p2p (2000)  --hold S (0: seconds idle
-//   after connecting, before the phases)  --connect-concurrency (200)
-//   --connect-timeout S (60)  --phase-timeout S (60)
-//   --pids name:pid,...  server processes: CPU and resident memory
-//   --stats  read RPC counters from every server around each phase
-//   --label NAME  copied into the JSON line
+// The test frame (little-endian), written and read only here; a server
+// looks at bytes 0 .. 2+L and relays the frame unchanged:
+//
+//   [0] 'B' broadcast | 'P' point-to-point    [1] L (0 for 'B')
+//   [2, 2+L) target client id (UTF-8)         [2+L] phase tag (u8)
+//   [3+L, 7+L) sequence number (u32)          [7+L, 15+L) send time (f64,
+//   this process's performance.now())         then zeros up to --size bytes
+//
+// Every latency is measured with this process's clock, so no clocks of
+// different processes are compared.
+//
+// Phases, each only when asked for, in this order:
+//   connect    all clients connect and get their ids (--connect-concurrency
+//              handshakes at a time); then --hold seconds idle.
+//   bcast_wW   for each W of --bcast-window: client 0 sends --bcast 'B'
+//              frames, at most W whose delivery to all C clients is not
+//              complete; "bcast" is the W with the most deliveries/s.
+//   bcast_lat  --bcast-lat broadcasts one at a time: the fan-out time.
+//   p2p        --p2p 'P' frames with at most --p2p-window in flight; frame
+//              k goes from client k mod C to client (k mod C) + 1 mod C,
+//              which lives on the next URL.
+//   count      --count "count" commands from client 0, one at a time
+//              (protocol app; bench/app.ts answers "count:<n>").
+// --smoke replaces the phases with a check of the routing: every id is
+// distinct, a broadcast from the first and from the last client reaches
+// every client exactly once, and each client's point-to-point frame reaches
+// exactly its target. It prints {"smoke":{"ok":...}} and exits 1 on failure.
+//
+// Each measured phase reports cpu_pct: the CPU of this process ("load"), of
+// each --pids process and "other" (busy machine CPU that none of them used:
+// noise from other work), in % of one core; and server_cpu_us_per_msg, the
+// CPU time of all --pids processes per delivery.
+//
+// usage: deno run -A bench/load.ts --url ws://127.0.0.1:P/[,ws://...] [options]
+//   --protocol app|socketio (app)  --client ffi|tcp|native (ffi)
+//   --clients C (2000)  --size S (64)  --src-addrs 127.0.0.2-127.0.0.5
+//   --bcast M (200)  --bcast-window W,W (4,16)  --bcast-lat N (50)
+//   --p2p N (20000)  --p2p-window W (200)  --count N (0)
+//   --warmup-bcast N (10)  --warmup-p2p N (2000)  --hold S (0)
+//   --connect-concurrency N (200)  --connect-timeout S (60)
+//   --phase-timeout S (60)  --deadline S (600: the whole run)
+//   --pids name:pid,...  --stats (read /metrics counters around each phase)
+//   --label TEXT  --smoke
 
-import { connectWs, STATS, type Transport, type WsConn } from "./ws_client.ts";
+import {
+  clientCounters,
+  type ClientKind,
+  type ClientSocket,
+  openClient,
+} from "./ws_client.ts";
+import {
+  machineTicks,
+  processTicks,
+  residentKib,
+  TICKS_PER_SECOND,
+} from "./proc.ts";
 
 // ---------------------------------------------------------------- options
 
-interface Options {
+type Protocol = "app" | "socketio";
+
+interface Settings {
   urls: string[];
-  client: Transport;
-  srcAddrs: string[];
+  protocol: Protocol;
+  client: ClientKind;
+  localAddresses: string[];
   clients: number;
   size: number;
   bcast: number;
@@ -53,781 +97,937 @@ interface Options {
   connectConcurrency: number;
   connectTimeoutS: number;
   phaseTimeoutS: number;
+  deadlineS: number;
   pids: { name: string; pid: number }[];
   stats: boolean;
+  smoke: boolean;
   label: string;
 }
 
-/** "127.0.0.2-127.0.0.9" as a list; loopback only. */
-function expandAddresses(spec: string): string[] {
-  const [a = "", b = a] = spec.split("-");
-  const re = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
-  const ma = re.exec(a), mb = re.exec(b);
-  if (!ma || !mb || ma[1] !== mb[1] || ma[2] !== mb[2]) {
-    throw new Error(`bad --src-addrs ${spec} (127.x.y.A-127.x.y.B)`);
-  }
+const VALUED = [
+  "url",
+  "protocol",
+  "client",
+  "src-addrs",
+  "clients",
+  "size",
+  "bcast",
+  "bcast-window",
+  "bcast-lat",
+  "p2p",
+  "p2p-window",
+  "count",
+  "warmup-bcast",
+  "warmup-p2p",
+  "hold",
+  "connect-concurrency",
+  "connect-timeout",
+  "phase-timeout",
+  "deadline",
+  "pids",
+  "label",
+];
+const SWITCHES = ["stats", "smoke"];
+
+/** "127.0.0.2-127.0.0.5,127.0.1.2" as a list of loopback addresses. */
+function loopbackRange(spec: string): string[] {
   const out: string[] = [];
-  for (let k = Number(ma[3]); k <= Number(mb[3]); k++) {
-    out.push(`127.${ma[1]}.${ma[2]}.${k}`);
+  for (const part of spec.split(",").filter(Boolean)) {
+    const [from = "", to = from] = part.split("-");
+    const a = /^127\.(\d+)\.(\d+)\.(\d+)$/.exec(from);
+    const b = /^127\.(\d+)\.(\d+)\.(\d+)$/.exec(to);
+    if (!a || !b || a[1] !== b[1] || a[2] !== b[2]) {
+      throw new Error(`--src-addrs: ${part} is not 127.x.y.A[-127.x.y.B]`);
+    }
+    for (let k = Number(a[3]); k <= Number(b[3]) && k < 256; k++) {
+      out.push(`127.${a[1]}.${a[2]}.${k}`);
+    }
   }
   return out;
 }
 
-function parseOptions(argv: readonly string[]): Options {
-  const values = new Map<string, string>();
-  const flags = new Set(["stats"]);
+function parseSettings(argv: readonly string[]): Settings {
+  const given = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    if (!arg.startsWith("--")) throw new Error(`unexpected argument ${arg}`);
-    const eq = arg.indexOf("=");
-    const key = eq < 0 ? arg.slice(2) : arg.slice(2, eq);
-    if (flags.has(key)) {
-      values.set(key, "1");
-      continue;
+    const m = /^--([a-z0-9-]+)(?:=(.*))?$/.exec(arg);
+    if (!m) throw new Error(`unexpected argument ${arg}`);
+    const key = m[1]!;
+    if (SWITCHES.includes(key)) {
+      given.set(key, "yes");
+    } else if (VALUED.includes(key)) {
+      const value = m[2] ?? argv[++i];
+      if (value === undefined) throw new Error(`--${key} needs a value`);
+      given.set(key, value);
+    } else {
+      throw new Error(`unknown option --${key}`);
     }
-    const value = eq < 0 ? argv[++i] : arg.slice(eq + 1);
-    if (value === undefined) throw new Error(`missing value for ${arg}`);
-    values.set(key, value);
   }
-  const known = new Set([
-    "url",
-    "client",
-    "src-addrs",
-    "clients",
-    "size",
-    "bcast",
-    "bcast-window",
-    "bcast-lat",
-    "p2p",
-    "p2p-window",
-    "count",
-    "warmup-bcast",
-    "warmup-p2p",
-    "hold",
-    "connect-concurrency",
-    "connect-timeout",
-    "phase-timeout",
-    "pids",
-    "stats",
-    "label",
-  ]);
-  for (const key of values.keys()) {
-    if (!known.has(key)) throw new Error(`unknown option --${key}`);
-  }
-  const num = (key: string, fallback: number) => {
-    const n = Number(values.get(key) ?? fallback);
-    if (!Number.isFinite(n) || n < 0) throw new Error(`bad --${key}`);
-    return Math.floor(n);
+  const count = (key: string, fallback: number, least = 0) => {
+    const value = Number(given.get(key) ?? fallback);
+    if (!Number.isFinite(value) || value < least) {
+      throw new Error(`--${key} must be a number of at least ${least}`);
+    }
+    return Math.floor(value);
   };
-  const urls = (values.get("url") ?? "").split(",").filter(Boolean);
-  if (urls.length === 0) throw new Error("need at least one --url");
+  const urls = (given.get("url") ?? "").split(",").filter(Boolean);
+  if (urls.length === 0) throw new Error("--url is required");
   for (const url of urls) {
     const host = new URL(url).hostname;
-    if (!/^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost|\[::1\])$/.test(host)) {
-      throw new Error(`refusing non-loopback target ${url}`);
+    if (!/^127\.\d+\.\d+\.\d+$|^localhost$|^\[::1\]$/.test(host)) {
+      throw new Error(`only loopback targets are allowed, not ${url}`);
     }
   }
-  const client = (values.get("client") ?? "ffi") as Transport;
-  if (!["ffi", "tcp", "native"].includes(client)) {
+  const protocol = given.get("protocol") ?? "app";
+  if (protocol !== "app" && protocol !== "socketio") {
+    throw new Error("--protocol must be app or socketio");
+  }
+  const client = given.get("client") ?? "ffi";
+  if (client !== "ffi" && client !== "tcp" && client !== "native") {
     throw new Error("--client must be ffi, tcp or native");
   }
-  let clients = Math.max(num("clients", 2000), urls.length * 2);
-  clients -= clients % urls.length; // every server gets the same count
+  // The same number of clients on every URL, and at least two per URL.
+  let clients = Math.max(count("clients", 2000), 2 * urls.length);
+  clients -= clients % urls.length;
+  const windows = (given.get("bcast-window") ?? "4,16").split(",").map(
+    (w) => {
+      const n = Number(w);
+      if (!Number.isInteger(n) || n < 1) throw new Error(`bad window ${w}`);
+      return n;
+    },
+  );
   return {
     urls,
+    protocol,
     client,
-    srcAddrs: (values.get("src-addrs") ?? "").split(",").filter(Boolean)
-      .flatMap(expandAddresses),
+    localAddresses: loopbackRange(given.get("src-addrs") ?? ""),
     clients,
-    size: num("size", 64),
-    bcast: num("bcast", 200),
-    bcastWindows: [
-      ...new Set(
-        (values.get("bcast-window") ?? "4,16").split(",").map((w) => {
-          const n = Number(w);
-          if (!Number.isInteger(n) || n < 1) {
-            throw new Error(`bad --bcast-window ${w}`);
-          }
-          return n;
-        }),
-      ),
-    ],
-    bcastLat: num("bcast-lat", 50),
-    p2p: num("p2p", 20000),
-    p2pWindow: Math.max(1, num("p2p-window", 200)),
-    count: num("count", 0),
-    warmupBcast: num("warmup-bcast", 10),
-    warmupP2p: num("warmup-p2p", 2000),
-    holdS: num("hold", 0),
-    connectConcurrency: Math.max(1, num("connect-concurrency", 200)),
-    connectTimeoutS: num("connect-timeout", 60),
-    phaseTimeoutS: num("phase-timeout", 60),
-    pids: (values.get("pids") ?? "").split(",").filter(Boolean).map((s) => {
-      const [name = s, pid = s] = s.split(":");
+    size: count("size", 64),
+    bcast: count("bcast", 200),
+    bcastWindows: [...new Set(windows)],
+    bcastLat: count("bcast-lat", 50),
+    p2p: count("p2p", 20000),
+    p2pWindow: count("p2p-window", 200, 1),
+    count: count("count", 0),
+    warmupBcast: count("warmup-bcast", 10),
+    warmupP2p: count("warmup-p2p", 2000),
+    holdS: count("hold", 0),
+    connectConcurrency: count("connect-concurrency", 200, 1),
+    connectTimeoutS: count("connect-timeout", 60, 1),
+    phaseTimeoutS: count("phase-timeout", 60, 1),
+    deadlineS: count("deadline", 600, 1),
+    pids: (given.get("pids") ?? "").split(",").filter(Boolean).map((item) => {
+      const [name = "", pid = ""] = item.split(":");
+      if (!name || !/^\d+$/.test(pid)) throw new Error(`bad --pids ${item}`);
       return { name, pid: Number(pid) };
     }),
-    stats: values.has("stats"),
-    label: values.get("label") ?? "",
+    stats: given.has("stats"),
+    smoke: given.has("smoke"),
+    label: given.get("label") ?? "",
   };
 }
 
-let options: Options;
+let settings: Settings;
 try {
-  options = parseOptions(Deno.args);
+  settings = parseSettings(Deno.args);
 } catch (error) {
   console.error(`load: ${(error as Error).message}`);
   Deno.exit(2);
 }
-const C = options.clients;
-function log(message: string): void {
-  console.error(`[load ${options.label}] ${message}`);
-}
-function progress(message: string): void {
-  console.error(`progress: ${message}`);
+const C = settings.clients;
+
+function log(text: string): void {
+  console.error(`[load ${settings.label}] ${text}`);
 }
 
-// ---------------------------------------------------------------- cpu, memory
-
-const CLK_TCK = 100; // USER_HZ on Linux
-
-function cpuTicks(pid: number | "self"): number {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(fields[11]) + Number(fields[12]); // utime + stime
-  } catch {
-    return NaN;
-  }
-}
-
-/** Busy ticks of the whole machine (all CPUs). */
-function machineBusyTicks(): number {
-  try {
-    const line = Deno.readTextFileSync("/proc/stat").split("\n")[0]!;
-    const f = line.trim().split(/\s+/).slice(1).map(Number);
-    // user nice system irq softirq steal
-    return f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!;
-  } catch {
-    return NaN;
-  }
-}
-
-/** Resident memory of a process in KiB. */
-function rssKib(pid: number): number {
-  try {
-    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-    return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN);
-  } catch {
-    return NaN;
-  }
-}
-
-interface CpuSnap {
-  t: number;
-  ticks: Record<string, number>;
-  machine: number;
-}
-
-function cpuSnap(): CpuSnap {
-  const ticks: Record<string, number> = { load: cpuTicks("self") };
-  for (const p of options.pids) ticks[p.name] = cpuTicks(p.pid);
-  return { t: performance.now(), ticks, machine: machineBusyTicks() };
-}
-
-/**
- * CPU use of each process in % of one core between two snapshots, plus
- * "other": the machine's busy CPU that none of them used (noise).
- */
-function cpuPct(a: CpuSnap, b: CpuSnap): Record<string, number> {
-  const wallS = (b.t - a.t) / 1000;
-  const out: Record<string, number> = {};
-  let ours = 0;
-  for (const [key, before] of Object.entries(a.ticks)) {
-    const d = (b.ticks[key] ?? NaN) - before;
-    ours += d;
-    out[key] = round1(d / CLK_TCK / wallS * 100);
-  }
-  out.other = round1((b.machine - a.machine - ours) / CLK_TCK / wallS * 100);
-  return out;
-}
-
-function serverCpuS(a: CpuSnap, b: CpuSnap): number {
-  let total = 0;
-  for (const p of options.pids) {
-    total += ((b.ticks[p.name] ?? NaN) - (a.ticks[p.name] ?? NaN)) / CLK_TCK;
-  }
-  return total;
-}
-
-function round1(x: number): number {
-  return Math.round(x * 10) / 10;
-}
-function round3(x: number): number {
-  return Math.round(x * 1000) / 1000;
-}
-
-// ---------------------------------------------------------------- payload
-// [op u8][L u8][target id, L bytes][send time f64 LE][seq u32 LE][phase u8]
-// then zero padding up to the size.
-
-const OP_BCAST = 0x42, OP_P2P = 0x50;
-const encoder = new TextEncoder();
-const HEADER_TAIL = 13;
-
-function makePayload(
-  op: number,
-  idBytes: Uint8Array,
-  size: number,
-  seq: number,
-  phase: number,
-): Uint8Array {
-  const L = idBytes.length;
-  const u8 = new Uint8Array(Math.max(size, 2 + L + HEADER_TAIL));
-  u8[0] = op;
-  u8[1] = L;
-  u8.set(idBytes, 2);
-  const dv = new DataView(u8.buffer);
-  dv.setFloat64(2 + L, performance.now(), true);
-  dv.setUint32(2 + L + 8, seq, true);
-  u8[2 + L + 12] = phase;
-  return u8;
-}
-
-// ---------------------------------------------------------------- clients
-
-interface Client {
-  readonly i: number;
-  readonly server: number;
-  conn: WsConn;
-  id: string;
-  idBytes: Uint8Array;
-  /** Waits for a text reply to a command ("count", "stats"). */
-  reply: ((text: string) => void) | undefined;
-}
-
-const clients: Client[] = new Array(C);
-let strays = 0;
-let shuttingDown = false;
-let unexpectedCloses = 0;
-
-interface Phase {
-  id: number;
-  onReceive(
-    c: Client,
-    op: number,
-    seq: number,
-    latency: number,
-    now: number,
-  ): void;
-}
-let phase: Phase | null = null;
-
-function onPayload(c: Client, u8: Uint8Array): void {
-  const now = performance.now();
-  if (u8.length < 2) return void strays++;
-  const off = 2 + u8[1]!;
-  if (u8.length < off + HEADER_TAIL) return void strays++;
-  const dv = new DataView(u8.buffer, u8.byteOffset, u8.byteLength);
-  const sentAt = dv.getFloat64(off, true);
-  const seq = dv.getUint32(off + 8, true);
-  const id = u8[off + 12];
-  if (!phase || id !== phase.id) return void strays++;
-  phase.onReceive(c, u8[0]!, seq, now - sentAt, now);
-}
-
-function connectOne(i: number): Promise<void> {
-  const server = i % options.urls.length;
-  return new Promise((resolve, reject) => {
-    let ready = false, failed = false;
-    const c: Client = {
-      i,
-      server,
-      conn: null as unknown as WsConn,
-      id: "",
-      idBytes: new Uint8Array(0),
-      reply: undefined,
-    };
-    const fail = (error: Error) => {
-      if (ready || failed) return;
-      failed = true;
-      clearTimeout(timer);
-      try {
-        c.conn?.close();
-      } catch { /* ignore */ }
-      reject(error);
-    };
-    const timer = setTimeout(
-      () =>
-        fail(new Error(`client ${i}: no id after ${options.connectTimeoutS}s`)),
-      options.connectTimeoutS * 1000,
-    );
-    const src = options.srcAddrs.length
-      ? options.srcAddrs[
-        Math.floor(i / options.urls.length) % options.srcAddrs.length
-      ]
-      : undefined;
-    connectWs(options.client, options.urls[server]!, {
-      onText(text) {
-        if (!ready) {
-          if (!text.startsWith("id:")) return;
-          c.id = text.slice(3);
-          c.idBytes = encoder.encode(c.id);
-          if (c.idBytes.length > 255) {
-            return fail(new Error(`client id longer than 255 bytes: ${c.id}`));
-          }
-          ready = true;
-          clearTimeout(timer);
-          clients[i] = c;
-          resolve();
-        } else if (c.reply !== undefined) {
-          const reply = c.reply;
-          c.reply = undefined;
-          reply(text);
-        }
-      },
-      onBinary(u8) {
-        onPayload(c, u8);
-      },
-      onClose(why) {
-        if (!ready) fail(new Error(`client ${i}: closed before id (${why})`));
-        else if (!shuttingDown) {
-          unexpectedCloses++;
-          if (unexpectedCloses <= 3) {
-            log(`client ${i} closed unexpectedly: ${why}`);
-          }
-        }
-      },
-    }, src).then((conn) => {
-      c.conn = conn;
-      if (failed) return conn.close();
-      conn.start();
-    }, (error) => fail(new Error(`client ${i}: ${(error as Error).message}`)));
-  });
-}
-
-async function connectAll(): Promise<number> {
-  const t0 = performance.now();
-  let next = 0, done = 0;
-  let failed: Error | null = null;
-  const ticker = setInterval(
-    () => progress(`connecting ${done}/${C}`),
-    500,
-  );
-  async function worker() {
-    while (next < C && !failed) {
-      const i = next++;
-      try {
-        await connectOne(i);
-        done++;
-      } catch (error) {
-        failed ??= error as Error;
-      }
-    }
-  }
-  try {
-    await Promise.all(
-      Array.from({ length: Math.min(options.connectConcurrency, C) }, worker),
-    );
-  } finally {
-    clearInterval(ticker);
-  }
-  if (failed) throw failed;
-  return performance.now() - t0;
-}
-
-/** Sends a text command from a client and waits for its reply. */
-function ask(c: Client, text: string, timeoutMs = 10_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      c.reply = undefined;
-      reject(new Error(`no answer to "${text}" within ${timeoutMs} ms`));
-    }, timeoutMs);
-    c.reply = (reply) => {
-      clearTimeout(timer);
-      resolve(reply);
-    };
-    c.conn.send(text);
-  });
-}
-
-type Counters = { unaryCalls: number; deliveries: number; batches: number };
-
-/** Sums the peer counters of every server, from its /metrics. */
-async function readCounters(): Promise<Counters | undefined> {
-  if (!options.stats) return undefined;
-  const sum: Counters = { unaryCalls: 0, deliveries: 0, batches: 0 };
-  for (const url of options.urls) {
-    const metrics = new URL("/metrics", url.replace(/^ws/, "http"));
-    const text = await (await fetch(metrics)).text();
-    const value = (pattern: RegExp) =>
-      [...text.matchAll(pattern)].reduce((n, m) => n + Number(m[1]), 0);
-    sum.unaryCalls += value(
-      /^wsgate_peer_rpc_duration_seconds_count\{kind="unary"\} (\S+)$/gm,
-    );
-    sum.deliveries += value(/^wsgate_peer_deliveries_total (\S+)$/gm);
-    sum.batches += value(/^wsgate_peer_batches_total\{[^}]*\} (\S+)$/gm);
-  }
-  return sum;
-}
-
-function counterDelta(
-  a: Counters | undefined,
-  b: Counters | undefined,
-): Counters | undefined {
-  if (a === undefined || b === undefined) return undefined;
-  return {
-    unaryCalls: b.unaryCalls - a.unaryCalls,
-    deliveries: b.deliveries - a.deliveries,
-    batches: b.batches - a.batches,
-  };
-}
-
-// ---------------------------------------------------------------- stats
-
-function percentiles(a: Float64Array, n: number) {
-  if (n === 0) return { p50_ms: null, p99_ms: null, max_ms: null };
-  const s = a.slice(0, n).sort();
-  const q = (p: number) => round3(s[Math.min(n - 1, Math.floor(p * (n - 1)))]!);
-  return { p50_ms: q(0.5), p99_ms: q(0.99), max_ms: round3(s[n - 1]!) };
-}
-
-function prefixed(prefix: string, o: Record<string, unknown>) {
-  return Object.fromEntries(
-    Object.entries(o).map(([k, v]) => [prefix + k, v]),
-  );
-}
-
-// ---------------------------------------------------------------- phases
-
-type Result = Record<string, unknown>;
-
-function runBcast(
-  phaseId: number,
-  m: number,
-  window: number,
-  record: boolean,
-): Promise<Result> {
-  return new Promise((resolve) => {
-    const counts = new Uint32Array(m);
-    const sendT = new Float64Array(m);
-    const complete = new Float64Array(m); // send -> C-th delivery
-    const lat = new Float64Array(m * C);
-    let nLat = 0, sent = 0, done = 0, inflight = 0, dups = 0;
-    let tFirst = 0, tLast = 0;
-    const s0 = cpuSnap();
-    let finished = false;
-    const ticker = record
-      ? setInterval(() => progress(`broadcast W${window} ${done}/${m}`), 500)
-      : undefined;
-    const finish = (timedOut: boolean) => {
-      if (finished) return;
-      finished = true;
-      clearTimeout(timer);
-      clearInterval(ticker);
-      phase = null;
-      const s1 = cpuSnap();
-      const durMs = tLast - tFirst;
-      resolve({
-        broadcasts: m,
-        window,
-        expected: m * C,
-        delivered: nLat,
-        dups,
-        timed_out: timedOut,
-        duration_ms: round1(durMs),
-        msgs_per_s: durMs > 0 ? Math.round(nLat / (durMs / 1000)) : null,
-        ...(record ? percentiles(lat, nLat) : {}),
-        ...(record ? prefixed("all_", percentiles(complete, done)) : {}),
-        cpu_pct: cpuPct(s0, s1),
-        server_cpu_us_per_msg: options.pids.length && nLat
-          ? round3(serverCpuS(s0, s1) * 1e6 / nLat)
-          : null,
-      });
-    };
-    const timer = setTimeout(() => finish(true), options.phaseTimeoutS * 1000);
-    const pump = () => {
-      while (inflight < window && sent < m) {
-        const p = makePayload(
-          OP_BCAST,
-          new Uint8Array(0),
-          options.size,
-          sent,
-          phaseId,
-        );
-        sendT[sent] = performance.now();
-        if (sent === 0) tFirst = sendT[0]!;
-        clients[0]!.conn.send(p);
-        sent++;
-        inflight++;
-      }
-    };
-    phase = {
-      id: phaseId,
-      onReceive(_c, op, seq, latency, now) {
-        if (op !== OP_BCAST || seq >= m) return void strays++;
-        const n = ++counts[seq]!;
-        if (n > C) return void dups++;
-        lat[nLat++] = latency;
-        tLast = now;
-        if (n === C) {
-          complete[done] = now - sendT[seq]!;
-          inflight--;
-          done++;
-          if (done === m) finish(false);
-          else pump();
-        }
-      },
-    };
-    if (m === 0) return finish(false);
-    pump();
-  });
-}
-
-function runP2p(phaseId: number, n: number, record: boolean): Promise<Result> {
-  return new Promise((resolve) => {
-    const partner = (i: number) => (i + 1) % C;
-    const lat = new Float64Array(n);
-    const seen = new Uint8Array(n);
-    let sent = 0, done = 0, inflight = 0, dups = 0, wrong = 0;
-    let tFirst = 0, tLast = 0;
-    const s0 = cpuSnap();
-    let finished = false;
-    const ticker = record
-      ? setInterval(() => progress(`point-to-point ${done}/${n}`), 500)
-      : undefined;
-    const finish = (timedOut: boolean) => {
-      if (finished) return;
-      finished = true;
-      clearTimeout(timer);
-      clearInterval(ticker);
-      phase = null;
-      const s1 = cpuSnap();
-      const durMs = tLast - tFirst;
-      resolve({
-        messages: n,
-        window: options.p2pWindow,
-        delivered: done,
-        dups,
-        misrouted: wrong,
-        timed_out: timedOut,
-        duration_ms: round1(durMs),
-        msgs_per_s: durMs > 0 ? Math.round(done / (durMs / 1000)) : null,
-        ...(record ? percentiles(lat, done) : {}),
-        cpu_pct: cpuPct(s0, s1),
-        server_cpu_us_per_msg: options.pids.length && done
-          ? round3(serverCpuS(s0, s1) * 1e6 / done)
-          : null,
-      });
-    };
-    const timer = setTimeout(() => finish(true), options.phaseTimeoutS * 1000);
-    const pump = () => {
-      while (inflight < options.p2pWindow && sent < n) {
-        const from = clients[sent % C]!;
-        const to = clients[partner(from.i)]!;
-        const p = makePayload(OP_P2P, to.idBytes, options.size, sent, phaseId);
-        if (sent === 0) tFirst = performance.now();
-        from.conn.send(p);
-        sent++;
-        inflight++;
-      }
-    };
-    phase = {
-      id: phaseId,
-      onReceive(c, op, seq, latency, now) {
-        if (op !== OP_P2P || seq >= n) return void strays++;
-        if (seen[seq]) return void dups++;
-        seen[seq] = 1;
-        if (c.i !== partner(seq % C)) wrong++;
-        lat[done++] = latency;
-        tLast = now;
-        inflight--;
-        if (done === n) finish(false);
-        else pump();
-      },
-    };
-    if (n === 0) return finish(false);
-    pump();
-  });
-}
-
-async function runCount(k: number): Promise<Result> {
-  const lat = new Float64Array(k);
-  const s0 = cpuSnap();
-  const t0 = performance.now();
-  let last = "";
-  for (let i = 0; i < k; i++) {
-    if (i % 50 === 0) progress(`getAllClientCount ${i}/${k}`);
-    const t = performance.now();
-    last = await ask(clients[0]!, "count");
-    lat[i] = performance.now() - t;
-  }
-  const durMs = performance.now() - t0;
-  const s1 = cpuSnap();
-  return {
-    calls: k,
-    answer: last,
-    correct: last === `count:${C}`,
-    calls_per_s: Math.round(k / (durMs / 1000)),
-    ...percentiles(lat, k),
-    cpu_pct: cpuPct(s0, s1),
-    server_cpu_us_per_call: options.pids.length
-      ? round3(serverCpuS(s0, s1) * 1e6 / k)
-      : null,
-  };
+function progress(text: string): void {
+  console.error(`progress: ${text}`);
 }
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-// ---------------------------------------------------------------- main
+const round1 = (x: number) => Math.round(x * 10) / 10;
+const round3 = (x: number) => Math.round(x * 1000) / 1000;
 
-const result: Result = {
-  label: options.label,
-  client: options.client,
-  urls: options.urls,
+// ---------------------------------------------------------------- CPU
+
+interface Sample {
+  at: number;
+  ticks: Map<string, number>;
+  machine: number;
+}
+
+function sample(): Sample {
+  const ticks = new Map<string, number>([["load", processTicks("self")]]);
+  for (const { name, pid } of settings.pids) ticks.set(name, processTicks(pid));
+  return { at: performance.now(), ticks, machine: machineTicks().busy };
+}
+
+/** CPU of each process between two samples, in % of one core; "other". */
+function cpuPct(a: Sample, b: Sample): Record<string, number> {
+  const seconds = (b.at - a.at) / 1000;
+  const pct = (ticks: number) =>
+    round1(ticks / TICKS_PER_SECOND / seconds * 100);
+  const out: Record<string, number> = {};
+  let known = 0;
+  for (const [name, before] of a.ticks) {
+    const used = (b.ticks.get(name) ?? NaN) - before;
+    known += used;
+    out[name] = pct(used);
+  }
+  out.other = pct(b.machine - a.machine - known);
+  return out;
+}
+
+/** CPU seconds of the server processes between two samples. */
+function serverSeconds(a: Sample, b: Sample): number {
+  let ticks = 0;
+  for (const { name } of settings.pids) {
+    ticks += (b.ticks.get(name) ?? NaN) - (a.ticks.get(name) ?? NaN);
+  }
+  return ticks / TICKS_PER_SECOND;
+}
+
+function perUnitUs(a: Sample, b: Sample, units: number): number | null {
+  return settings.pids.length > 0 && units > 0
+    ? round3(serverSeconds(a, b) * 1e6 / units)
+    : null;
+}
+
+function residentAll(): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const { name, pid } of settings.pids) out[name] = residentKib(pid);
+  return out;
+}
+
+// ---------------------------------------------------------------- frames
+
+const OP_BROADCAST = 0x42;
+const OP_POINT = 0x50;
+/** Bytes after the target id: phase tag, sequence number, send time. */
+const TAIL = 13;
+const encoder = new TextEncoder();
+const NO_ID = new Uint8Array(0);
+
+function testFrame(
+  op: number,
+  target: Uint8Array,
+  tag: number,
+  seq: number,
+): Uint8Array {
+  const at = 2 + target.length;
+  const frame = new Uint8Array(Math.max(settings.size, at + TAIL));
+  frame[0] = op;
+  frame[1] = target.length;
+  frame.set(target, 2);
+  frame[at] = tag;
+  const view = new DataView(frame.buffer);
+  view.setUint32(at + 1, seq, true);
+  view.setFloat64(at + 5, performance.now(), true);
+  return frame;
+}
+
+// ---------------------------------------------------------------- clients
+
+/** One client of the run. */
+interface Client {
+  readonly index: number;
+  /** Index of its URL. */
+  readonly node: number;
+  socket: ClientSocket | undefined;
+  id: string;
+  idBytes: Uint8Array;
+  /** Socket.IO: binary attachments announced and not received yet. */
+  attachments: number;
+  /** Waits for the answer to a text command. */
+  answer: ((text: string) => void) | undefined;
+}
+
+/** What a phase does with each test frame that arrives. */
+interface Receiver {
+  tag: number;
+  frame(client: Client, op: number, seq: number, latency: number): void;
+}
+
+const clients: Client[] = [];
+let receiver: Receiver | undefined;
+let strays = 0;
+let closing = false;
+let lostClients = 0;
+
+function received(client: Client, frame: Uint8Array): void {
+  const now = performance.now();
+  const at = frame.length >= 2 ? 2 + frame[1]! : 0;
+  if (at === 0 || frame.length < at + TAIL) return void strays++;
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.length);
+  const tag = frame[at]!;
+  if (receiver === undefined || receiver.tag !== tag) return void strays++;
+  const seq = view.getUint32(at + 1, true);
+  receiver.frame(client, frame[0]!, seq, now - view.getFloat64(at + 5, true));
+}
+
+const SIO_FRAME_HEADER = '451-["f",{"_placeholder":true,"num":0}]';
+
+/** Sends a test frame in the wrapping of --protocol. */
+function sendFrame(client: Client, frame: Uint8Array): void {
+  if (settings.protocol === "socketio") {
+    client.socket!.sendAll([SIO_FRAME_HEADER, frame]);
+  } else {
+    client.socket!.send(frame);
+  }
+}
+
+/**
+ * Handles a text message; calls `ready` with the client id once the
+ * protocol has told it.
+ */
+function onText(
+  client: Client,
+  socket: ClientSocket,
+  text: string,
+  ready: (id: string) => void,
+  fail: (why: string) => void,
+): void {
+  if (settings.protocol === "app") {
+    if (client.id === "") {
+      if (text.startsWith("id:")) ready(text.slice(3));
+    } else if (client.answer !== undefined) {
+      const answer = client.answer;
+      client.answer = undefined;
+      answer(text);
+    }
+    return;
+  }
+  // Engine.IO packet type, then (type 4 = message) the Socket.IO packet.
+  switch (text[0]) {
+    case "0": // open: join the main namespace
+      socket.send("40");
+      return;
+    case "2": // ping
+      socket.send("3");
+      return;
+    case "1": // close
+      return fail("engine.io close packet");
+    case "4":
+      break;
+    default:
+      return;
+  }
+  if (text.startsWith("40")) {
+    const sid = (JSON.parse(text.slice(2) || "{}") as { sid?: unknown }).sid;
+    if (typeof sid === "string") ready(sid);
+    else fail(`connect packet without sid: ${text}`);
+  } else if (text.startsWith("44")) {
+    fail(`namespace refused: ${text}`);
+  } else if (text[1] === "5") {
+    // A binary event: "45<n>-..." announces n attachments.
+    client.attachments += Number(/^45(\d+)-/.exec(text)?.[1] ?? 0);
+  }
+}
+
+function onBinary(client: Client, bytes: Uint8Array): void {
+  if (settings.protocol === "socketio") {
+    if (client.attachments === 0) return void strays++;
+    client.attachments--;
+  }
+  received(client, bytes);
+}
+
+function connectClient(index: number): Promise<Client> {
+  const node = index % settings.urls.length;
+  const client: Client = {
+    index,
+    node,
+    socket: undefined,
+    id: "",
+    idBytes: NO_ID,
+    attachments: 0,
+    answer: undefined,
+  };
+  const locals = settings.localAddresses;
+  const localAddress = locals.length > 0
+    ? locals[Math.floor(index / settings.urls.length) % locals.length]
+    : undefined;
+  let url = settings.urls[node]!;
+  if (settings.protocol === "socketio" && !url.includes("EIO=")) {
+    url = new URL("socket.io/?EIO=4&transport=websocket", url).href;
+  }
+  return new Promise<Client>((resolve, reject) => {
+    let settled = false;
+    let failed = false;
+    const settle = (error?: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (error === undefined) return resolve(client);
+      failed = true;
+      client.socket?.close();
+      reject(error);
+    };
+    const timer = setTimeout(
+      () =>
+        settle(
+          new Error(
+            `client ${index}: no id within ${settings.connectTimeoutS} s`,
+          ),
+        ),
+      settings.connectTimeoutS * 1000,
+    );
+    const ready = (id: string) => {
+      if (client.id !== "") return;
+      const bytes = encoder.encode(id);
+      if (bytes.length === 0 || bytes.length > 255) {
+        return settle(new Error(`client id of ${bytes.length} bytes: ${id}`));
+      }
+      client.id = id;
+      client.idBytes = bytes;
+      settle();
+    };
+    openClient(settings.client, url, {
+      text(socket, text) {
+        client.socket ??= socket;
+        onText(
+          client,
+          socket,
+          text,
+          ready,
+          (why) => settle(new Error(`client ${index}: ${why}`)),
+        );
+      },
+      binary(_socket, bytes) {
+        onBinary(client, bytes);
+      },
+      closed(_socket, reason) {
+        if (!settled) {
+          settle(new Error(`client ${index} closed before its id: ${reason}`));
+        } else if (!closing) {
+          if (++lostClients <= 3) log(`client ${index} closed: ${reason}`);
+        }
+      },
+    }, { localAddress, timeoutMs: settings.connectTimeoutS * 1000 }).then(
+      (socket) => {
+        client.socket = socket;
+        if (failed) socket.close();
+      },
+      (error: Error) => settle(new Error(`client ${index}: ${error.message}`)),
+    );
+  });
+}
+
+/** Connects every client, --connect-concurrency at a time. */
+async function connectAll(): Promise<void> {
+  let next = 0;
+  let done = 0;
+  let failure: Error | undefined;
+  const ticker = setInterval(() => progress(`connecting ${done}/${C}`), 500);
+  const worker = async () => {
+    while (next < C && failure === undefined) {
+      const index = next++;
+      try {
+        clients[index] = await connectClient(index);
+        done++;
+      } catch (error) {
+        failure ??= error as Error;
+      }
+    }
+  };
+  try {
+    const workers = Math.min(settings.connectConcurrency, C);
+    await Promise.all(Array.from({ length: workers }, worker));
+  } finally {
+    clearInterval(ticker);
+  }
+  if (failure !== undefined) throw failure;
+}
+
+/** Sends a text command and waits for the answer. */
+function ask(
+  client: Client,
+  text: string,
+  timeoutMs = 10_000,
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      client.answer = undefined;
+      reject(new Error(`no answer to ${text} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    client.answer = (answer) => {
+      clearTimeout(timer);
+      resolve(answer);
+    };
+    client.socket!.send(text);
+  });
+}
+
+// ---------------------------------------------------------------- counters
+
+interface PeerCounters {
+  unaryCalls: number;
+  deliveries: number;
+  batches: number;
+}
+
+/** The peer counters of every server's /metrics, summed (--stats). */
+async function peerCounters(): Promise<PeerCounters | undefined> {
+  if (!settings.stats) return undefined;
+  const sum: PeerCounters = { unaryCalls: 0, deliveries: 0, batches: 0 };
+  for (const url of settings.urls) {
+    const metrics = new URL("/metrics", url.replace(/^ws/, "http"));
+    const response = await fetch(metrics, {
+      signal: AbortSignal.timeout(5000),
+    });
+    const text = await response.text();
+    const total = (re: RegExp) => {
+      let n = 0;
+      for (const m of text.matchAll(re)) n += Number(m[1]);
+      return n;
+    };
+    sum.unaryCalls += total(
+      /^wsgate_peer_rpc_duration_seconds_count\{kind="unary"\} (\S+)$/gm,
+    );
+    sum.deliveries += total(/^wsgate_peer_deliveries_total (\S+)$/gm);
+    sum.batches += total(/^wsgate_peer_batches_total\{[^}]*\} (\S+)$/gm);
+  }
+  return sum;
+}
+
+// ---------------------------------------------------------------- stats
+
+type Json = Record<string, unknown>;
+
+/** p50, p99 and max of values[0, n) in ms, nearest rank. */
+function quantiles(values: Float64Array, n: number, prefix = ""): Json {
+  if (n === 0) {
+    return {
+      [`${prefix}p50_ms`]: null,
+      [`${prefix}p99_ms`]: null,
+      [`${prefix}max_ms`]: null,
+    };
+  }
+  const sorted = values.slice(0, n).sort();
+  const rank = (q: number) => sorted[Math.max(0, Math.ceil(q * n) - 1)]!;
+  return {
+    [`${prefix}p50_ms`]: round3(rank(0.5)),
+    [`${prefix}p99_ms`]: round3(rank(0.99)),
+    [`${prefix}max_ms`]: round3(sorted[n - 1]!),
+  };
+}
+
+// ---------------------------------------------------------------- phases
+
+/**
+ * `total` broadcasts from client 0, at most `window` not yet delivered to
+ * every client. Resolves when all are complete or the phase times out.
+ */
+function broadcasts(
+  tag: number,
+  total: number,
+  window: number,
+  measured: boolean,
+): Promise<Json> {
+  const copies = new Uint32Array(total);
+  const sentAt = new Float64Array(total);
+  const completion = new Float64Array(total);
+  const latencies = new Float64Array(measured ? total * C : 0);
+  let delivered = 0;
+  let sent = 0;
+  let complete = 0;
+  let duplicates = 0;
+  let first = 0;
+  let last = 0;
+  const sender = clients[0]!;
+  return new Promise((resolve) => {
+    const before = sample();
+    const fill = () => {
+      while (sent - complete < window && sent < total) {
+        const frame = testFrame(OP_BROADCAST, NO_ID, tag, sent);
+        sentAt[sent] = performance.now();
+        if (sent === 0) first = sentAt[0]!;
+        sent++;
+        sendFrame(sender, frame);
+      }
+    };
+    const end = (timedOut: boolean) => {
+      clearTimeout(timer);
+      clearInterval(ticker);
+      receiver = undefined;
+      const after = sample();
+      const ms = last - first;
+      resolve({
+        broadcasts: total,
+        window,
+        expected: total * C,
+        delivered,
+        dups: duplicates,
+        timed_out: timedOut,
+        duration_ms: round1(ms),
+        msgs_per_s: ms > 0 ? Math.round(delivered / (ms / 1000)) : null,
+        ...(measured ? quantiles(latencies, delivered) : {}),
+        ...(measured ? quantiles(completion, complete, "all_") : {}),
+        cpu_pct: cpuPct(before, after),
+        server_cpu_us_per_msg: perUnitUs(before, after, delivered),
+      });
+    };
+    const timer = setTimeout(() => end(true), settings.phaseTimeoutS * 1000);
+    const ticker = setInterval(
+      () => measured && progress(`broadcast W${window}: ${complete}/${total}`),
+      500,
+    );
+    receiver = {
+      tag,
+      frame(_client, op, seq, latency) {
+        if (op !== OP_BROADCAST || seq >= total) return void strays++;
+        const n = ++copies[seq]!;
+        if (n > C) return void duplicates++;
+        if (measured) latencies[delivered] = latency;
+        delivered++;
+        last = performance.now();
+        if (n < C) return;
+        completion[complete++] = last - sentAt[seq]!;
+        if (complete === total) end(false);
+        else fill();
+      },
+    };
+    if (total === 0) end(false);
+    else fill();
+  });
+}
+
+/**
+ * `total` point-to-point frames, at most `window` in flight; frame k goes
+ * from client k mod C to the client after it.
+ */
+function pointToPoint(
+  tag: number,
+  total: number,
+  window: number,
+  measured: boolean,
+): Promise<Json> {
+  const target = (from: number) => (from + 1) % C;
+  const arrived = new Uint8Array(total);
+  const latencies = new Float64Array(total);
+  let sent = 0;
+  let delivered = 0;
+  let duplicates = 0;
+  let misrouted = 0;
+  let first = 0;
+  let last = 0;
+  return new Promise((resolve) => {
+    const before = sample();
+    const fill = () => {
+      while (sent - delivered < window && sent < total) {
+        const from = clients[sent % C]!;
+        const to = clients[target(from.index)]!;
+        const frame = testFrame(OP_POINT, to.idBytes, tag, sent);
+        if (sent === 0) first = performance.now();
+        sent++;
+        sendFrame(from, frame);
+      }
+    };
+    const end = (timedOut: boolean) => {
+      clearTimeout(timer);
+      clearInterval(ticker);
+      receiver = undefined;
+      const after = sample();
+      const ms = last - first;
+      resolve({
+        messages: total,
+        window,
+        delivered,
+        dups: duplicates,
+        misrouted,
+        timed_out: timedOut,
+        duration_ms: round1(ms),
+        msgs_per_s: ms > 0 ? Math.round(delivered / (ms / 1000)) : null,
+        ...(measured ? quantiles(latencies, delivered) : {}),
+        cpu_pct: cpuPct(before, after),
+        server_cpu_us_per_msg: perUnitUs(before, after, delivered),
+      });
+    };
+    const timer = setTimeout(() => end(true), settings.phaseTimeoutS * 1000);
+    const ticker = setInterval(
+      () => measured && progress(`point-to-point: ${delivered}/${total}`),
+      500,
+    );
+    receiver = {
+      tag,
+      frame(client, op, seq, latency) {
+        if (op !== OP_POINT || seq >= total) return void strays++;
+        if (arrived[seq] === 1) return void duplicates++;
+        arrived[seq] = 1;
+        if (client.index !== target(seq % C)) misrouted++;
+        latencies[delivered++] = latency;
+        last = performance.now();
+        if (delivered === total) end(false);
+        else fill();
+      },
+    };
+    if (total === 0) end(false);
+    else fill();
+  });
+}
+
+async function countCalls(total: number): Promise<Json> {
+  if (settings.protocol !== "app") {
+    throw new Error("count needs --protocol app");
+  }
+  const latencies = new Float64Array(total);
+  const before = sample();
+  let answer = "";
+  for (let i = 0; i < total; i++) {
+    if (i % 50 === 0) progress(`getAllClientCount: ${i}/${total}`);
+    const t = performance.now();
+    answer = await ask(clients[0]!, "count");
+    latencies[i] = performance.now() - t;
+  }
+  const after = sample();
+  const ms = after.at - before.at;
+  return {
+    calls: total,
+    answer,
+    correct: answer === `count:${C}`,
+    calls_per_s: ms > 0 ? Math.round(total / (ms / 1000)) : null,
+    ...quantiles(latencies, total),
+    cpu_pct: cpuPct(before, after),
+    server_cpu_us_per_call: perUnitUs(before, after, total),
+  };
+}
+
+// ---------------------------------------------------------------- smoke
+
+/** Waits until `check` holds or `ms` passed; returns whether it held. */
+async function until(check: () => boolean, ms: number): Promise<boolean> {
+  const deadline = performance.now() + ms;
+  while (!check()) {
+    if (performance.now() > deadline) return false;
+    await sleep(10);
+  }
+  return true;
+}
+
+/** The routing checks of --smoke; each entry is one check and its result. */
+async function smoke(): Promise<{ ok: boolean; checks: Json[] }> {
+  const checks: Json[] = [];
+  const ids = new Set(clients.map((c) => c.id));
+  checks.push({ check: "distinct ids", ok: ids.size === C, ids: ids.size });
+  const nodes = new Set(clients.map((c) => c.node)).size;
+  for (const sender of [clients[0]!, clients[C - 1]!]) {
+    const got = new Uint32Array(C);
+    receiver = {
+      tag: 90,
+      frame(client, op) {
+        if (op === OP_BROADCAST) got[client.index]!++;
+      },
+    };
+    sendFrame(sender, testFrame(OP_BROADCAST, NO_ID, 90, 0));
+    await until(() => got.every((n) => n >= 1), 5000);
+    await sleep(200); // time for duplicates to show
+    const missing = got.filter((n) => n === 0).length;
+    const extra = got.filter((n) => n > 1).length;
+    checks.push({
+      check: `broadcast from client ${sender.index} (url ${
+        sender.node + 1
+      } of ${nodes}) to all ${C}`,
+      ok: missing === 0 && extra === 0,
+      missing,
+      duplicated: extra,
+    });
+  }
+  const got = new Int32Array(C).fill(-1);
+  let wrong = 0;
+  let twice = 0;
+  receiver = {
+    tag: 91,
+    frame(client, op, seq) {
+      if (op !== OP_POINT || seq >= C) return;
+      if (client.index !== (seq + 1) % C) wrong++;
+      if (got[seq] !== -1) twice++;
+      got[seq] = client.index;
+    },
+  };
+  for (const from of clients) {
+    const to = clients[(from.index + 1) % C]!;
+    sendFrame(from, testFrame(OP_POINT, to.idBytes, 91, from.index));
+  }
+  await until(() => got.every((n) => n >= 0), 5000);
+  await sleep(200);
+  const crossing =
+    clients.filter((c) => c.node !== clients[(c.index + 1) % C]!.node).length;
+  checks.push({
+    check:
+      `point-to-point from each client to the next (${crossing} of ${C} cross to another url)`,
+    ok: got.every((n) => n >= 0) && wrong === 0 && twice === 0,
+    missing: got.filter((n) => n < 0).length,
+    misrouted: wrong,
+    duplicated: twice,
+  });
+  receiver = undefined;
+  return { ok: checks.every((c) => c.ok === true), checks };
+}
+
+// ---------------------------------------------------------------- run
+
+const result: Json = {
+  label: settings.label,
+  protocol: settings.protocol,
+  client: settings.client,
+  urls: settings.urls,
   clients: C,
-  size: options.size,
+  size: settings.size,
 };
 let exitCode = 0;
 
-/**
- * Runs one phase, with the RPC counters around its measured part: `fn`
- * calls `measure()` after its warm-up.
- */
-async function section(
+/** Runs one phase; `mark()` starts the counters after any warm-up. */
+async function phase(
   name: string,
-  fn: (measure: () => Promise<void>) => Promise<Result>,
-) {
+  body: (mark: () => Promise<void>) => Promise<Json>,
+): Promise<Json | undefined> {
   try {
-    let before: Counters | undefined;
-    const r = await fn(async () => {
-      before = await readCounters();
+    let before: PeerCounters | undefined;
+    const out = await body(async () => {
+      before = await peerCounters();
     });
-    const rpc = counterDelta(before, await readCounters());
-    if (rpc !== undefined) r.rpc = rpc;
-    result[name] = r;
-    log(`${name} done ${JSON.stringify(r)}`);
-    if (r.timed_out) exitCode = 3;
+    const after = await peerCounters();
+    if (before !== undefined && after !== undefined) {
+      out.rpc = {
+        unaryCalls: after.unaryCalls - before.unaryCalls,
+        deliveries: after.deliveries - before.deliveries,
+        batches: after.batches - before.batches,
+      };
+    }
+    result[name] = out;
+    log(`${name}: ${JSON.stringify(out)}`);
+    if (out.timed_out === true) exitCode = 3;
+    await sleep(300);
+    return out;
   } catch (error) {
-    result[name] = { error: String((error as Error).message ?? error) };
+    result[name] = { error: (error as Error).message };
     log(`${name} failed: ${(error as Error).message}`);
     exitCode = 3;
+    return undefined;
   }
-  await sleep(300);
 }
 
-function checkWarmup(w: Result, what: string): void {
-  if (w.timed_out) {
+function warmedUp(out: Json, what: string): void {
+  if (out.timed_out === true) {
     throw new Error(
-      `${what} warm-up timed out: delivered ${w.delivered} of ${
-        w.expected ?? w.messages
-      }`,
+      `${what} warm-up timed out (${out.delivered} of ${
+        out.expected ?? out.messages
+      } delivered)`,
     );
   }
 }
 
-function rssAll(): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const p of options.pids) out[p.name] = rssKib(p.pid);
-  return out;
-}
-
-try {
-  log(`connecting ${C} clients to ${options.urls.length} server(s)`);
-  const rssBefore = rssAll();
-  const s0 = cpuSnap();
-  const connectMs = await connectAll();
-  const s1 = cpuSnap();
-  progress(`connected ${C} clients; settling`);
-  await sleep(Math.max(1000, options.holdS * 1000));
+async function measure(): Promise<void> {
+  log(`connecting ${C} clients to ${settings.urls.join(" ")}`);
+  const memoryBefore = residentAll();
+  const before = sample();
+  await connectAll();
+  const after = sample();
+  progress(`connected ${C} clients`);
+  const connectMs = after.at - before.at;
+  await sleep(Math.max(1000, settings.holdS * 1000));
   result.connect = {
     ms: round1(connectMs),
     per_s: Math.round(C / (connectMs / 1000)),
-    cpu_pct: cpuPct(s0, s1),
-    server_cpu_us_per_connect: options.pids.length
-      ? round3(serverCpuS(s0, s1) * 1e6 / C)
-      : null,
-    rss_kib_before: rssBefore,
-    rss_kib_after: rssAll(),
+    cpu_pct: cpuPct(before, after),
+    server_cpu_us_per_connect: perUnitUs(before, after, C),
+    rss_kib_before: memoryBefore,
+    rss_kib_after: residentAll(),
   };
   log(`connected in ${round1(connectMs)} ms`);
 
-  if (options.bcast > 0) {
-    let best: Result | null = null;
-    for (const [k, w] of options.bcastWindows.entries()) {
-      const name = `bcast_w${w}`;
-      await section(name, async (measure) => {
-        if (k === 0) {
-          checkWarmup(
-            await runBcast(
-              1,
-              Math.min(options.warmupBcast, options.bcast),
-              w,
-              false,
-            ),
-            "broadcast",
-          );
+  if (settings.smoke) {
+    const out = await smoke();
+    result.smoke = out;
+    if (!out.ok) exitCode = 1;
+    return;
+  }
+  if (settings.bcast > 0) {
+    let best: Json | undefined;
+    for (const [k, window] of settings.bcastWindows.entries()) {
+      const out = await phase(`bcast_w${window}`, async (mark) => {
+        if (k === 0 && settings.warmupBcast > 0) {
+          const warm = Math.min(settings.warmupBcast, settings.bcast);
+          warmedUp(await broadcasts(1, warm, window, false), "broadcast");
           await sleep(200);
         }
-        await measure();
-        return runBcast(10 + k, options.bcast, w, true);
+        await mark();
+        return broadcasts(10 + k, settings.bcast, window, true);
       });
-      const r = result[name] as Result;
-      if (r.error || r.timed_out) {
-        result.bcast = r;
+      if (out === undefined || out.timed_out === true) {
+        result.bcast = out ?? result[`bcast_w${window}`];
+        best = undefined;
         break;
       }
-      if (!best || (r.msgs_per_s as number) > (best.msgs_per_s as number)) {
-        best = r;
+      if (
+        best === undefined ||
+        (out.msgs_per_s as number) > (best.msgs_per_s as number)
+      ) {
+        best = out;
       }
     }
-    if (best && !result.bcast) result.bcast = best;
+    if (best !== undefined) result.bcast = best;
   }
-  if (options.bcastLat > 0) {
-    await section("bcast_lat", async (measure) => {
-      await measure();
-      return runBcast(5, options.bcastLat, 1, true);
+  if (settings.bcastLat > 0) {
+    await phase("bcast_lat", async (mark) => {
+      await mark();
+      return broadcasts(5, settings.bcastLat, 1, true);
     });
   }
-  if (options.p2p > 0) {
-    await section("p2p", async (measure) => {
-      checkWarmup(
-        await runP2p(3, Math.min(options.warmupP2p, options.p2p), false),
-        "point-to-point",
-      );
-      await sleep(200);
-      await measure();
-      return runP2p(4, options.p2p, true);
+  if (settings.p2p > 0) {
+    await phase("p2p", async (mark) => {
+      if (settings.warmupP2p > 0) {
+        const warm = Math.min(settings.warmupP2p, settings.p2p);
+        warmedUp(
+          await pointToPoint(3, warm, settings.p2pWindow, false),
+          "point-to-point",
+        );
+        await sleep(200);
+      }
+      await mark();
+      return pointToPoint(4, settings.p2p, settings.p2pWindow, true);
     });
   }
-  if (options.count > 0) {
-    await section("count", async (measure) => {
-      await measure();
-      return runCount(options.count);
+  if (settings.count > 0) {
+    await phase("count", async (mark) => {
+      await mark();
+      return countCalls(settings.count);
     });
   }
+}
+
+let printed = false;
+/** Closes every client (bounded), prints the result line and exits. */
+async function finish(): Promise<never> {
+  result.strays = strays;
+  result.client_io = { ...clientCounters };
+  result.unexpected_closes = lostClients;
+  closing = true;
+  progress("closing clients");
+  for (const client of clients) client?.socket?.close();
+  await until(() => clients.every((c) => c?.socket?.isClosed ?? true), 5000);
+  if (!printed) {
+    printed = true;
+    console.log(JSON.stringify(result));
+  }
+  Deno.exit(exitCode);
+}
+
+// The whole run is bounded: past --deadline, whatever was measured is
+// printed and the process ends.
+setTimeout(() => {
+  result.error = `the run took longer than ${settings.deadlineS} s`;
+  exitCode = 2;
+  finish();
+}, settings.deadlineS * 1000);
+
+try {
+  await measure();
 } catch (error) {
-  result.error = String((error as Error).message ?? error);
+  result.error = (error as Error).message;
   exitCode = 2;
 }
-result.strays = strays;
-result.client_io = { ...STATS };
-result.unexpected_closes = unexpectedCloses;
-
-// Close every client (bounded wait), then print the one JSON line.
-shuttingDown = true;
-progress("closing clients");
-for (const c of clients) {
-  try {
-    c?.conn.close();
-  } catch { /* ignore */ }
-}
-const closeDeadline = performance.now() + 5000;
-while (
-  performance.now() < closeDeadline && clients.some((c) => c && !c.conn.closed)
-) {
-  await sleep(50);
-}
-console.log(JSON.stringify(result));
-Deno.exit(exitCode);
+await finish();

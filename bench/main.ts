@@ -16,9 +16,35 @@
 // its PID. The figures depend on what else runs on the machine: each phase
 // reports "other" CPU (busy CPU used by no process of the benchmark).
 
-const root = new URL("..", import.meta.url).pathname;
-const started = performance.now();
-const isTty = Deno.stderr.isTerminal();
+import {
+  endProgress,
+  fmt,
+  get,
+  hardFileLimit,
+  type Json,
+  logFolder,
+  machineLine,
+  n0,
+  n1,
+  n2,
+  num,
+  pidOf,
+  raiseFileLimit,
+  ratio,
+  runLoad as runLoadProcess,
+  setStep,
+  showProgress,
+  sleep,
+  startCluster,
+  startRaw,
+  stopAll,
+  stopOnSignals,
+  table,
+  type Target,
+  utcNow,
+  waitQuiet,
+} from "./harness.ts";
+import { machineBusyPct, machineTicks } from "./proc.ts";
 
 // ---------------------------------------------------------------- options
 
@@ -106,298 +132,7 @@ function parseOptions(args: readonly string[]): Options {
   return o;
 }
 
-// ---------------------------------------------------------------- progress
-
-let step = "";
-let lastShown = 0;
-
-function elapsed(): string {
-  const s = Math.round((performance.now() - started) / 1000);
-  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
-}
-
-function showProgress(detail: string): void {
-  const line = `[${elapsed()}] ${step}${detail ? `: ${detail}` : ""}`;
-  if (isTty) {
-    Deno.stderr.writeSync(
-      new TextEncoder().encode(`\r\x1b[2K${line.slice(0, 150)}`),
-    );
-  } else if (performance.now() - lastShown > 2000) {
-    console.error(line);
-    lastShown = performance.now();
-  }
-}
-
-function setStep(name: string): void {
-  if (isTty && step !== "") console.error("");
-  step = name;
-  lastShown = 0;
-  showProgress("");
-}
-
-function endProgress(): void {
-  if (isTty) console.error("");
-}
-
-// ---------------------------------------------------------------- processes
-
-/** A child process whose first stdout line announced it. */
-class Child {
-  readonly name: string;
-  readonly process: Deno.ChildProcess;
-  readonly first: string;
-
-  constructor(name: string, process: Deno.ChildProcess, first: string) {
-    this.name = name;
-    this.process = process;
-    this.first = first;
-  }
-
-  get pid(): number {
-    return this.process.pid;
-  }
-
-  async stop(): Promise<void> {
-    try {
-      this.process.kill("SIGTERM");
-    } catch { /* gone */ }
-    const timer = setTimeout(() => {
-      try {
-        this.process.kill("SIGKILL");
-      } catch { /* gone */ }
-    }, 5000);
-    await this.process.status;
-    clearTimeout(timer);
-  }
-}
-
-const children = new Set<Child>();
-let logDir = "";
-
-async function spawn(name: string, args: string[]): Promise<Child> {
-  const log = await Deno.open(`${logDir}/${name}.log`, {
-    create: true,
-    write: true,
-    truncate: true,
-  });
-  const process = new Deno.Command(Deno.execPath(), {
-    args,
-    cwd: root,
-    stdout: "piped",
-    stderr: "piped",
-    stdin: "null",
-  }).spawn();
-  process.stderr.pipeTo(log.writable).catch(() => {});
-  const reader = process.stdout.pipeThrough(new TextDecoderStream())
-    .getReader();
-  let buffered = "";
-  const deadline = Date.now() + 30_000;
-  while (!buffered.includes("\n")) {
-    const read = await Promise.race([
-      reader.read(),
-      new Promise<undefined>((r) =>
-        setTimeout(() => r(undefined), Math.max(0, deadline - Date.now()))
-      ),
-    ]);
-    if (read === undefined || read.done) {
-      try {
-        process.kill("SIGKILL");
-      } catch { /* gone */ }
-      await process.status;
-      throw new Error(
-        `${name} did not start (see ${logDir}/${name}.log)`,
-      );
-    }
-    buffered += read.value;
-  }
-  // Keep draining stdout so that the child never blocks on it.
-  (async () => {
-    while (!(await reader.read()).done) { /* discard */ }
-  })().catch(() => {});
-  const child = new Child(name, process, buffered.split("\n")[0]!);
-  children.add(child);
-  return child;
-}
-
-function pidOf(name: string): number {
-  for (const child of children) if (child.name === name) return child.pid;
-  throw new Error(`no process named ${name}`);
-}
-
-async function stopAll(): Promise<void> {
-  const all = [...children];
-  children.clear();
-  await Promise.all(all.map((c) => c.stop()));
-}
-
-interface Target {
-  label: string;
-  urls: string[];
-  /** name:pid of every server process. */
-  pids: string;
-  /** Per-client clients of each WebSocket server. */
-  servers: number;
-}
-
-async function startRaw(): Promise<Target> {
-  const raw = await spawn("raw", [
-    "run",
-    "--allow-net=127.0.0.1",
-    "bench/raw_server.ts",
-    "--port",
-    "0",
-  ]);
-  const { port } = JSON.parse(raw.first) as { port: number };
-  return {
-    label: "raw Deno",
-    urls: [`ws://127.0.0.1:${port}/`],
-    pids: `raw:${raw.pid}`,
-    servers: 1,
-  };
-}
-
-async function startCluster(services: number): Promise<Target> {
-  const register = await spawn("register", [
-    "run",
-    "-A",
-    "register.ts",
-    "--port",
-    "0",
-    "--log-level",
-    "warn",
-  ]);
-  const address = /listening on (\S+)/.exec(register.first)?.[1];
-  if (address === undefined) {
-    throw new Error(`unexpected register line: ${register.first}`);
-  }
-  const urls: string[] = [];
-  const pids = [`register:${register.pid}`];
-  for (let i = 1; i <= services; i++) {
-    const service = await spawn(`service${i}`, [
-      "run",
-      "-A",
-      "service.ts",
-      "--app",
-      "bench/app.ts",
-      "--register",
-      address,
-      "--hostname",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--rpc-port",
-      "0",
-      "--log-level",
-      "warn",
-    ]);
-    const port = Number(/ on http:\/\/\S+:(\d+)\//.exec(service.first)?.[1]);
-    urls.push(`ws://127.0.0.1:${port}/`);
-    pids.push(`s${i}:${service.pid}`);
-  }
-  await waitForMembers(address, services);
-  return {
-    label: services === 1
-      ? "wsgate, 1 service"
-      : `wsgate, ${services} services`,
-    urls,
-    pids: pids.join(","),
-    servers: services,
-  };
-}
-
-/** Waits until the register lists every service, then a little more. */
-async function waitForMembers(address: string, n: number): Promise<void> {
-  const { createClient } = await import("@connectrpc/connect");
-  const { createGrpcTransport, Http2SessionManager } = await import(
-    "@connectrpc/connect-node"
-  );
-  const { RegisterService } = await import(
-    "../proto/gen/websocket/v1/register_pb.ts"
-  );
-  const baseUrl = `http://${address}`;
-  const sessionManager = new Http2SessionManager(baseUrl);
-  try {
-    const client = createClient(
-      RegisterService,
-      createGrpcTransport({ baseUrl, sessionManager }),
-    );
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      const { members } = await client.listMembers({}, { timeoutMs: 2000 });
-      const joined = members?.members.length ?? 0;
-      if (joined >= n) break;
-      if (Date.now() > deadline) {
-        throw new Error(`only ${joined} of ${n} services joined`);
-      }
-      await sleep(100);
-    }
-  } finally {
-    sessionManager.abort();
-  }
-  // Every service gets the member list pushed right after the register
-  // changes it; give the pushes a moment.
-  await sleep(500);
-}
-
-// ---------------------------------------------------------------- machine
-
-function machineTicks(): { busy: number; total: number } {
-  const f = Deno.readTextFileSync("/proc/stat").split("\n")[0]!.trim()
-    .split(/\s+/).slice(1).map(Number);
-  const busy = f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!;
-  return { busy, total: busy + f[3]! + f[4]! };
-}
-
-async function busyPct(ms = 1000): Promise<number> {
-  const a = machineTicks();
-  await sleep(ms);
-  const b = machineTicks();
-  return Math.round(100 * (b.busy - a.busy) / Math.max(1, b.total - a.total));
-}
-
-/** Waits (bounded) until the machine is quiet; returns the last busy %. */
-async function waitQuiet(o: Options): Promise<number> {
-  let pct = 0;
-  for (let waited = 0; waited < o.quietWaitS; waited++) {
-    pct = await busyPct();
-    if (pct < o.quietMax) return pct;
-    showProgress(`waiting for a quiet machine (busy ${pct}%)`);
-  }
-  return pct;
-}
-
-/** Raises this process's open-file limit; children inherit it. */
-function raiseFileLimit(wanted: number): number {
-  const libc = Deno.dlopen("libc.so.6", {
-    getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
-    setrlimit: { parameters: ["i32", "buffer"], result: "i32" },
-  });
-  try {
-    const RLIMIT_NOFILE = 7;
-    const buf = new BigUint64Array(2);
-    libc.symbols.getrlimit(RLIMIT_NOFILE, buf);
-    const [soft = 0n, hard = 0n] = buf;
-    const want = BigInt(wanted);
-    if (soft >= want) return Number(soft);
-    // As root the hard limit may rise too; otherwise up to the hard limit.
-    for (const [s, h] of [[want, want > hard ? want : hard], [hard, hard]]) {
-      buf[0] = s!;
-      buf[1] = h!;
-      if (libc.symbols.setrlimit(RLIMIT_NOFILE, buf) === 0) return Number(s);
-    }
-    return Number(soft);
-  } finally {
-    libc.close();
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 // ---------------------------------------------------------------- load
-
-type Json = Record<string, unknown>;
 
 /** Every result of this run, for --json. */
 const allResults: Json[] = [];
@@ -407,122 +142,9 @@ async function runLoad(
   args: string[],
   onProgress: (line: string) => void = showProgress,
 ): Promise<Json> {
-  const process = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "bench/load.ts",
-      "--url",
-      target.urls.join(","),
-      "--pids",
-      target.pids,
-      "--label",
-      target.label,
-      ...args,
-    ],
-    cwd: root,
-    stdout: "piped",
-    stderr: "piped",
-    stdin: "null",
-  }).spawn();
-  const killer = setTimeout(() => {
-    try {
-      process.kill("SIGKILL");
-    } catch { /* gone */ }
-  }, 240_000);
-  const log = await Deno.open(`${logDir}/load.log`, {
-    create: true,
-    append: true,
-  });
-  const encoder = new TextEncoder();
-  const stderr = (async () => {
-    const lines = process.stderr.pipeThrough(new TextDecoderStream());
-    let rest = "";
-    for await (const chunk of lines) {
-      rest += chunk;
-      let i;
-      while ((i = rest.indexOf("\n")) >= 0) {
-        const line = rest.slice(0, i);
-        rest = rest.slice(i + 1);
-        if (line.startsWith("progress: ")) onProgress(line.slice(10));
-        else await log.write(encoder.encode(line + "\n"));
-      }
-    }
-  })();
-  const out = await new Response(process.stdout).text();
-  await process.status;
-  clearTimeout(killer);
-  await stderr.catch(() => {});
-  log.close();
-  const last = out.trim().split("\n").at(-1) ?? "";
-  let result: Json;
-  try {
-    result = JSON.parse(last) as Json;
-  } catch {
-    result = {
-      label: target.label,
-      error: `load generator printed no result (see ${logDir})`,
-    };
-  }
+  const result = await runLoadProcess(target, args, onProgress, 240);
   allResults.push(result);
   return result;
-}
-
-// ---------------------------------------------------------------- formatting
-
-const n0 = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
-const n1 = new Intl.NumberFormat("en-US", {
-  maximumFractionDigits: 1,
-  minimumFractionDigits: 1,
-});
-const n2 = new Intl.NumberFormat("en-US", {
-  maximumFractionDigits: 2,
-  minimumFractionDigits: 2,
-});
-
-function num(v: unknown): number | undefined {
-  return typeof v === "number" && Number.isFinite(v) ? v : undefined;
-}
-
-function fmt(v: unknown, f = n0, unit = ""): string {
-  const x = num(v);
-  return x === undefined ? "-" : `${f.format(x)}${unit}`;
-}
-
-function ratio(a: unknown, b: unknown): string {
-  const x = num(a), y = num(b);
-  return x === undefined || y === undefined || y === 0
-    ? "-"
-    : `${n2.format(x / y)}×`;
-}
-
-function get(o: unknown, ...path: string[]): unknown {
-  let v = o;
-  for (const key of path) {
-    if (v === null || typeof v !== "object") return undefined;
-    v = (v as Json)[key];
-  }
-  return v;
-}
-
-function table(head: string[], rows: string[][]): string {
-  const widths = head.map((h, i) =>
-    Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length))
-  );
-  const line = (cells: string[]) =>
-    `| ${
-      cells.map((c, i) =>
-        i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)
-      )
-        .join(" | ")
-    } |`;
-  return [
-    line(head),
-    `|${
-      widths.map((w, i) => "-".repeat(w + 1) + (i === 0 ? "-" : ":")).join("|")
-    }|`,
-    ...rows.map(line),
-  ].join("\n");
 }
 
 /**
@@ -574,16 +196,7 @@ function other(r: Json, phase: string): string {
 // ---------------------------------------------------------------- modes
 
 function header(o: Options, busy: number): string {
-  const cpus = navigator.hardwareConcurrency;
-  const mem = Math.round(
-    Number(
-      /MemTotal:\s+(\d+)/.exec(Deno.readTextFileSync("/proc/meminfo"))?.[1] ??
-        0,
-    ) / 1048576,
-  );
-  return `wsgate bench (${o.mode}), ${
-    new Date().toISOString().slice(0, 16).replace("T", " ")
-  } UTC; ${cpus} CPUs, ${mem} GiB, ${Deno.osRelease()}; Deno ${Deno.version.deno}; machine busy ${busy}% before the start`;
+  return `wsgate bench (${o.mode}), ${utcNow()}; ${machineLine()}; Deno ${Deno.version.deno}; machine busy ${busy}% before the start`;
 }
 
 async function compare(o: Options): Promise<string> {
@@ -607,12 +220,12 @@ async function compare(o: Options): Promise<string> {
   for (let round = 1; round <= o.rounds; round++) {
     const tag = o.rounds > 1 ? ` (round ${round}/${o.rounds})` : "";
     setStep(`raw Deno baseline${tag}`);
-    await waitQuiet(o);
+    await waitQuiet(o.quietMax, o.quietWaitS);
     const raw = await startRaw();
     const rawResult = await runLoad(raw, phases);
     await stopAll();
     setStep(`wsgate, register + 2 services${tag}`);
-    await waitQuiet(o);
+    await waitQuiet(o.quietMax, o.quietWaitS);
     const ours = await startCluster(2);
     const oursResult = await runLoad(ours, [
       ...phases,
@@ -780,14 +393,6 @@ async function compare(o: Options): Promise<string> {
   return out.join("\n");
 }
 
-/** Per-process file limit of this machine, for the hardest case. */
-function hardFileLimit(): number {
-  const line = Deno.readTextFileSync("/proc/self/limits").split("\n")
-    .find((l) => l.startsWith("Max open files"));
-  const hard = Number(line?.trim().split(/\s+/)[4]);
-  return Number.isFinite(hard) ? hard : 1024;
-}
-
 /** Clients per load process: each stays well under the file limit. */
 const CLIENTS_PER_LOADER = 15_000;
 
@@ -892,12 +497,12 @@ async function conns(o: Options): Promise<string> {
   // The server holds one file per client, plus its own few.
   const clients = Math.min(o.conns, hard - 500);
   setStep(`raw Deno baseline, ${clients} idle clients`);
-  await waitQuiet(o);
+  await waitQuiet(o.quietMax, o.quietWaitS);
   const rawTarget = await startRaw();
   const raw = await hold(rawTarget, pidOf("raw"), clients);
   await stopAll();
   setStep(`wsgate, 1 service, ${clients} idle clients`);
-  await waitQuiet(o);
+  await waitQuiet(o.quietMax, o.quietWaitS);
   const oursTarget = await startCluster(1);
   const ours = await hold(oursTarget, pidOf("service1"), clients);
   await stopAll();
@@ -969,7 +574,7 @@ async function scale(o: Options): Promise<string> {
   const results: { n: number; r: Json }[] = [];
   for (const n of [2, 4, 8]) {
     setStep(`wsgate, register + ${n} services`);
-    await waitQuiet(o);
+    await waitQuiet(o.quietMax, o.quietWaitS);
     const target = await startCluster(n);
     const r = await runLoad(target, [
       "--clients",
@@ -1056,7 +661,7 @@ async function scale(o: Options): Promise<string> {
     rows,
   ));
   out.push(
-    `${o.clients} clients spread over the services; broadcast 100 × ${o.size} B (W16), p2p 20,000 (W200, each to a client on the next service), getAllClientCount 200 calls one at a time. RPC columns count what the services sent to each other (internal/rpc_counters.ts).`,
+    `${o.clients} clients spread over the services; broadcast 100 × ${o.size} B (W16), p2p 20,000 (W200, each to a client on the next service), getAllClientCount 200 calls one at a time. RPC columns count what the services sent to each other (the wsgate_peer_* counters of each service's /metrics).`,
   );
   return out.join("\n");
 }
@@ -1071,15 +676,11 @@ async function main(): Promise<void> {
     console.error(`bench: ${(error as Error).message}`);
     Deno.exit(2);
   }
-  logDir = await Deno.makeTempDir({ prefix: "wsgate-bench-" });
+  const logs = await logFolder();
   raiseFileLimit(20_000);
-  const stop = () => {
-    stopAll().finally(() => Deno.exit(130));
-  };
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
-  step = "checking that the machine is quiet";
-  const busy = await busyPct();
+  const undoSignals = stopOnSignals();
+  setStep("checking that the machine is quiet");
+  const busy = await machineBusyPct();
   let report: string;
   try {
     report = o.mode === "conns"
@@ -1089,10 +690,10 @@ async function main(): Promise<void> {
       : await compare(o);
   } finally {
     await stopAll();
-    Deno.removeSignalListener("SIGINT", stop);
-    Deno.removeSignalListener("SIGTERM", stop);
+    undoSignals();
   }
-  console.log(`${header(o, busy)}\n\n${report}\n\nlogs: ${logDir}`);
+  endProgress();
+  console.log(`${header(o, busy)}\n\n${report}\n\nlogs: ${logs}`);
   if (o.json !== undefined) {
     await Deno.writeTextFile(o.json, JSON.stringify(allResults, null, 2));
   }

@@ -1,56 +1,59 @@
-// The baseline of `deno task bench`: a single Deno process with
-// Deno.serve + Deno.upgradeWebSocket and nothing else, speaking the bench
-// app protocol. It is the ceiling for one process on this machine.
+// The raw Deno ceiling of the benchmarks: one process, Deno.serve and
+// Deno.upgradeWebSocket, no framework. It speaks the bench app protocol
+// (see bench/app.ts and bench/README.md) with the least work a server can
+// do: a map from client id to socket, a loop over all sockets for 'B'
+// frames, one lookup for 'P' frames. Nothing else runs in it, so its CPU
+// per delivery is what one Deno thread needs to push a WebSocket frame.
 //
-// Copied from our peer benchmark harness (../shared/bench/peers/raw-deno/
-// server.ts in the workplace); changed only to pass this project's type
-// checks, to take port 0, and to print its port as one JSON line.
+//   deno run --allow-net=127.0.0.1 bench/raw_server.ts [--port 0] [--hostname 127.0.0.1]
 //
-//   deno run --allow-net=127.0.0.1 bench/raw_server.ts [--port 0]
+// Once listening it prints one JSON line, {"port":P,"pid":N}.
 
-function arg(name: string, fallback: string): string {
-  const i = Deno.args.indexOf(`--${name}`);
-  return i >= 0 ? Deno.args[i + 1] ?? fallback : fallback;
+function flag(name: string, fallback: string): string {
+  const at = Deno.args.indexOf(`--${name}`);
+  return at >= 0 && at + 1 < Deno.args.length ? Deno.args[at + 1]! : fallback;
 }
 
-const OP_BCAST = 0x42;
-const OP_P2P = 0x50;
-
-const sockets = new Map<string, WebSocket>();
+const BROADCAST = 0x42; // 'B'
+const POINT_TO_POINT = 0x50; // 'P'
 const decoder = new TextDecoder();
-let nextId = 0;
+/** Open sockets by client id. */
+const open = new Map<string, WebSocket>();
+let connections = 0;
 
-Deno.serve({
-  hostname: arg("host", "127.0.0.1"),
-  port: Number(arg("port", "0")),
-  onListen: ({ port }) => console.log(JSON.stringify({ port, pid: Deno.pid })),
-}, (req) => {
-  if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-    return new Response("raw Deno bench baseline\n");
+function relay(frame: Uint8Array): void {
+  if (frame.length < 2) return;
+  if (frame[0] === BROADCAST) {
+    for (const socket of open.values()) socket.send(frame);
+  } else if (frame[0] === POINT_TO_POINT) {
+    const id = decoder.decode(frame.subarray(2, 2 + frame[1]!));
+    open.get(id)?.send(frame);
   }
-  const { socket, response } = Deno.upgradeWebSocket(req);
-  const id = `${++nextId}`;
+}
+
+function accept(request: Request): Response {
+  if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+    return new Response("raw Deno WebSocket server of the wsgate bench\n");
+  }
+  const { socket, response } = Deno.upgradeWebSocket(request);
+  const id = `r${(++connections).toString(36)}`;
   socket.binaryType = "arraybuffer";
   socket.onopen = () => {
-    sockets.set(id, socket);
+    open.set(id, socket);
     socket.send(`id:${id}`);
   };
-  socket.onmessage = (ev) => {
-    if (typeof ev.data === "string") return;
-    const u8 = new Uint8Array(ev.data as ArrayBuffer);
-    if (u8.length < 2) return;
-    if (u8[0] === OP_BCAST) {
-      for (const s of sockets.values()) {
-        if (s.readyState === WebSocket.OPEN) s.send(u8);
-      }
-    } else if (u8[0] === OP_P2P) {
-      const target = sockets.get(decoder.decode(u8.subarray(2, 2 + u8[1]!)));
-      if (target && target.readyState === WebSocket.OPEN) target.send(u8);
-    }
+  socket.onmessage = (event: MessageEvent<string | ArrayBuffer>) => {
+    if (typeof event.data !== "string") relay(new Uint8Array(event.data));
   };
-  socket.onclose = () => {
-    sockets.delete(id);
-  };
+  socket.onclose = () => open.delete(id);
   socket.onerror = () => {};
   return response;
-});
+}
+
+Deno.serve({
+  hostname: flag("hostname", "127.0.0.1"),
+  port: Number(flag("port", "0")),
+  onListen({ port }) {
+    console.log(JSON.stringify({ port, pid: Deno.pid }));
+  },
+}, accept);
