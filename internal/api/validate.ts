@@ -110,11 +110,3 @@ export function checkExclude(exclude: unknown, action: string): string[] {
   }
   return exclude;
 }
-
-/** The excluded clientIds of a request as a set, undefined when none. */
-export function excludeSet(
-  ids: readonly string[],
-  action: string,
-): Set<string> | undefined {
-  return ids.length === 0 ? undefined : new Set(checkExclude(ids, action));
-}

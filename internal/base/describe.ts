@@ -10,3 +10,8 @@ export function describe(value: unknown): string {
   if (Array.isArray(value)) return "an array";
   return typeof value;
 }
+
+/** What went wrong, in one line: an error's message, or the value itself. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -2,6 +2,7 @@
 // register's and the service's command lines share: help, exit codes,
 // signals and TLS files.
 
+import { messageOf } from "../base/describe.ts";
 import type { TlsOptions } from "../../tls.ts";
 
 /** One flag of a command. */
@@ -211,7 +212,7 @@ export function reportStartFailure(
 ): number {
   const taken = portInUse(error);
   const reason = taken === undefined
-    ? error instanceof Error ? error.message : String(error)
+    ? messageOf(error)
     : `Cannot listen on ${
       listeners[taken].address
     }: the port is in use (pick another with --${listeners[taken].flag})`;
@@ -319,9 +320,7 @@ export async function readTlsFlags(
       return await Deno.readTextFile(String(file));
     } catch (error) {
       throw new TypeError(
-        `Cannot read --${flag} "${String(file)}": ${
-          error instanceof Error ? error.message : String(error)
-        }`,
+        `Cannot read --${flag} "${String(file)}": ${messageOf(error)}`,
       );
     }
   };

@@ -22,7 +22,7 @@ import {
 } from "../grpc/grpc_frame.ts";
 import type { RawGrpcMethod } from "../grpc/rpc_server.ts";
 import type { DeliveryTarget } from "./codec.ts";
-import { batchOfBytes, batchOfRequest } from "./deliver_request_bytes.ts";
+import { batchOfBytes, batchOfRequest } from "./grpc_request.ts";
 import { DeliveryReceiver } from "./receiver.ts";
 import {
   BATCHES_TAG,

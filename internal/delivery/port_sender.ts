@@ -2,6 +2,7 @@
 // TCP or TLS connection that opens with a hello carrying the secret, then
 // carries each batch after its length (wire.ts).
 
+import { messageOf } from "../base/describe.ts";
 import { GatewayError } from "../../errors.ts";
 import { errorOfStatus } from "../grpc/grpc_status.ts";
 import type { BatchSender, BatchSenderEvents } from "./batch_sender.ts";
@@ -146,9 +147,7 @@ export class PortBatchSender implements BatchSender {
   #failed(error: unknown): GatewayError {
     return new GatewayError(
       "unavailable",
-      `${this.#address}: the delivery connection failed: ${
-        error instanceof Error ? error.message : String(error)
-      }`,
+      `${this.#address}: the delivery connection failed: ${messageOf(error)}`,
       { cause: error },
     );
   }

@@ -9,6 +9,7 @@
 // certificate does exactly that. It also drops its error listener when a
 // session leaves its "ready" state, and Deno may emit one more error then.
 
+import { messageOf } from "../base/describe.ts";
 import * as http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 
@@ -212,7 +213,7 @@ export class Http2Connection {
 
 function unavailable(reason: unknown): ConnectError {
   if (reason instanceof ConnectError) return reason;
-  const message = reason instanceof Error ? reason.message : String(reason);
+  const message = messageOf(reason);
   return new ConnectError(
     message,
     Code.Unavailable,

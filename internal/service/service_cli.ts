@@ -20,7 +20,7 @@ import {
   UsageError,
 } from "../cli/command_line.ts";
 import type { LogLevel } from "../base/logger.ts";
-import { describe } from "../base/describe.ts";
+import { describe, messageOf } from "../base/describe.ts";
 import { SERVICE_DEFAULTS, type ServiceOptions } from "./service_options.ts";
 import { startService } from "./start_service.ts";
 
@@ -170,9 +170,7 @@ async function loadApp(specifier: string): Promise<AppModule> {
     module = await import(url);
   } catch (error) {
     throw new UsageError(
-      `Cannot load --app "${specifier}": ${
-        error instanceof Error ? error.message : String(error)
-      }`,
+      `Cannot load --app "${specifier}": ${messageOf(error)}`,
     );
   }
   const app = module.default;

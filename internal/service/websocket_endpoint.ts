@@ -2,6 +2,7 @@
 // upgrade with its heartbeat, and the ClientConnection that takes over. The
 // only user of Deno.upgradeWebSocket.
 
+import { messageOf } from "../base/describe.ts";
 import type { ClientInfo } from "../../api.ts";
 import type {
   Application,
@@ -116,7 +117,7 @@ export class WebSocketEndpoint {
         idleTimeout: idleTimeoutMs / 1000,
       });
     } catch (error) {
-      return new Response(`bad WebSocket upgrade: ${describe(error)}\n`, {
+      return new Response(`bad WebSocket upgrade: ${messageOf(error)}\n`, {
         status: 400,
       });
     }
@@ -143,8 +144,4 @@ function unavailable(): Response {
     status: 503,
     headers: { "retry-after": "1" },
   });
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -3,6 +3,7 @@
 // is; what other gRPC clients may send as protobuf `deliveries` is packed
 // first, so that one decoder applies both.
 
+import { messageOf } from "../base/describe.ts";
 import { fromBinary } from "@bufbuild/protobuf";
 import {
   type DeliverRequest,
@@ -29,7 +30,7 @@ export function batchOfBytes(bytes: Uint8Array): Uint8Array {
     throw new GatewayError(
       "invalid_argument",
       `Cannot apply a DeliverRequest: it is not valid protobuf (${
-        error instanceof Error ? error.message : String(error)
+        messageOf(error)
       })`,
     );
   }
