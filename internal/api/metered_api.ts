@@ -38,9 +38,9 @@ export function createMeteredApi(
     };
     // Returning the derived promise (not the inner one) keeps an unawaited
     // rejection unhandled, so that it is still reported.
-    metered[name] = (...args) => {
+    metered[name] = (a, b, c) => {
       calls[i]!++;
-      return call(...args).then(undefined, failed);
+      return call(a, b, c).then(undefined, failed);
     };
   });
   return metered as unknown as Api;

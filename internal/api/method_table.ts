@@ -303,11 +303,20 @@ export function isApiMethod(name: string): name is ApiMethod {
   return Object.hasOwn(METHODS, name);
 }
 
+/** The most parameters an Api method has. */
+export const MAX_ARGS = 3;
+
 /**
  * A generic Api method, for code that is the same for every method (the
- * wrappers and handlers derived from the table).
+ * wrappers and handlers derived from the table). It takes up to
+ * {@linkcode MAX_ARGS} arguments, positionally, without a rest parameter:
+ * the hot paths make no array per call.
  */
-export type AnyMethod = (...args: readonly unknown[]) => Promise<unknown>;
+export type AnyMethod = (
+  a?: unknown,
+  b?: unknown,
+  c?: unknown,
+) => Promise<unknown>;
 
 /** The argument codecs of `name`, for code that is the same for every method. */
 export function argCodecsOf(name: ApiMethod): readonly ArgCodec<unknown>[] {
@@ -316,5 +325,6 @@ export function argCodecsOf(name: ApiMethod): readonly ArgCodec<unknown>[] {
 
 /** The method `name` of `api`, as an {@linkcode AnyMethod}. */
 export function methodOf(api: Api, name: ApiMethod): AnyMethod {
-  return (api[name] as AnyMethod).bind(api);
+  const method = api[name] as AnyMethod;
+  return (a, b, c) => method.call(api, a, b, c);
 }

@@ -45,35 +45,38 @@ type Owner = Peer | typeof LOCAL | undefined;
 const LOCAL = "local";
 
 /**
- * Checks the arguments of a call as the method's codecs say; returns them
- * checked (one name as a list, send options filled in).
+ * Checks the arguments of a call as the method's codecs say, into `into`
+ * (one name as a list, send options filled in), and returns it.
  */
-function argumentChecker(
-  method: ApiMethod,
-  limits: Limits,
-): (args: readonly unknown[]) => unknown[] {
+type ArgumentChecker = (
+  a: unknown,
+  b: unknown,
+  c: unknown,
+  into: unknown[],
+) => unknown[];
+
+function argumentChecker(method: ApiMethod, limits: Limits): ArgumentChecker {
   const { action } = METHODS[method];
   const codecs = argCodecsOf(method);
   const n = codecs.length;
-  return (args) => {
-    const checked = new Array(n);
-    for (let i = 0; i < n; i++) {
-      checked[i] = codecs[i]!.check(args[i], action, limits);
-    }
-    return checked;
+  return (a, b, c, into) => {
+    if (n > 0) into[0] = codecs[0]!.check(a, action, limits);
+    if (n > 1) into[1] = codecs[1]!.check(b, action, limits);
+    if (n > 2) into[2] = codecs[2]!.check(c, action, limits);
+    return into;
   };
 }
 
-/** The share of this service for `args`, called without types. */
+/** A method's share or encoder, called without types. */
+type Untyped<F> = (first: F, a: unknown, b: unknown, c: unknown) => unknown;
+
+/** The share of this service for `args`. */
 function localShare(
   method: ClusterMethod<ApiMethod>,
   hub: LocalHub,
-  args: unknown[],
+  args: readonly unknown[],
 ): unknown {
-  return (method.local as (hub: LocalHub, ...args: unknown[]) => unknown)(
-    hub,
-    ...args,
-  );
+  return (method.local as Untyped<LocalHub>)(hub, args[0], args[1], args[2]);
 }
 
 /** Makes the {@linkcode Api} of one service. */
@@ -145,9 +148,9 @@ export function createClusterApi(options: ClusterApiOptions): Api {
       peer.call(name, args as ApiArgs<typeof name>);
     switch (method.kind) {
       case "owned":
-        return (...args) => {
+        return (a, b, c) => {
           try {
-            const checked = check(args);
+            const checked = check(a, b, c, []);
             const owner = ownerOf(checked[0]);
             if (owner === LOCAL) {
               return Promise.resolve(localShare(method, hub, checked));
@@ -159,9 +162,9 @@ export function createClusterApi(options: ClusterApiOptions): Api {
           }
         };
       case "gathered":
-        return (...args) => {
+        return (a, b, c) => {
           try {
-            const checked = check(args);
+            const checked = check(a, b, c, []);
             const local = localShare(method, hub, checked);
             if (method.enough?.(local as never)) return Promise.resolve(local);
             return gather(
@@ -175,39 +178,44 @@ export function createClusterApi(options: ClusterApiOptions): Api {
         };
       case "derived": {
         const then = method.then as (answer: unknown) => unknown;
-        return (...args) => api[method.from](...args).then(then);
+        const from = method.from;
+        return (a, b, c) => api[from](a, b, c).then(then);
       }
       case "delivered": {
-        const encode = method.encode as (
-          encoder: DeliveryEncoder,
-          ...args: unknown[]
-        ) => Uint8Array;
+        const encode = method.encode as Untyped<DeliveryEncoder>;
         const skip = method.skip as
-          | ((...args: unknown[]) => boolean)
+          | ((a: unknown, b: unknown, c: unknown) => boolean)
           | undefined;
+        // Sends use their checked arguments before they return (the
+        // encoded delivery is copied at once): one array serves every call.
+        const checked: unknown[] = [];
+        const encoded = () =>
+          encode(encoder, checked[0], checked[1], checked[2]) as Uint8Array;
         if (method.to === "owner") {
-          return (...args) => {
+          return (a, b, c) => {
             try {
-              const checked = check(args);
+              check(a, b, c, checked);
               const owner = ownerOf(checked[0]);
               if (owner === LOCAL) {
                 localShare(method, hub, checked);
                 return DONE;
               }
               if (owner === undefined) return DONE;
-              return owner.deliveries.send(encode(encoder, ...checked));
+              return owner.deliveries.send(encoded());
             } catch (error) {
               return Promise.reject(error);
             }
           };
         }
-        return (...args) => {
+        return (a, b, c) => {
           try {
-            const checked = check(args);
-            if (skip?.(...checked)) return DONE;
+            check(a, b, c, checked);
+            if (skip?.(checked[0], checked[1], checked[2])) {
+              return DONE;
+            }
             localShare(method, hub, checked);
             if (members.peerAddresses().length === 0) return DONE;
-            return deliverToPeers(encode(encoder, ...checked));
+            return deliverToPeers(encoded());
           } catch (error) {
             return Promise.reject(error);
           }
@@ -252,7 +260,7 @@ export function answerForNode<M extends ApiMethod>(
   limits: Limits,
 ): ApiResult<M> {
   const method = CLUSTER_METHODS[name] as ClusterMethod<ApiMethod>;
-  const checked = argumentChecker(name, limits)(args);
+  const checked = argumentChecker(name, limits)(args[0], args[1], args[2], []);
   const owned = method.kind === "owned" ||
     (method.kind === "delivered" && method.to === "owner");
   if (owned && nodeIdOf(checked[0]) !== nodeId) {

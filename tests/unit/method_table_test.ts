@@ -17,6 +17,7 @@ import { GatewayService } from "../../proto/gen/websocket/v1/gateway_pb.ts";
 import type { ArgKind, Fields, ResultKind } from "../../internal/api/codecs.ts";
 import {
   argCodecsOf,
+  MAX_ARGS,
   METHOD_NAMES,
   METHODS,
 } from "../../internal/api/method_table.ts";
@@ -122,6 +123,12 @@ Deno.test("the method table, the Api and gateway.proto agree", async (t) => {
     const carried = METHOD_NAMES.filter((m) => METHODS[m].aliasOf === undefined)
       .map((m) => METHODS[m].rpc).sort();
     assert.deepEqual(carried, rpcs);
+  });
+
+  await t.step("no method takes more than MAX_ARGS arguments", () => {
+    for (const name of METHOD_NAMES) {
+      assert.ok(argCodecsOf(name).length <= MAX_ARGS, name);
+    }
   });
 
   await t.step("an alias names another method with the same RPC", () => {
