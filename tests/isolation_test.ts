@@ -14,7 +14,7 @@ Deno.test("two services in one process keep their logs and metrics apart", async
     const ports = JSON.parse(child.first) as { a: number; b: number };
     await using atA = await TestClient.connect(ports.a);
     await using atB = await TestClient.connect(ports.b);
-    await using alsoAtB = await TestClient.connect(ports.b);
+    await using _alsoAtB = await TestClient.connect(ports.b);
     // B makes an Api call that rejects, and nobody awaits it.
     atB.socket.send("!unawaited");
     assert.equal(await atB.next(), "unawaited");
