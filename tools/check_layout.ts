@@ -31,7 +31,9 @@ export const LAYERS: Readonly<Record<string, readonly string[]>> = {
   rpc: ["base", "hub", "api", "grpc", "delivery", "cluster"],
   ops: ["base", "api", "delivery"],
   cli: ["base"],
-  register: ["base", "hub", "grpc", "membership", "ops", "cli"],
+  http: ["base"],
+  websocket: ["base", "http"],
+  register: ["base", "hub", "grpc", "membership", "ops", "cli", "http"],
   service: [
     "base",
     "hub",
@@ -43,6 +45,8 @@ export const LAYERS: Readonly<Record<string, readonly string[]>> = {
     "rpc",
     "ops",
     "cli",
+    "http",
+    "websocket",
   ],
 };
 

@@ -14,7 +14,7 @@ import type { Logger } from "../base/logger.ts";
 import type { CheckedTls } from "../base/options.ts";
 import { grpcCodeOf } from "../grpc/grpc_status.ts";
 import type { DeliveryTarget } from "./codec.ts";
-import { closeQuietly, ConnWriter, ReadBuffer } from "./conn_io.ts";
+import { closeQuietly, ConnWriter, ReadBuffer } from "../base/conn_io.ts";
 import { DeliveryReceiver } from "./receiver.ts";
 import {
   BATCH_LENGTH_BYTES,

@@ -6,7 +6,7 @@ import { messageOf } from "../base/describe.ts";
 import { GatewayError } from "../../errors.ts";
 import { errorOfStatus } from "../grpc/grpc_status.ts";
 import type { BatchSender, BatchSenderEvents } from "./batch_sender.ts";
-import { closeQuietly, ConnWriter, ReadBuffer } from "./conn_io.ts";
+import { closeQuietly, ConnWriter, ReadBuffer } from "../base/conn_io.ts";
 import {
   BATCH_HEADROOM,
   BATCH_LENGTH_BYTES,

@@ -270,6 +270,73 @@ export interface ServiceOptions {
    * @default {undefined}
    */
   httpApiSecret?: string;
+  /**
+   * How many messages a second one client may send, as a token bucket:
+   * `burst` messages at once, refilled at `messagesPerSecond`. A client that
+   * sends faster is closed with 1008 (policy violation), reason
+   * `"rate limit"`, and counted in `wsgate_rate_limit_closes_total`; no
+   * other client notices. {@linkcode Application.onHandshake} can give one
+   * client other limits (`rateLimit` of its answer). `false` turns it off.
+   *
+   * @default {{ messagesPerSecond: 100, burst: 200 }}
+   */
+  rateLimit?: RateLimit | false;
+  /**
+   * Messages of one client that may wait for its `onMessage` (the hook runs
+   * for one message at a time). While this many wait, the service stops
+   * reading that client's socket (TCP pushes back on the client) until the
+   * hook caught up; what still waits when the client is closed is dropped.
+   *
+   * @default {64}
+   */
+  maxQueuedMessages?: number;
+  /**
+   * How long a connection on the WebSocket port may take to send its
+   * request headers (and a request body, if any), in milliseconds, from
+   * when it is accepted or when its previous request was answered. A
+   * connection still without a full request by then is closed. It also
+   * closes idle keep-alive connections.
+   *
+   * @default {10000}
+   */
+  headerTimeoutMs?: number;
+  /**
+   * Connections on the WebSocket port that have not finished their request
+   * (still sending headers, or idle between requests). With more, the one
+   * that has waited longest is closed to make room, so a flood of slow
+   * connections cannot hold the port or the process's file descriptors.
+   *
+   * @default {1024}
+   */
+  maxPendingConnections?: number;
+  /**
+   * Keys the info map of one client may have ({@linkcode Api.setInfo},
+   * {@linkcode Api.updateInfo}); a call that would go past it is refused
+   * with a `GatewayError` whose code is `invalid_argument`, and the map is
+   * left as it was.
+   *
+   * @default {64}
+   */
+  maxInfoKeys?: number;
+  /**
+   * Bytes the info map of one client may take, as UTF-8 of its keys and
+   * values; a call that would go past it is refused with `invalid_argument`.
+   * It bounds what one client adds to {@linkcode Api.getAllClientInfos}.
+   *
+   * @default {16384}
+   */
+  maxInfoBytes?: number;
+}
+
+/**
+ * A token bucket for the messages of one client: see
+ * {@linkcode ServiceOptions.rateLimit}.
+ */
+export interface RateLimit {
+  /** Messages a second, refilled continuously; greater than 0. */
+  readonly messagesPerSecond: number;
+  /** Messages the bucket holds, so a client may send this many at once; at least 1. */
+  readonly burst: number;
 }
 
 /**
@@ -293,6 +360,12 @@ export const SERVICE_DEFAULTS = {
   maxSendBytes: 1024 * 1024,
   shutdownTimeoutMs: 5000,
   logLevel: "info",
+  rateLimit: { messagesPerSecond: 100, burst: 200 },
+  maxQueuedMessages: 64,
+  headerTimeoutMs: 10_000,
+  maxPendingConnections: 1024,
+  maxInfoKeys: 64,
+  maxInfoBytes: 16 * 1024,
 } as const;
 
 /** {@linkcode ServiceOptions} with every default applied, checked. */
@@ -325,6 +398,31 @@ export interface ResolvedServiceOptions {
   readonly logLevel: LogLevel;
   readonly fetch: ServiceOptions["fetch"];
   readonly httpApiSecret: string | undefined;
+  /** Undefined: no rate limit. */
+  readonly rateLimit: RateLimit | undefined;
+  readonly maxQueuedMessages: number;
+  readonly headerTimeoutMs: number;
+  readonly maxPendingConnections: number;
+  readonly maxInfoKeys: number;
+  readonly maxInfoBytes: number;
+}
+
+/** Checks a {@linkcode RateLimit}; `what` names it in the error. */
+export function checkRateLimit(what: string, limit: unknown): RateLimit {
+  const l = limit as Partial<RateLimit> | null;
+  if (
+    typeof l !== "object" || l === null ||
+    typeof l.messagesPerSecond !== "number" ||
+    !(l.messagesPerSecond > 0) || !Number.isFinite(l.messagesPerSecond) ||
+    typeof l.burst !== "number" || !(l.burst >= 1) || !Number.isFinite(l.burst)
+  ) {
+    throw new RangeError(
+      `Cannot start: '${what}' must be { messagesPerSecond: number > 0, burst: number >= 1 } or false: current value is ${
+        JSON.stringify(limit)
+      }`,
+    );
+  }
+  return { messagesPerSecond: l.messagesPerSecond, burst: l.burst };
 }
 
 /**
@@ -353,6 +451,11 @@ export function resolveServiceOptions(
     shutdownTimeoutMs = d.shutdownTimeoutMs,
     logLevel = d.logLevel,
     fetch,
+    maxQueuedMessages = d.maxQueuedMessages,
+    headerTimeoutMs = d.headerTimeoutMs,
+    maxPendingConnections = d.maxPendingConnections,
+    maxInfoKeys = d.maxInfoKeys,
+    maxInfoBytes = d.maxInfoBytes,
   } = options;
   const registers = typeof options.register === "string"
     ? [options.register]
@@ -398,6 +501,14 @@ export function resolveServiceOptions(
   checkPositive("maxMessageBytes", maxMessageBytes);
   checkPositive("maxSendBytes", maxSendBytes);
   checkNonNegative("shutdownTimeoutMs", shutdownTimeoutMs);
+  checkPositive("maxQueuedMessages", maxQueuedMessages);
+  checkPositive("headerTimeoutMs", headerTimeoutMs);
+  checkPositive("maxPendingConnections", maxPendingConnections);
+  checkPositive("maxInfoKeys", maxInfoKeys);
+  checkPositive("maxInfoBytes", maxInfoBytes);
+  const rateLimit = options.rateLimit === false
+    ? undefined
+    : checkRateLimit("rateLimit", options.rateLimit ?? d.rateLimit);
   const allowedOrigins = checkOrigins(options.allowedOrigins);
   const secret = checkSecret(options.secret);
   const tls = checkTls(options.tls);
@@ -437,5 +548,11 @@ export function resolveServiceOptions(
     logLevel: checkLogLevel(logLevel),
     fetch,
     httpApiSecret,
+    rateLimit,
+    maxQueuedMessages,
+    headerTimeoutMs,
+    maxPendingConnections,
+    maxInfoKeys,
+    maxInfoBytes,
   };
 }

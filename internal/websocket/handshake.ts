@@ -1,0 +1,56 @@
+// The server's side of the WebSocket opening handshake (RFC 6455, section
+// 4.2), on the HTTP server of internal/http/: the request is checked, the
+// 101 answer made, and the connection handed to a ServerWebSocket once the
+// answer is written.
+
+import { createHash } from "node:crypto";
+import type { ConnectionInfo } from "../http/http_server.ts";
+import {
+  ServerWebSocket,
+  type ServerWebSocketOptions,
+} from "./server_socket.ts";
+
+const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/** Whether `request` asks for a WebSocket. */
+export function isWebSocketRequest(request: Request): boolean {
+  return /\bwebsocket\b/i.test(request.headers.get("upgrade") ?? "");
+}
+
+/**
+ * Accepts a WebSocket upgrade: returns the socket (open once the answer is
+ * written) and the 101 answer to return from the handler, or the answer
+ * that refuses a request that is not a valid handshake.
+ */
+export function upgradeWebSocket(
+  request: Request,
+  info: ConnectionInfo,
+  options: ServerWebSocketOptions,
+): { socket: ServerWebSocket; response: Response } | Response {
+  const refuse = (status: number, reason: string, headers = {}) =>
+    new Response(`bad WebSocket upgrade: ${reason}\n`, { status, headers });
+  if (request.method !== "GET") return refuse(405, "use GET", { allow: "GET" });
+  if (!/\bupgrade\b/i.test(request.headers.get("connection") ?? "")) {
+    return refuse(400, "Connection: Upgrade is missing");
+  }
+  if (request.headers.get("sec-websocket-version") !== "13") {
+    return refuse(426, "only version 13 is supported", {
+      "sec-websocket-version": "13",
+    });
+  }
+  const key = request.headers.get("sec-websocket-key") ?? "";
+  if (!/^[A-Za-z0-9+/]{22}==$/.test(key)) {
+    return refuse(400, "Sec-WebSocket-Key is not 16 bytes in base64");
+  }
+  const accept = createHash("sha1").update(key + GUID).digest("base64");
+  const response = new Response(null, {
+    status: 101,
+    headers: { upgrade: "websocket", "sec-websocket-accept": accept },
+  });
+  const socket = new ServerWebSocket(options);
+  info.takeOver(response).then(
+    ({ conn, rest }) => socket.attach(conn, rest),
+    () => socket.close(1006, "the handshake failed"),
+  );
+  return { socket, response };
+}
