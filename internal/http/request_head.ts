@@ -72,6 +72,7 @@ export function parseRequestHead(bytes: Uint8Array): RequestHead {
   if (!TOKEN.test(method)) {
     throw new BadRequest(400, "the method is not a token");
   }
+  // deno-lint-ignore no-control-regex
   if (target === "" || /[\x00-\x20\x7f]/.test(target)) {
     throw new BadRequest(400, "the request target is empty or has spaces");
   }
@@ -92,6 +93,7 @@ export function parseRequestHead(bytes: Uint8Array): RequestHead {
       throw new BadRequest(400, "a header name is not a token (or folded)");
     }
     const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
+    // deno-lint-ignore no-control-regex
     if (/[\x00-\x08\x0a-\x1f\x7f]/.test(value)) {
       throw new BadRequest(400, "a header value has control characters");
     }

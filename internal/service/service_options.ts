@@ -310,8 +310,8 @@ export interface ServiceOptions {
    */
   maxPendingConnections?: number;
   /**
-   * Keys the info map of one client may have ({@linkcode Api.setInfo},
-   * {@linkcode Api.updateInfo}); a call that would go past it is refused
+   * Keys the info map of one client may have (see {@linkcode Api}); a call
+   * that sets or updates it that would go past it is refused
    * with a `GatewayError` whose code is `invalid_argument`, and the map is
    * left as it was.
    *
@@ -321,7 +321,8 @@ export interface ServiceOptions {
   /**
    * Bytes the info map of one client may take, as UTF-8 of its keys and
    * values; a call that would go past it is refused with `invalid_argument`.
-   * It bounds what one client adds to {@linkcode Api.getAllClientInfos}.
+   * It bounds what one client adds to the answer of a query for the infos
+   * of all clients.
    *
    * @default {16384}
    */

@@ -13,7 +13,6 @@ import {
   encodeClose,
   encodeFrame,
   type FrameEncoder,
-  MAX_HEADER_BYTES,
   OPCODE,
 } from "./frames.ts";
 
