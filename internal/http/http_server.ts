@@ -12,6 +12,7 @@ import { messageOf } from "../base/describe.ts";
 import type { Logger } from "../base/logger.ts";
 import { closeQuietly, ConnWriter, ReadBuffer } from "../base/conn_io.ts";
 import { sleep } from "../base/backoff.ts";
+import type { HttpCounters } from "../base/http_counters.ts";
 import {
   BadRequest,
   type BodyFraming,
@@ -45,18 +46,6 @@ export type HttpHandler = (
   request: Request,
   info: ConnectionInfo,
 ) => Response | Promise<Response>;
-
-/** What the server counts, for /metrics. */
-export interface HttpCounters {
-  /** Connections closed because their request head was not in on time. */
-  headerTimeouts: number;
-  /** Waiting connections dropped to make room for new ones. */
-  shed: number;
-  /** Accepts that failed (and were retried). */
-  acceptErrors: number;
-  /** Requests refused as malformed (400, 413, 431, ...). */
-  badRequests: number;
-}
 
 /** Options of {@linkcode listenHttp}. */
 export interface HttpServerOptions {

@@ -6,6 +6,7 @@
 // sockets, members) are read at scrape time. `format*Metrics` renders the
 // Prometheus text.
 
+import { type HttpCounters, newHttpCounters } from "../base/http_counters.ts";
 import type { ApiCounters } from "../api/metered_api.ts";
 import { METHOD_NAMES } from "../api/method_table.ts";
 import { Histogram, LATENCY_BUCKETS, PrometheusText } from "./prometheus.ts";
@@ -13,6 +14,8 @@ import type { DeliveryCounts } from "../delivery/delivery_link.ts";
 
 /** The counters of one service. */
 export class ServiceMetrics {
+  /** The limits of the WebSocket port. */
+  readonly http: HttpCounters = newHttpCounters();
   /** Client WebSockets accepted. */
   connectionsOpened = 0;
   /** Client WebSockets that closed. */
@@ -147,6 +150,7 @@ export function formatServiceMetrics(
     )
     .gauge("wsgate_uids", "Uids bound on this service.", g.uids)
     .gauge("wsgate_groups", "Non-empty groups on this service.", g.groups)
+    .with(httpCounterLines(m.http))
     .gauge(
       "process_resident_memory_bytes",
       "Resident memory of the process.",
@@ -157,6 +161,8 @@ export function formatServiceMetrics(
 
 /** The counters of one register. */
 export class RegisterMetrics {
+  /** The limits of the operator HTTP port. */
+  readonly http: HttpCounters = newHttpCounters();
   /** Join streams opened by services. */
   joins = 0;
   /** Join streams that ended (the service left, died or was replaced). */
@@ -191,10 +197,39 @@ export function formatRegisterMetrics(
       "Join streams that ended.",
       m.leaves,
     )
+    .with(httpCounterLines(m.http))
     .gauge(
       "process_resident_memory_bytes",
       "Resident memory of the process.",
       Deno.memoryUsage().rss,
     )
     .toString();
+}
+
+/** The counters of an HTTP port's limits, as Prometheus families. */
+export function httpCounterLines(
+  c: HttpCounters,
+): (text: PrometheusText) => void {
+  return (text) =>
+    void text
+      .counter(
+        "wsgate_http_header_timeouts_total",
+        "Connections closed because their request headers (or body) did not arrive within the header timeout.",
+        c.headerTimeouts,
+      )
+      .counter(
+        "wsgate_http_pending_shed_total",
+        "Connections still sending their request closed to make room: more than maxPendingConnections were waiting.",
+        c.shed,
+      )
+      .counter(
+        "wsgate_http_accept_errors_total",
+        "Failed accepts on the HTTP port (for example out of file descriptors); each was retried.",
+        c.acceptErrors,
+      )
+      .counter(
+        "wsgate_http_bad_requests_total",
+        "Requests refused as malformed or too large (400, 413, 431).",
+        c.badRequests,
+      );
 }

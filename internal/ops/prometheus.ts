@@ -97,6 +97,12 @@ export class PrometheusText {
     return this;
   }
 
+  /** Adds what `add` writes, for families kept together elsewhere. */
+  with(add: (text: this) => void): this {
+    add(this);
+    return this;
+  }
+
   /** The exposition text. */
   toString(): string {
     return this.#text;

@@ -6,6 +6,7 @@ import { RegisterService } from "../../proto/gen/websocket/v1/register_pb.ts";
 import { isLoopback } from "../base/address.ts";
 import { MemberRegistry } from "./member_registry.ts";
 import { listenRpc } from "../grpc/rpc_server.ts";
+import { type HttpServer, listenHttp } from "../http/http_server.ts";
 import { createLogger, type LogLevel } from "../base/logger.ts";
 import {
   checkLogLevel,
@@ -21,6 +22,10 @@ import type { TlsOptions } from "../../tls.ts";
 
 /** The most bytes one request to the register may have: they are tiny. */
 const REGISTER_READ_MAX_BYTES = 64 * 1024;
+/** The operator port: a request must be in within this, in milliseconds. */
+const OPS_HEADER_TIMEOUT_MS = 10_000;
+/** The operator port: connections still sending their request, at most. */
+const OPS_MAX_PENDING_CONNECTIONS = 256;
 
 /**
  * Options of {@linkcode startRegister}.
@@ -203,7 +208,7 @@ export async function startRegister(
       ),
   });
   let closing: Promise<void> | undefined;
-  let http: Deno.HttpServer<Deno.NetAddr> | undefined;
+  let http: HttpServer | undefined;
   if (httpPort !== undefined) {
     const ops = {
       health: () => {
@@ -224,14 +229,20 @@ export async function startRegister(
       },
     };
     try {
-      http = Deno.serve(
-        { hostname, port: httpPort, onListen: () => {} },
-        (request) =>
+      http = listenHttp({
+        hostname,
+        port: httpPort,
+        headerTimeoutMs: OPS_HEADER_TIMEOUT_MS,
+        maxPendingConnections: OPS_MAX_PENDING_CONNECTIONS,
+        maxBodyBytes: 0,
+        logger,
+        counters: metrics.http,
+        handler: (request) =>
           opsResponse(request, ops) ??
             new Response("Not found: try /healthz or /metrics\n", {
               status: 404,
             }),
-      );
+      });
     } catch (error) {
       registry.close();
       await server.close();
@@ -245,7 +256,7 @@ export async function startRegister(
       stopWatching();
       registry.close();
       await server.close();
-      await http?.shutdown();
+      await http?.close();
     })();
     return closing;
   };
@@ -253,7 +264,7 @@ export async function startRegister(
   return {
     hostname,
     port: server.port,
-    httpPort: http?.addr.port,
+    httpPort: http?.port,
     close,
     [Symbol.asyncDispose]: close,
   };
