@@ -130,6 +130,35 @@ export interface HandshakeAccept {
    * @default {{}}
    */
   readonly info?: ClientInfo;
+  /**
+   * This client's rate limit, in place of the service's
+   * {@linkcode ServiceOptions.rateLimit}: for example more for a trusted
+   * backend that connects as a client, or `false` for none.
+   *
+   * @default {the service's rateLimit}
+   */
+  readonly rateLimit?: RateLimit | false;
+}
+
+/**
+ * A token bucket for the messages of one client: it holds `burst`
+ * messages and refills at `messagesPerSecond`; a client that finds it
+ * empty is closed with 1008, reason `"rate limit"`.
+ *
+ * @example Ten a second, twenty at once
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { RateLimit } from "./mod.ts";
+ *
+ * const limit: RateLimit = { messagesPerSecond: 10, burst: 20 };
+ * assert.ok(limit.burst >= 1);
+ * ```
+ */
+export interface RateLimit {
+  /** Messages a second, refilled continuously; greater than 0. */
+  readonly messagesPerSecond: number;
+  /** Messages the bucket holds: a client may send this many at once; at least 1. */
+  readonly burst: number;
 }
 
 /**

@@ -48,6 +48,7 @@ export type {
   HandshakeAccept,
   HandshakeContext,
   HandshakeResult,
+  RateLimit,
   ServiceIdentity,
 } from "./application.ts";
 export {

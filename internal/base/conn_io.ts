@@ -25,6 +25,7 @@ export class ConnWriter {
   #inFlight = 0;
   #writing: Promise<void> | undefined;
   #failed = false;
+  #written = 0;
 
   constructor(conn: Deno.Conn, options: ConnWriterOptions = {}) {
     this.#conn = conn;
@@ -34,6 +35,11 @@ export class ConnWriter {
   /** Bytes written here and not yet taken by the connection. */
   get pending(): number {
     return this.#queued + this.#inFlight;
+  }
+
+  /** Bytes the connection took so far. */
+  get written(): number {
+    return this.#written;
   }
 
   /** Whether a write failed: nothing more is written. */
@@ -52,6 +58,12 @@ export class ConnWriter {
     this.#writing ??= this.#coalesce
       ? Promise.resolve().then(() => this.#drain())
       : this.#drain();
+  }
+
+  /** Drops what is queued and not being written yet; writes go on. */
+  discardQueued(): void {
+    this.#queue = [];
+    this.#queued = 0;
   }
 
   /** Drops what is queued and writes nothing more. */
@@ -84,7 +96,9 @@ export class ConnWriter {
         this.#inFlight = bytes.length;
         for (let at = 0; at < bytes.length;) {
           if (this.#failed) break;
-          at += await this.#conn.write(bytes.subarray(at));
+          const n = await this.#conn.write(bytes.subarray(at));
+          at += n;
+          this.#written += n;
           this.#inFlight = bytes.length - at;
         }
         this.#inFlight = 0;

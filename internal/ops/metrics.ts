@@ -30,6 +30,12 @@ export class ServiceMetrics {
   bytesOut = 0;
   /** Clients closed because they did not read fast enough. */
   slowConsumerCloses = 0;
+  /** Clients closed with 1008 because they sent faster than their rate limit. */
+  rateLimitCloses = 0;
+  /** Clients closed with 1009 because a message went past maxMessageBytes. */
+  tooBigCloses = 0;
+  /** Clients closed with 1002 or 1007 for frames that break the protocol. */
+  protocolErrorCloses = 0;
   /** Api calls on this service and their rejections, by method. */
   readonly api: ApiCounters = {
     calls: new Float64Array(METHOD_NAMES.length),
@@ -106,6 +112,21 @@ export function formatServiceMetrics(
       "wsgate_slow_consumer_closes_total",
       "Clients closed because they did not read fast enough.",
       m.slowConsumerCloses,
+    )
+    .counter(
+      "wsgate_rate_limit_closes_total",
+      "Clients closed with 1008 because they sent faster than their rate limit.",
+      m.rateLimitCloses,
+    )
+    .counter(
+      "wsgate_message_too_big_closes_total",
+      "Clients closed with 1009 because a message (all its fragments) went past maxMessageBytes.",
+      m.tooBigCloses,
+    )
+    .counter(
+      "wsgate_protocol_error_closes_total",
+      "Clients closed with 1002 or 1007 for frames that break the WebSocket protocol or text that is not UTF-8.",
+      m.protocolErrorCloses,
     )
     .counter(
       "wsgate_api_calls_total",

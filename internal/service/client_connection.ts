@@ -1,32 +1,34 @@
 // One client's WebSocket: the ClientSocket that the hub sends through, the
-// limits on what goes out (buffered bytes) and comes in (message size), and
-// the in-order, never-overlapping calls of the application's hooks.
+// limits on what goes out (buffered bytes) and comes in (message size, rate,
+// messages waiting for the application), and the in-order, never-overlapping
+// calls of the application's hooks.
 
 import type { ClientInfo, Message } from "../../api.ts";
 import type {
   Application,
   ConnectContext,
   Context,
+  RateLimit,
 } from "../../application.ts";
 import type { ClientSocket, LocalHub } from "../hub/local_hub.ts";
 import { errorText, type Logger } from "../base/logger.ts";
 import type { ServiceMetrics } from "../ops/metrics.ts";
+import { messageLength } from "../api/message_size.ts";
 import {
-  isLongerThan,
-  maxMessageBytes,
-  messageLength,
-} from "../api/message_size.ts";
+  CLOSE_CODE,
+  type ServerWebSocket,
+} from "../websocket/server_socket.ts";
+import { TokenBucket } from "./token_bucket.ts";
 
 /** The service closes: every client is closed with this. */
-export const GOING_AWAY = 1001;
-/** A client let more than `maxBufferedBytes` wait: closed with this. */
-export const SLOW_CONSUMER = 1008;
+export const GOING_AWAY = CLOSE_CODE.GOING_AWAY;
+/** A client let more than `maxBufferedBytes` wait, or sent too fast. */
+export const POLICY_VIOLATION = CLOSE_CODE.POLICY;
 /** A client sent more than `maxMessageBytes` in one message. */
-export const MESSAGE_TOO_BIG = 1009;
+export const MESSAGE_TOO_BIG = CLOSE_CODE.TOO_BIG;
 
-const OPEN = 1;
-/** The most a WebSocket frame header takes (server frames are unmasked). */
-const WEBSOCKET_HEADER_BYTES = 10;
+/** How soon a client over `maxBufferedBytes` that still reads is looked at again. */
+const RECHECK_MS = 10;
 
 // The life of a client: connecting (upgraded, not open yet), open (in the
 // hub), gone (out of the hub; its socket may still be closing).
@@ -54,8 +56,13 @@ export interface ClientConnectionOptions {
    * a message is sent to it is closed instead.
    */
   readonly maxBufferedBytes: number;
-  /** A message longer than this closes the client with 1009. */
-  readonly maxMessageBytes: number;
+  /** This client's rate limit; undefined for none. */
+  readonly rateLimit: RateLimit | undefined;
+  /**
+   * Messages that may wait for `onMessage`; while this many wait, the
+   * socket is not read.
+   */
+  readonly maxQueuedMessages: number;
   /**
    * Called once when nothing more will happen with the client: its socket
    * closed (or was abandoned) and its last hook settled.
@@ -67,32 +74,31 @@ export interface ClientConnectionOptions {
  * A client's WebSocket from the upgrade on. It joins the hub when the
  * socket opens and leaves it the moment it is gone: when the socket closes,
  * or when the service closes it (then without waiting for the close
- * handshake, which a dead or stuck client never completes).
+ * handshake, which a dead or stuck client never completes). Messages it
+ * sent that still wait for `onMessage` when the service closes it, or when
+ * its connection breaks, are dropped; after a close of its own (a close
+ * frame) they are still handed to `onMessage`.
  */
 export class ClientConnection implements ClientSocket {
   readonly id: string;
-  readonly #socket: WebSocket;
+  readonly #socket: ServerWebSocket;
   readonly #options: ClientConnectionOptions;
   readonly #maxBufferedBytes: number;
   readonly #metrics: ServiceMetrics;
+  readonly #bucket: TokenBucket | undefined;
   #state: number = CONNECTING;
   #socketDone = false;
   #finished = false;
   #checking = false;
-  /**
-   * `bufferedAmount` when last read, and at most how many bytes were
-   * queued since: while their sum is within `maxBufferedBytes` the socket
-   * cannot be over it (but for Deno's own small control frames), and
-   * reading `bufferedAmount`, a call into Deno, is skipped.
-   */
-  #buffered = 0;
-  #queuedSince = 0;
   #busy = false;
+  #paused = false;
   #backlog: HookEvent[] | undefined;
+  /** Messages in the backlog. */
+  #queued = 0;
 
   constructor(
     id: string,
-    socket: WebSocket,
+    socket: ServerWebSocket,
     request: Request,
     info: ClientInfo,
     options: ClientConnectionOptions,
@@ -102,46 +108,31 @@ export class ClientConnection implements ClientSocket {
     this.#options = options;
     this.#maxBufferedBytes = options.maxBufferedBytes;
     this.#metrics = options.metrics;
-    socket.binaryType = "arraybuffer";
-    socket.onopen = () => this.#open(request, info);
-    socket.onmessage = (event) => this.#receive(event.data);
-    // Deno may fire "close" twice for one socket; #closed() is idempotent.
-    socket.onclose = (event) => this.#closed(event.code);
-    socket.onerror = () => {
-      // A close event follows.
-    };
+    this.#bucket = options.rateLimit === undefined
+      ? undefined
+      : new TokenBucket(options.rateLimit);
+    socket.listen({
+      open: () => this.#open(request, info),
+      message: (message) => this.#receive(message),
+      close: (code) => this.#closed(code),
+      refused: (code, reason) => this.#refused(code, reason),
+    });
   }
 
   send(message: Message): void {
     const socket = this.#socket;
-    if (socket.readyState !== OPEN) return;
-    try {
-      socket.send(message);
-      this.#metrics.messagesOut++;
-      this.#metrics.bytesOut += messageLength(message);
-    } catch (error) {
-      this.#options.logger.debug("send failed", {
-        clientId: this.id,
-        error: String(error),
-      });
-      return;
-    }
-    this.#queuedSince += WEBSOCKET_HEADER_BYTES + maxMessageBytes(message);
-    if (this.#buffered + this.#queuedSince <= this.#maxBufferedBytes) return;
-    this.#buffered = socket.bufferedAmount;
-    this.#queuedSince = 0;
-    if (this.#buffered > this.#maxBufferedBytes && !this.#checking) {
+    if (!socket.isOpen) return;
+    socket.send(message);
+    this.#metrics.messagesOut++;
+    this.#metrics.bytesOut += messageLength(message);
+    if (socket.bufferedAmount > this.#maxBufferedBytes && !this.#checking) {
       this.#checkSoon();
     }
   }
 
   close(code: number, reason: string): void {
-    try {
-      this.#socket.close(code, reason);
-    } catch {
-      // Already closing.
-    }
-    this.#gone(code);
+    this.#socket.close(code, reason);
+    this.#gone(code, true);
   }
 
   #open(request: Request, info: ClientInfo): void {
@@ -156,48 +147,70 @@ export class ClientConnection implements ClientSocket {
     });
   }
 
-  #receive(data: unknown): void {
+  #receive(message: Message): void {
     if (this.#state !== OPENED) return;
-    const message = typeof data === "string"
-      ? data
-      : new Uint8Array(data as ArrayBuffer);
     this.#metrics.messagesIn++;
     this.#metrics.bytesIn += messageLength(message);
-    const max = this.#options.maxMessageBytes;
-    if (isLongerThan(message, max)) {
-      this.#options.logger.info("closed a client that sent too much", {
+    if (this.#bucket !== undefined && !this.#bucket.take(Date.now())) {
+      this.#options.logger.info("closed a client that sent too fast", {
         clientId: this.id,
-        limit: max,
+        limit: this.#options.rateLimit,
       });
-      this.close(MESSAGE_TOO_BIG, `message too big: the limit is ${max} bytes`);
+      this.#metrics.rateLimitCloses++;
+      this.close(POLICY_VIOLATION, "rate limit");
       return;
     }
     this.#dispatch({ kind: "message", message });
+    if (this.#queued >= this.#options.maxQueuedMessages && !this.#paused) {
+      // The application is behind: TCP pushes back on the client.
+      this.#paused = true;
+      this.#socket.pause();
+    }
+  }
+
+  /** The socket refused what the client sent (1002, 1007, 1009). */
+  #refused(code: number, reason: string): void {
+    if (code === MESSAGE_TOO_BIG) this.#metrics.tooBigCloses++;
+    else this.#metrics.protocolErrorCloses++;
+    this.#options.logger.info("closed a client that broke the rules", {
+      clientId: this.id,
+      code,
+      reason,
+    });
+    this.#gone(code, true);
   }
 
   /**
-   * Deno writes to the socket only when the event loop turns, so a burst
-   * sent in one go is all in `bufferedAmount` at first. Once the loop has
-   * turned, what is still buffered is what the client did not take.
+   * Writes go out when the event loop turns, so a burst sent in one go is
+   * all pending at first. Once the loop has turned, what is still pending
+   * is what the client did not take.
    */
   #checkSoon(): void {
     this.#checking = true;
-    setTimeout(() => {
-      this.#checking = false;
-      const socket = this.#socket;
-      this.#buffered = socket.bufferedAmount;
-      this.#queuedSince = 0;
-      if (
-        socket.readyState === OPEN &&
-        this.#buffered > this.#maxBufferedBytes
-      ) this.#overflow();
-    }, 0);
+    setTimeout(() => this.#check(Infinity), 0);
   }
 
   /**
-   * Closes a client that does not read fast enough. The close frame waits
-   * behind what is buffered, so the socket may never finish closing: it is
-   * abandoned at once rather than waited for.
+   * Closes the client if it is over `maxBufferedBytes` and not draining:
+   * looked at once the loop has turned (its writes may not have had their
+   * turn yet), then every `RECHECK_MS`, it must have less waiting each time
+   * than the time before. So what waits never grows past a burst.
+   */
+  #check(lastBuffered: number): void {
+    const socket = this.#socket;
+    const buffered = socket.bufferedAmount;
+    if (!socket.isOpen || buffered <= this.#maxBufferedBytes) {
+      this.#checking = false;
+    } else if (buffered >= lastBuffered) {
+      this.#checking = false;
+      this.#overflow();
+    } else setTimeout(() => this.#check(buffered), RECHECK_MS);
+  }
+
+  /**
+   * Closes a client that does not read fast enough: what waits for it is
+   * dropped, and it leaves the hub at once rather than when its socket
+   * finishes closing.
    */
   #overflow(): void {
     this.#options.logger.info("closed a slow client", {
@@ -206,18 +219,24 @@ export class ClientConnection implements ClientSocket {
       limit: this.#maxBufferedBytes,
     });
     this.#metrics.slowConsumerCloses++;
-    this.#socketDone = true;
-    this.close(SLOW_CONSUMER, "slow consumer: too much data waiting");
+    this.#socket.abandon(
+      POLICY_VIOLATION,
+      "slow consumer: too much data waiting",
+    );
+    this.#gone(POLICY_VIOLATION, true);
   }
 
   #closed(code: number): void {
     this.#socketDone = true;
-    this.#gone(code);
+    this.#gone(code, code === CLOSE_CODE.ABNORMAL);
     this.#maybeFinish();
   }
 
-  /** Leaves the hub and queues onClose, once. */
-  #gone(code: number): void {
+  /**
+   * Leaves the hub and queues onClose, once; with `drop`, the messages
+   * still waiting for onMessage are dropped.
+   */
+  #gone(code: number, drop: boolean): void {
     if (this.#state === GONE) return;
     const wasOpen = this.#state === OPENED;
     this.#state = GONE;
@@ -225,6 +244,10 @@ export class ClientConnection implements ClientSocket {
     this.#metrics.connectionsClosed++;
     this.#options.hub.remove(this.id);
     this.#options.logger.debug("client closed", { clientId: this.id, code });
+    if (drop && this.#backlog !== undefined) {
+      this.#backlog = this.#backlog.filter((e) => e.kind !== "message");
+      this.#queued = 0;
+    }
     // Queued, not run here: this may be inside a send loop of the hub.
     (this.#backlog ??= []).push(CLOSE_EVENT);
     if (!this.#busy) queueMicrotask(() => this.#pump());
@@ -234,13 +257,20 @@ export class ClientConnection implements ClientSocket {
   #dispatch(event: HookEvent): void {
     if (this.#busy || this.#backlog?.length) {
       (this.#backlog ??= []).push(event);
+      if (event.kind === "message") this.#queued++;
     } else this.#run(event);
   }
 
   #pump(): void {
     const backlog = this.#backlog;
     while (!this.#busy && backlog !== undefined && backlog.length > 0) {
-      this.#run(backlog.shift()!);
+      const event = backlog.shift()!;
+      if (event.kind === "message") this.#queued--;
+      this.#run(event);
+    }
+    if (this.#paused && this.#queued * 2 <= this.#options.maxQueuedMessages) {
+      this.#paused = false;
+      this.#socket.resume();
     }
     this.#maybeFinish();
   }

@@ -2,7 +2,9 @@
 // (any path), the operator endpoints (/healthz, /metrics), the HTTP API
 // (/api/*, when turned on), then the application's own `fetch` handler.
 
-import { WebSocketEndpoint } from "./websocket_endpoint.ts";
+import type { WebSocketEndpoint } from "./websocket_endpoint.ts";
+import type { ConnectionInfo } from "../http/http_server.ts";
+import { isWebSocketRequest } from "../websocket/handshake.ts";
 import { opsResponse, type OpsSource } from "../ops/ops_http.ts";
 import { HTTP_API_PREFIX, type HttpApiHandler } from "../ops/http_api.ts";
 
@@ -23,13 +25,11 @@ export function createServiceHandler(
   options: ServiceHandlerOptions,
 ): (
   request: Request,
-  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  info: ConnectionInfo,
 ) => Response | Promise<Response> {
   const { endpoint, ops, httpApi, fetch } = options;
   return function handleServiceRequest(request, info) {
-    if (WebSocketEndpoint.isUpgrade(request)) {
-      return endpoint.upgrade(request, info.remoteAddr);
-    }
+    if (isWebSocketRequest(request)) return endpoint.upgrade(request, info);
     const builtIn = opsResponse(request, ops);
     if (builtIn !== undefined) return builtIn;
     if (

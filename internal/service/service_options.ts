@@ -1,6 +1,7 @@
 // The options of startService with their defaults applied, checked at once.
 
 import type { TlsOptions } from "../../tls.ts";
+import type { RateLimit } from "../../application.ts";
 import { parseHostPort } from "../base/address.ts";
 import type { LogLevel } from "../base/logger.ts";
 import {
@@ -156,14 +157,16 @@ export interface ServiceOptions {
    */
   idleTimeoutMs?: number;
   /**
-   * Bytes that may wait in one client's socket (its `bufferedAmount`). A
-   * client with more than this still waiting once the event loop had a turn
-   * to write (a burst sent in one go is not held against it) reads slower
-   * than it is sent to: it is closed with 1008 (policy violation), reason
-   * `"slow consumer: too much data waiting"`, and cleaned up at once (its
-   * `onClose` runs, it leaves its uid and groups). So it never slows down
-   * anyone else, and holds at most this plus what is sent to it in one turn
-   * of the event loop.
+   * Bytes that may wait in one client's socket. A client with more than
+   * this waiting once the event loop had a turn to write, and then less
+   * waiting at each look every 10 ms until it is under the limit again (a
+   * burst sent in one go is not held against a client that reads it),
+   * reads slower than it is sent to: it is closed with 1008 (policy
+   * violation), reason `"slow consumer: too much data waiting"`, what
+   * waits for it is dropped, and it is cleaned up at once (its `onClose`
+   * runs, it leaves its uid and groups). So it never slows down anyone
+   * else, and holds at most this plus what is sent to it in one turn of
+   * the event loop.
    *
    * @default {1048576}
    */
@@ -327,17 +330,6 @@ export interface ServiceOptions {
    * @default {16384}
    */
   maxInfoBytes?: number;
-}
-
-/**
- * A token bucket for the messages of one client: see
- * {@linkcode ServiceOptions.rateLimit}.
- */
-export interface RateLimit {
-  /** Messages a second, refilled continuously; greater than 0. */
-  readonly messagesPerSecond: number;
-  /** Messages the bucket holds, so a client may send this many at once; at least 1. */
-  readonly burst: number;
 }
 
 /**

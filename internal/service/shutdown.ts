@@ -7,6 +7,7 @@ import type { LocalHub } from "../hub/local_hub.ts";
 import type { PeerPool } from "../rpc/peer_pool.ts";
 import type { MemberTable } from "../membership/member_table.ts";
 import type { RpcServer } from "../grpc/rpc_server.ts";
+import type { HttpServer } from "../http/http_server.ts";
 import type { DeliveryPort } from "../delivery/port_listener.ts";
 import { errorText, type Logger } from "../base/logger.ts";
 import { GOING_AWAY } from "./client_connection.ts";
@@ -22,7 +23,7 @@ export interface ServiceParts {
   readonly peers: PeerPool;
   readonly members: MemberTable;
   /** The WebSocket (and plain HTTP) server. */
-  readonly server: Deno.HttpServer<Deno.NetAddr>;
+  readonly server: HttpServer;
   readonly rpc: RpcServer;
   readonly deliveryPort: DeliveryPort | undefined;
   /**
@@ -75,7 +76,8 @@ export async function shutDownService(
   logger.debug("closing: stopping the servers");
   // Cuts off client sockets still closing (dead or stuck clients); they
   // get a second at least.
-  await within(server.shutdown(), Math.max(left(), 1000));
+  await within(server.close(Math.max(left(), 1000)), Math.max(left(), 1000));
+  endpoint.cutOff();
   // Outgoing connections first: a peer closing at the same moment then
   // sees its server's connections end instead of waiting for them.
   peers.close();

@@ -14,6 +14,7 @@ import { createGatewayService } from "../rpc/gateway_service.ts";
 import { createPeerHandlers } from "../rpc/peer_handler.ts";
 import { createBackendHandlers } from "../rpc/backend_handler.ts";
 import { listenRpc, type RpcServer } from "../grpc/rpc_server.ts";
+import { type HttpServer, listenHttp } from "../http/http_server.ts";
 import { deliverEndpoint } from "../delivery/grpc_endpoint.ts";
 import { listenDeliveryPort } from "../delivery/port_listener.ts";
 import { joinRegisters } from "../membership/register_link.ts";
@@ -190,6 +191,8 @@ export async function startService(
     idleTimeoutMs: config.idleTimeoutMs,
     maxBufferedBytes: config.maxBufferedBytes,
     maxMessageBytes: config.maxMessageBytes,
+    rateLimit: config.rateLimit,
+    maxQueuedMessages: config.maxQueuedMessages,
     allowedOrigins: config.allowedOrigins,
   });
 
@@ -268,23 +271,29 @@ export async function startService(
     ? undefined
     : createHttpApi({ api, secret: config.httpApiSecret, metrics, logger });
 
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  let server: HttpServer;
   try {
-    server = Deno.serve(
-      {
-        hostname: config.hostname,
-        port: config.port,
-        onListen: () => {},
-        onError: (error) => {
-          logger.error("request failed", { error: String(error) });
-          return new Response("internal error\n", { status: 500 });
-        },
-      },
-      createServiceHandler({ endpoint, ops, httpApi, fetch: config.fetch }),
-    );
+    server = listenHttp({
+      hostname: config.hostname,
+      port: config.port,
+      headerTimeoutMs: config.headerTimeoutMs,
+      maxPendingConnections: config.maxPendingConnections,
+      // The HTTP API's JSON carries at most a message of maxSendBytes, as
+      // base64 when binary.
+      maxBodyBytes: 2 * config.maxSendBytes + 64 * 1024,
+      logger,
+      counters: metrics.http,
+      handler: createServiceHandler({
+        endpoint,
+        ops,
+        httpApi,
+        fetch: config.fetch,
+      }),
+    });
   } catch (error) {
     await rpc.close();
     await deliveryPort?.close();
+    endpoint[Symbol.dispose]();
     guard[Symbol.dispose]();
     throw error;
   }
@@ -363,7 +372,7 @@ export async function startService(
   if (closing === undefined) endpoint.open();
   logger.info("service started", {
     ...(name === nodeId ? {} : { nodeId }),
-    websocket: formatHostPort(config.hostname, server.addr.port),
+    websocket: formatHostPort(config.hostname, server.port),
     rpc: rpcAddress,
   });
   return {
@@ -371,7 +380,7 @@ export async function startService(
     nodeId,
     name,
     hostname: config.hostname,
-    port: server.addr.port,
+    port: server.port,
     rpcAddress,
     deliveryPort: deliveryPort?.port,
     close,

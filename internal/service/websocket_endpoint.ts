@@ -1,15 +1,24 @@
 // Where client WebSockets arrive: the origin check, the handshake hook, the
-// upgrade with its heartbeat, and the ClientConnection that takes over. The
-// only user of Deno.upgradeWebSocket.
+// upgrade (internal/websocket/) with its heartbeat, and the ClientConnection
+// that takes over.
 
-import { messageOf } from "../base/describe.ts";
 import type { ClientInfo } from "../../api.ts";
 import type {
   Application,
   Context,
   HandshakeAccept,
+  RateLimit,
 } from "../../application.ts";
-import { ClientConnection } from "./client_connection.ts";
+import type { ConnectionInfo } from "../http/http_server.ts";
+import { upgradeWebSocket } from "../websocket/handshake.ts";
+import { FrameEncoder } from "../websocket/frames.ts";
+import { Heartbeat } from "../websocket/heartbeat.ts";
+import type { ServerWebSocket } from "../websocket/server_socket.ts";
+import { checkRateLimit } from "./service_options.ts";
+import {
+  ClientConnection,
+  GOING_AWAY as GOING_AWAY_CODE,
+} from "./client_connection.ts";
 import type { ClientIdAllocator } from "../hub/client_id.ts";
 import type { LocalHub } from "../hub/local_hub.ts";
 import { errorText, type Logger } from "../base/logger.ts";
@@ -29,20 +38,34 @@ export interface WebSocketEndpointOptions {
   readonly idleTimeoutMs: number;
   readonly maxBufferedBytes: number;
   readonly maxMessageBytes: number;
+  /** Every client's rate limit unless onHandshake gives it another. */
+  readonly rateLimit: RateLimit | undefined;
+  readonly maxQueuedMessages: number;
   /** Browser origins that may connect; undefined allows any. */
   readonly allowedOrigins: ReadonlySet<string> | undefined;
 }
 
+/** How long a close handshake may take before the connection is cut. */
+const CLOSE_TIMEOUT_MS = 5000;
+
 /** Accepts client WebSockets. */
-export class WebSocketEndpoint {
+export class WebSocketEndpoint implements Disposable {
   readonly #options: WebSocketEndpointOptions;
-  readonly #connections = new Set<ClientConnection>();
-  readonly #onFinished = (client: ClientConnection) =>
+  readonly #connections = new Map<ClientConnection, ServerWebSocket>();
+  readonly #frames = new FrameEncoder();
+  readonly #heartbeat: Heartbeat | undefined;
+  readonly #onFinished = (client: ClientConnection) => {
+    const socket = this.#connections.get(client);
+    if (socket !== undefined) this.#heartbeat?.delete(socket);
     this.#connections.delete(client);
+  };
   #accepting = false;
 
   constructor(options: WebSocketEndpointOptions) {
     this.#options = options;
+    this.#heartbeat = options.idleTimeoutMs === 0
+      ? undefined
+      : new Heartbeat(options.idleTimeoutMs);
   }
 
   /**
@@ -51,11 +74,6 @@ export class WebSocketEndpoint {
    */
   get size(): number {
     return this.#connections.size;
-  }
-
-  /** Whether `request` asks for a WebSocket. */
-  static isUpgrade(request: Request): boolean {
-    return request.headers.get("upgrade")?.toLowerCase() === "websocket";
   }
 
   /** Starts accepting clients. */
@@ -69,10 +87,7 @@ export class WebSocketEndpoint {
   }
 
   /** Checks `request`, asks the application, and upgrades it. */
-  async upgrade(
-    request: Request,
-    remoteAddr: { readonly hostname: string; readonly port: number },
-  ): Promise<Response> {
+  async upgrade(request: Request, info: ConnectionInfo): Promise<Response> {
     if (!this.#accepting) return unavailable();
     const { app, logger, allowedOrigins } = this.#options;
     const origin = request.headers.get("origin");
@@ -83,22 +98,30 @@ export class WebSocketEndpoint {
       logger.debug("refused a client from a foreign origin", { origin });
       return new Response("origin not allowed\n", { status: 403 });
     }
-    let info: ClientInfo = {};
+    let clientInfo: ClientInfo = {};
+    let rateLimit = this.#options.rateLimit;
     if (app.onHandshake !== undefined) {
       try {
         const result = await app.onHandshake(request, {
           ...this.#options.ctx,
-          remoteAddr,
+          remoteAddr: info.remoteAddr,
         });
         if (result instanceof Response) return result;
         const accept = result as HandshakeAccept | undefined | null;
-        if (typeof accept === "object" && accept?.info !== undefined) {
-          info = {
-            ...checkInfo(
-              accept.info,
-              "accept a client with the info from onHandshake",
-            ),
-          };
+        if (typeof accept === "object" && accept !== null) {
+          if (accept.info !== undefined) {
+            clientInfo = {
+              ...checkInfo(
+                accept.info,
+                "accept a client with the info from onHandshake",
+              ),
+            };
+          }
+          if (accept.rateLimit !== undefined) {
+            rateLimit = accept.rateLimit === false
+              ? undefined
+              : checkRateLimit("rateLimit of onHandshake", accept.rateLimit);
+          }
         }
       } catch (error) {
         logger.error("onHandshake failed", { error: errorText(error) });
@@ -106,36 +129,53 @@ export class WebSocketEndpoint {
       }
       if (!this.#accepting) return unavailable();
     }
-    return this.#accept(request, info);
+    return this.#accept(request, info, clientInfo, rateLimit);
   }
 
-  #accept(request: Request, info: ClientInfo): Response {
-    const { ids, idleTimeoutMs } = this.#options;
-    let upgraded: { socket: WebSocket; response: Response };
-    try {
-      upgraded = Deno.upgradeWebSocket(request, {
-        idleTimeout: idleTimeoutMs / 1000,
-      });
-    } catch (error) {
-      return new Response(`bad WebSocket upgrade: ${messageOf(error)}\n`, {
-        status: 400,
-      });
-    }
+  #accept(
+    request: Request,
+    connection: ConnectionInfo,
+    info: ClientInfo,
+    rateLimit: RateLimit | undefined,
+  ): Response {
+    const upgraded = upgradeWebSocket(request, connection, {
+      maxMessageBytes: this.#options.maxMessageBytes,
+      frames: this.#frames,
+      closeTimeoutMs: CLOSE_TIMEOUT_MS,
+    });
+    if (upgraded instanceof Response) return upgraded;
     const client = new ClientConnection(
-      ids.next(),
+      this.#options.ids.next(),
       upgraded.socket,
       request,
       info,
-      { ...this.#options, onFinished: this.#onFinished },
+      { ...this.#options, rateLimit, onFinished: this.#onFinished },
     );
-    this.#connections.add(client);
+    this.#connections.set(client, upgraded.socket);
+    this.#heartbeat?.add(upgraded.socket);
     return upgraded.response;
   }
 
   /** Refuses new clients and closes the open ones with `code`. */
   closeAll(code: number, reason: string): void {
     this.#accepting = false;
-    for (const client of this.#connections) client.close(code, reason);
+    for (const client of this.#connections.keys()) client.close(code, reason);
+  }
+
+  /**
+   * Cuts off the sockets still closing (dead or stuck clients) and stops
+   * the heartbeat.
+   */
+  cutOff(): void {
+    for (const socket of this.#connections.values()) {
+      socket.terminate(GOING_AWAY_CODE, "service is going away");
+    }
+    this[Symbol.dispose]();
+  }
+
+  /** Stops the heartbeat. */
+  [Symbol.dispose](): void {
+    this.#heartbeat?.[Symbol.dispose]();
   }
 }
 

@@ -55,17 +55,30 @@ export function encodeClose(code: number, reason: string): Uint8Array {
 /**
  * Encodes messages into frames. The frame of the last text is kept: a
  * string sent to many clients in a row (a broadcast) is encoded to UTF-8
- * once. Bytes are copied into a frame at every send, since the caller may
- * change them between two sends, as a WebSocket allows. One per service.
+ * once. The frame of the last bytes is kept until the current task ends:
+ * bytes sent to many clients in one go are copied once, and bytes that the
+ * caller changes between two tasks, as a WebSocket allows, are copied
+ * again. One per service.
  */
 export class FrameEncoder {
   #text: string | undefined;
   #frame: Uint8Array = new Uint8Array(0);
+  #bytes: Uint8Array | undefined;
+  #bytesFrame: Uint8Array = new Uint8Array(0);
+  readonly #forgetBytes = () => {
+    this.#bytes = undefined;
+    this.#bytesFrame = new Uint8Array(0);
+  };
 
   /** The frame of `message`: text for a string, binary for bytes. */
   frame(message: Message): Uint8Array {
     if (typeof message !== "string") {
-      return encodeFrame(OPCODE.BINARY, message);
+      if (message !== this.#bytes) {
+        if (this.#bytes === undefined) queueMicrotask(this.#forgetBytes);
+        this.#bytesFrame = encodeFrame(OPCODE.BINARY, message);
+        this.#bytes = message;
+      }
+      return this.#bytesFrame;
     }
     if (message !== this.#text) {
       this.#frame = encodeFrame(OPCODE.TEXT, encoder.encode(message));

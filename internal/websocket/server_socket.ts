@@ -83,6 +83,10 @@ export class ServerWebSocket {
   #fragments: Uint8Array[] = [];
   #fragmentBytes = 0;
   #fragmentOpcode = 0;
+  /** Payload bytes still to skip of a data frame that comes after our close. */
+  #skip = 0;
+  /** After a frame that breaks the protocol, the rest is not parsed. */
+  #discardAll = false;
   /** When anything last arrived from the client (Date.now()). */
   lastReceived: number = Date.now();
   /** Whether a ping was sent since anything last arrived. */
@@ -100,6 +104,11 @@ export class ServerWebSocket {
   /** Bytes sent and not yet taken by the connection. */
   get bufferedAmount(): number {
     return this.#writer?.pending ?? 0;
+  }
+
+  /** Bytes the connection took so far: it grows while the client reads. */
+  get bytesWritten(): number {
+    return this.#writer?.written ?? 0;
   }
 
   /** Where the socket reports; set before the connection is attached. */
@@ -160,6 +169,17 @@ export class ServerWebSocket {
   }
 
   /**
+   * Closes a client that does not read: what waits to be written is
+   * dropped but for the write under way, the close frame follows it, and
+   * the connection is cut after `closeTimeoutMs` unless the client reads
+   * up to the close frame and answers before.
+   */
+  abandon(code: number, reason: string): void {
+    if (this.#state === OPEN) this.#writer!.discardQueued();
+    this.close(code, reason);
+  }
+
+  /**
    * Ends the connection at once, dropping what waits to be written, and
    * reports `code`: for a client that is gone, stuck or not reading.
    */
@@ -216,6 +236,16 @@ export class ServerWebSocket {
    */
   #frame(): number {
     const input = this.#input;
+    if (this.#discardAll) {
+      input.consume(input.size);
+      return 1;
+    }
+    if (this.#skip > 0) {
+      const n = Math.min(this.#skip, input.size);
+      input.consume(n);
+      this.#skip -= n;
+      return this.#skip > 0 ? 1 : 0;
+    }
     const bytes = input.view();
     if (bytes.length < 2) return 2;
     const b0 = bytes[0]!;
@@ -234,20 +264,22 @@ export class ServerWebSocket {
       at = 4;
     } else if (length === 127) {
       if (bytes.length < 10) return 10;
-      if (
-        bytes[2]! !== 0 || bytes[3]! !== 0 || bytes[4]! !== 0 ||
-        bytes[5]! > 0x1f
-      ) {
-        return this.#refuse(
-          1009,
-          `message too big: the limit is ${this.#options.maxMessageBytes} bytes`,
-        );
+      if (bytes[2]! & 0x80) {
+        return this.#refuse(1002, "a frame length with its top bit set");
       }
-      length = bytes[5]! * 2 ** 32 + bytes[6]! * 2 ** 24 +
-        (bytes[7]! << 16 | bytes[8]! << 8 | bytes[9]!);
+      // Exact up to 2^53, and far past any limit beyond.
+      length = 0;
+      for (let i = 2; i < 10; i++) length = length * 256 + bytes[i]!;
       at = 10;
     }
     const control = opcode >= 0x8;
+    if (!control && this.#state !== OPEN) {
+      // After our close frame: data is skipped as it arrives, not kept.
+      if (bytes.length < at + 4) return at + 4;
+      input.consume(at + 4);
+      this.#skip = length;
+      return 0;
+    }
     if (control) {
       if (!fin || length > 125) {
         return this.#refuse(1002, "a control frame is fragmented or too long");
@@ -363,18 +395,23 @@ export class ServerWebSocket {
     return -1;
   }
 
-  /** Closes with `code` for what the client sent; stops reading. */
+  /**
+   * Closes with `code` for what the client sent. Reading goes on, so that
+   * the client's close frame ends the handshake (closing with its data
+   * unread would reset the connection before it saw ours): the data frames
+   * that follow are skipped as they arrive (after 1002, everything is), and
+   * the connection is cut after `closeTimeoutMs` at the latest.
+   */
   #refuse(code: number, reason: string): number {
+    if (code === CLOSE_CODE.PROTOCOL_ERROR) this.#discardAll = true;
+    this.#fragments = [];
+    this.#fragmentBytes = 0;
+    this.#fragmentOpcode = 0;
     if (this.#state === OPEN) {
       this.#events?.refused(code, reason);
       this.close(code, reason);
     }
-    // Nothing more of this client is read or kept.
-    this.#input.consume(this.#input.size);
-    this.#fragments = [];
-    this.#fragmentBytes = 0;
-    this.#writer?.flushed().then(() => this.#finish(code, reason));
-    return -1;
+    return 0;
   }
 
   #finish(code: number, reason: string): void {
