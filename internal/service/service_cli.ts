@@ -6,7 +6,7 @@
 
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import type { Application } from "../../application.ts";
+import type { Application, RateLimit } from "../../application.ts";
 import {
   type CommandSpec,
   type FlagSpec,
@@ -55,6 +55,23 @@ const NUMBER_FLAGS = [
   ],
   ["max-send-bytes", "maxSendBytes", "the largest message the Api sends"],
   [
+    "max-queued-messages",
+    "maxQueuedMessages",
+    "messages of one client that may wait for onMessage",
+  ],
+  [
+    "header-timeout-ms",
+    "headerTimeoutMs",
+    "the longest a connection may take to send its request",
+  ],
+  [
+    "max-pending-connections",
+    "maxPendingConnections",
+    "connections still sending their request, at most",
+  ],
+  ["max-info-keys", "maxInfoKeys", "keys of one client's info map"],
+  ["max-info-bytes", "maxInfoBytes", "bytes of one client's info map"],
+  [
     "shutdown-timeout-ms",
     "shutdownTimeoutMs",
     "the longest a graceful close waits",
@@ -64,6 +81,20 @@ const NUMBER_FLAGS = [
   keyof typeof SERVICE_DEFAULTS & keyof ServiceOptions,
   string,
 ])[];
+
+/** `--rate-limit`: `"<messagesPerSecond>/<burst>"`, or `"off"`. */
+function parseRateLimit(text: string): RateLimit | false {
+  if (text === "off") return false;
+  const match = /^(\d+(?:\.\d+)?)\/(\d+)$/.exec(text);
+  if (match === null) {
+    throw new UsageError(
+      `--rate-limit must be <messages a second>/<burst>, such as 100/200, or off: current value is ${
+        JSON.stringify(text)
+      }`,
+    );
+  }
+  return { messagesPerSecond: Number(match[1]), burst: Number(match[2]) };
+}
 
 /** `--max-send-bytes` is read from `$WSGATE_MAX_SEND_BYTES`, and so on. */
 function envOf(flag: string): string {
@@ -142,6 +173,12 @@ const COMMAND: CommandSpec = {
       "string",
       "browser origins that may connect, comma-separated",
       "any",
+    ),
+    flag(
+      "rate-limit",
+      "string",
+      "messages a second per client and the burst, or off",
+      `${d.rateLimit.messagesPerSecond}/${d.rateLimit.burst}`,
     ),
     ...NUMBER_FLAGS.map(([name, option, description]) =>
       flag(name, "integer", description, d[option])
@@ -235,6 +272,8 @@ async function optionsOf(
   if (flags["allowed-origins"] !== undefined) {
     options.allowedOrigins = list(flags["allowed-origins"]);
   }
+  const rateLimit = text("rate-limit");
+  if (rateLimit !== undefined) options.rateLimit = parseRateLimit(rateLimit);
   for (const [flagName, option] of NUMBER_FLAGS) {
     if (flags[flagName] !== undefined) {
       options[option] = Number(flags[flagName]);
