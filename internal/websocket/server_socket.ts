@@ -213,6 +213,19 @@ export class ServerWebSocket {
       for (;;) {
         if (this.#state === CLOSED) return;
         if (this.#paused !== undefined && this.#state === OPEN) break;
+        if ((this.#skip > 0 || this.#discardAll) && input.size === 0) {
+          // Skipped bytes go through one scratch buffer, not this socket's.
+          const room = this.#discardAll
+            ? SCRATCH.length
+            : Math.min(this.#skip, SCRATCH.length);
+          const n = await conn.read(SCRATCH.subarray(0, room));
+          if (n === null) {
+            const [code, reason] = this.#closeSent ?? [CLOSE_CODE.ABNORMAL, ""];
+            return this.#finish(code, reason);
+          }
+          if (!this.#discardAll) this.#skip -= n;
+          continue;
+        }
         const need = this.#frame();
         if (need > 0) {
           if (!await input.fill(conn, need)) {
@@ -426,3 +439,5 @@ export class ServerWebSocket {
 }
 
 const PING = encodeFrame(OPCODE.PING, new Uint8Array(0));
+/** Where the bytes of skipped frames are read to, for every socket. */
+const SCRATCH = new Uint8Array(64 * 1024);

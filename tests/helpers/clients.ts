@@ -151,15 +151,19 @@ export class RawClient implements AsyncDisposable {
     return new RawClient(conn, head.slice(end + 4));
   }
 
-  /** Sends one masked frame. */
-  async send(opcode: number, payload: Uint8Array): Promise<void> {
+  /**
+   * Sends one masked frame; with `fin` false, a fragment that more
+   * (continuation frames, opcode 0) must follow.
+   */
+  async send(opcode: number, payload: Uint8Array, fin = true): Promise<void> {
     const length = payload.length;
+    const b0 = (fin ? 0x80 : 0) | opcode;
     const header = length < 126
-      ? [0x80 | opcode, 0x80 | length]
+      ? [b0, 0x80 | length]
       : length < 65536
-      ? [0x80 | opcode, 0x80 | 126, length >> 8, length & 0xff]
+      ? [b0, 0x80 | 126, length >> 8, length & 0xff]
       : [
-        0x80 | opcode,
+        b0,
         0x80 | 127,
         0,
         0,
