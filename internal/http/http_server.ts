@@ -82,6 +82,8 @@ export interface HttpServer {
 
 /** How long to wait after a failed accept before the next one. */
 const ACCEPT_RETRY_MS = 50;
+/** Waiting connections closed after a failed accept, at most. */
+const SHED_ON_ACCEPT_ERROR = 16;
 
 /** Starts an HTTP server; it listens when this returns. */
 export function listenHttp(options: HttpServerOptions): HttpServer {
@@ -137,8 +139,11 @@ export function listenHttp(options: HttpServerOptions): HttpServer {
             connections: connections.size,
           });
         }
-        // Out of file descriptors: a waiting stranger makes room.
-        shedOldest();
+        // Out of file descriptors: the strangers that waited longest make
+        // room (a few at a time, so a queue of them clears quickly).
+        for (let i = 0; i < SHED_ON_ACCEPT_ERROR && shedOldest(); i++) {
+          // Shed one more.
+        }
         await sleep(ACCEPT_RETRY_MS);
         continue;
       }
