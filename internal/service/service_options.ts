@@ -400,8 +400,11 @@ export interface ResolvedServiceOptions {
   readonly maxInfoBytes: number;
 }
 
-/** Checks a {@linkcode RateLimit}; `what` names it in the error. */
-export function checkRateLimit(what: string, limit: unknown): RateLimit {
+/**
+ * Checks a {@linkcode RateLimit}; the error starts with
+ * `Cannot ${action}`.
+ */
+export function checkRateLimit(action: string, limit: unknown): RateLimit {
   const l = limit as Partial<RateLimit> | null;
   if (
     typeof l !== "object" || l === null ||
@@ -410,7 +413,7 @@ export function checkRateLimit(what: string, limit: unknown): RateLimit {
     typeof l.burst !== "number" || !(l.burst >= 1) || !Number.isFinite(l.burst)
   ) {
     throw new RangeError(
-      `Cannot start: '${what}' must be { messagesPerSecond: number > 0, burst: number >= 1 } or false: current value is ${
+      `Cannot ${action}: 'rateLimit' must be { messagesPerSecond: number > 0, burst: number >= 1 } or false: current value is ${
         JSON.stringify(limit)
       }`,
     );
@@ -501,7 +504,7 @@ export function resolveServiceOptions(
   checkPositive("maxInfoBytes", maxInfoBytes);
   const rateLimit = options.rateLimit === false
     ? undefined
-    : checkRateLimit("rateLimit", options.rateLimit ?? d.rateLimit);
+    : checkRateLimit("start", options.rateLimit ?? d.rateLimit);
   const allowedOrigins = checkOrigins(options.allowedOrigins);
   const secret = checkSecret(options.secret);
   const tls = checkTls(options.tls);

@@ -118,9 +118,10 @@ export class WebSocketEndpoint implements Disposable {
             };
           }
           if (accept.rateLimit !== undefined) {
-            rateLimit = accept.rateLimit === false
-              ? undefined
-              : checkRateLimit("rateLimit of onHandshake", accept.rateLimit);
+            rateLimit = accept.rateLimit === false ? undefined : checkRateLimit(
+              "accept a client with the rateLimit from onHandshake",
+              accept.rateLimit,
+            );
           }
         }
       } catch (error) {
