@@ -22,10 +22,6 @@ import type { TlsOptions } from "../../tls.ts";
 
 /** The most bytes one request to the register may have: they are tiny. */
 const REGISTER_READ_MAX_BYTES = 64 * 1024;
-/** The operator port: a request must be in within this, in milliseconds. */
-const OPS_HEADER_TIMEOUT_MS = 10_000;
-/** The operator port: connections still sending their request, at most. */
-const OPS_MAX_PENDING_CONNECTIONS = 256;
 
 /**
  * Options of {@linkcode startRegister}.
@@ -117,6 +113,21 @@ export interface RegisterOptions {
    * @default {undefined}
    */
   httpPort?: number;
+  /**
+   * How long a connection to `httpPort` may take to send its request, in
+   * milliseconds (from its accept, or its previous answer); one without a
+   * whole request by then is closed.
+   *
+   * @default {10000}
+   */
+  headerTimeoutMs?: number;
+  /**
+   * Connections to `httpPort` still sending their request, at most; past
+   * it, the one that has waited longest is closed.
+   *
+   * @default {256}
+   */
+  maxPendingConnections?: number;
 }
 
 /**
@@ -174,10 +185,14 @@ export async function startRegister(
     pingIntervalMs = 1000,
     logLevel = "info",
     httpPort,
+    headerTimeoutMs = 10_000,
+    maxPendingConnections = 256,
   } = options;
   checkPort("port", port);
   if (httpPort !== undefined) checkPort("httpPort", httpPort);
   checkPositive("heartbeatMs", heartbeatMs);
+  checkPositive("headerTimeoutMs", headerTimeoutMs);
+  checkPositive("maxPendingConnections", maxPendingConnections);
   if (pingIntervalMs !== 0) checkPositive("pingIntervalMs", pingIntervalMs);
   const secret = checkSecret(options.secret);
   const tls = checkTls(options.tls);
@@ -232,8 +247,8 @@ export async function startRegister(
       http = listenHttp({
         hostname,
         port: httpPort,
-        headerTimeoutMs: OPS_HEADER_TIMEOUT_MS,
-        maxPendingConnections: OPS_MAX_PENDING_CONNECTIONS,
+        headerTimeoutMs,
+        maxPendingConnections,
         maxBodyBytes: 0,
         logger,
         counters: metrics.http,
