@@ -242,9 +242,20 @@ export interface Api {
 
   /** The client's info map; `undefined` when it is offline. */
   getInfo(clientId: string): Promise<ClientInfo | undefined>;
-  /** Replaces the client's info map. An offline client is a no-op. */
+  /**
+   * Replaces the client's info map. An offline client is a no-op. A map of
+   * more than `maxInfoKeys` keys or `maxInfoBytes` bytes (options of the
+   * service; UTF-8 of keys and values) is refused with `invalid_argument`,
+   * and the old map stays.
+   */
   setInfo(clientId: string, info: ClientInfo): Promise<void>;
-  /** Merges `info` into the client's info map. An offline client is a no-op. */
+  /**
+   * Merges `info` into the client's info map. An offline client is a no-op.
+   * When the merged map would have more than `maxInfoKeys` keys or
+   * `maxInfoBytes` bytes, the call is refused with `invalid_argument`
+   * (its message says which limit, and the sizes), and the map stays as it
+   * was.
+   */
   updateInfo(clientId: string, info: ClientInfo): Promise<void>;
   /** The info maps of the clients in the group, by clientId. */
   getClientInfosByGroup(group: string): Promise<Record<string, ClientInfo>>;

@@ -29,5 +29,8 @@ export {
 } from "./internal/service/start_service.ts";
 
 if (import.meta.main) {
-  Deno.exit(await main());
+  // Not a top-level await: main() imports the application module, which
+  // may import this library (mod.ts re-exports this file), and would wait
+  // for this module to finish evaluating, forever.
+  main().then((code) => Deno.exit(code));
 }

@@ -1,6 +1,8 @@
 // The register's command line: where it listens, help, and clear errors.
 
 import assert from "node:assert/strict";
+import { GatewayError } from "../mod.ts";
+import { startCaller } from "./helpers/local_cluster.ts";
 import { Child, runScript } from "./helpers/processes.ts";
 
 function run(args: string[], env: Record<string, string> = {}) {
@@ -32,6 +34,7 @@ Deno.test("register.ts --help lists the flags", async () => {
       "--hostname",
       "--port",
       "--http-port",
+      "--secret-file",
       "--secret",
       "--tls-cert",
       "--tls-key",
@@ -122,4 +125,91 @@ Deno.test("register.ts rejects incomplete or unreadable TLS flags", async () => 
     missing.stderr,
     /Cannot read --tls-cert "\/nonexistent\/cert.pem"/,
   );
+});
+
+Deno.test("register.ts reads its secret from --secret-file, out of sight of ps", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "wsgate-secrets-" });
+  const file = async (name: string, text: string) => {
+    await Deno.writeTextFile(`${dir}/${name}`, text);
+    return `${dir}/${name}`;
+  };
+  const secret = await file("secret", "register-s3cret\n");
+  try {
+    for (
+      const [how, args, env] of [
+        ["--secret-file", ["--secret-file", secret], {}],
+        ["$WSGATE_SECRET_FILE", [], { WSGATE_SECRET_FILE: secret }],
+      ] as const
+    ) {
+      await t.step(
+        `${how}: the secret without its newline lets services in`,
+        async () => {
+          const child = await Child.start(
+            "register.ts",
+            ["--hostname", "127.0.0.1", "--port", "0", ...args],
+            { env },
+          );
+          try {
+            const address = child.first.split(" ").at(-1)!;
+            await using service = await startCaller(address, {
+              secret: "register-s3cret",
+            });
+            const health = await fetch(
+              `http://127.0.0.1:${service.port}/healthz`,
+            );
+            assert.equal((await health.json()).status, "ready");
+            await assert.rejects(
+              startCaller(address, { secret: "another-secret" }),
+              (error) =>
+                error instanceof GatewayError &&
+                error.code === "unauthenticated",
+            );
+            const cmdline = await Deno.readTextFile(
+              `/proc/${child.pid}/cmdline`,
+            );
+            assert.doesNotMatch(cmdline, /register-s3cret/);
+          } finally {
+            assert.equal((await child.stop("SIGTERM")).code, 0);
+          }
+        },
+      );
+    }
+
+    await t.step(
+      "an empty or missing file, or a secret given twice, exits with 2",
+      async () => {
+        const empty = await file("empty", "");
+        for (
+          const [args, env, pattern] of [
+            [
+              ["--secret-file", empty],
+              {},
+              /^register: Cannot read --secret-file ".*\/empty": the file is empty; write the shared secret that services must present into it$/m,
+            ],
+            [
+              ["--secret-file", `${dir}/nonexistent`],
+              {},
+              /^register: Cannot read --secret-file ".*\/nonexistent": /m,
+            ],
+            [
+              ["--secret-file", secret, "--secret", "register-s3cret"],
+              {},
+              /^register: Cannot read the shared secret that services must present: both --secret-file and --secret are given/m,
+            ],
+            [
+              ["--secret", "register-s3cret"],
+              { WSGATE_SECRET_FILE: secret },
+              /both --secret-file and --secret are given \(as flags, or as \$WSGATE_SECRET_FILE and \$WSGATE_SECRET\)/,
+            ],
+          ] as const
+        ) {
+          const { code, stderr } = await run(["--port", "0", ...args], env);
+          assert.equal(code, 2, stderr);
+          assert.match(stderr, pattern);
+        }
+      },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

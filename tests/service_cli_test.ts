@@ -29,6 +29,7 @@ async function start(args: string[], env: Record<string, string> = {}) {
   });
   return {
     first: child.first,
+    pid: child.pid,
     port: parseReadyLine(child.first).port,
     /** SIGTERM; resolves with the exit code and everything on stderr. */
     async stop(): Promise<{ code: number; stderr: string }> {
@@ -85,9 +86,11 @@ Deno.test("service.ts --help lists every flag with its variable", async () => {
       ["--delivery-port", "WSGATE_DELIVERY_PORT"],
       ["--lan-ip", "WSGATE_LAN_IP"],
       ["--rpc-hostname", "WSGATE_RPC_HOSTNAME"],
+      ["--secret-file", "WSGATE_SECRET_FILE"],
       ["--secret", "WSGATE_SECRET"],
       ["--tls-cert", "WSGATE_TLS_CERT"],
       ["--tls-mutual", "WSGATE_TLS_MUTUAL"],
+      ["--http-api-secret-file", "WSGATE_HTTP_API_SECRET_FILE"],
       ["--http-api-secret", "WSGATE_HTTP_API_SECRET"],
       ["--allowed-origins", "WSGATE_ALLOWED_ORIGINS"],
       ["--deadline-ms", "WSGATE_DEADLINE_MS"],
@@ -209,5 +212,123 @@ Deno.test("service.ts reads the environment, serves the app's page, and logs qui
     });
   } finally {
     await register.child.stop();
+  }
+});
+
+Deno.test("service.ts reads its secrets from files, out of sight of ps", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "wsgate-secrets-" });
+  const file = async (name: string, text: string) => {
+    await Deno.writeTextFile(`${dir}/${name}`, text);
+    return `${dir}/${name}`;
+  };
+  // The register's file has no newline, the service's has one: they agree
+  // only if the service drops it.
+  const registerSecret = await file("register-secret", "cluster-s3cret");
+  const secret = await file("secret", "cluster-s3cret\n");
+  const token = await file("token", "backend-t0ken\r\n");
+  const register = await startRegisterProcess([
+    "--secret-file",
+    registerSecret,
+  ]);
+  try {
+    await t.step(
+      "--secret-file joins, $WSGATE_HTTP_API_SECRET_FILE turns the HTTP API on",
+      async () => {
+        const service = await start([
+          "--register",
+          register.address,
+          "--hostname",
+          "127.0.0.1",
+          "--port",
+          "0",
+          "--rpc-port",
+          "0",
+          "--log-level",
+          "warn",
+          "--secret-file",
+          secret,
+        ], { WSGATE_HTTP_API_SECRET_FILE: token });
+        let stopped;
+        try {
+          const base = `http://127.0.0.1:${service.port}`;
+          const health = await fetch(`${base}/healthz`);
+          assert.equal((await health.json()).status, "ready");
+          const call = (bearer: string) =>
+            fetch(`${base}/api/getAllClientCount`, {
+              method: "POST",
+              headers: {
+                authorization: `Bearer ${bearer}`,
+                "content-type": "application/json",
+              },
+              body: "{}",
+            });
+          const ok = await call("backend-t0ken");
+          assert.equal(ok.status, 200);
+          assert.deepEqual(await ok.json(), { result: 0 });
+          const wrong = await call("cluster-s3cret");
+          assert.equal(wrong.status, 401);
+          await wrong.body?.cancel();
+          const cmdline = await Deno.readTextFile(
+            `/proc/${service.pid}/cmdline`,
+          );
+          assert.match(cmdline, /--secret-file/);
+          assert.doesNotMatch(cmdline, /cluster-s3cret|backend-t0ken/);
+        } finally {
+          stopped = await service.stop();
+        }
+        assert.equal(stopped.code, 0);
+        assert.equal(stopped.stderr, "");
+      },
+    );
+
+    const flags = [...CHAT, "--register", register.address, "--port", "0"];
+    await t.step(
+      "an empty or missing file, or a secret given twice, exits with 2",
+      async () => {
+        const empty = await file("empty", "");
+        const newline = await file("newline", "\n");
+        for (
+          const [args, env, pattern] of [
+            [
+              ["--secret-file", empty],
+              {},
+              /^service: Cannot read --secret-file ".*\/empty": the file is empty; write the shared secret of the cluster into it$/m,
+            ],
+            [
+              [],
+              { WSGATE_HTTP_API_SECRET_FILE: newline },
+              /Cannot read --http-api-secret-file ".*\/newline": the file is empty/,
+            ],
+            [
+              ["--secret-file", `${dir}/nonexistent`],
+              {},
+              /Cannot read --secret-file ".*\/nonexistent": /,
+            ],
+            [
+              ["--secret-file", secret, "--secret", "cluster-s3cret"],
+              {},
+              /Cannot read the shared secret of the cluster: both --secret-file and --secret are given \(as flags, or as \$WSGATE_SECRET_FILE and \$WSGATE_SECRET\); give only one, preferably --secret-file/,
+            ],
+            [
+              ["--secret-file", secret],
+              { WSGATE_SECRET: "cluster-s3cret" },
+              /both --secret-file and --secret are given/,
+            ],
+            [
+              ["--http-api-secret", "t"],
+              { WSGATE_HTTP_API_SECRET_FILE: token },
+              /both --http-api-secret-file and --http-api-secret are given/,
+            ],
+          ] as const
+        ) {
+          const { code, stderr } = await run([...flags, ...args], env);
+          assert.equal(code, 2, stderr);
+          assert.match(stderr, pattern);
+        }
+      },
+    );
+  } finally {
+    await register.child.stop();
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -13,6 +13,18 @@
 // clients (the rooms each is in, to announce its leaving); everything else
 // comes from the cluster Api.
 //
+// It is written to be copied into a service that faces the internet:
+//
+// - A page may be in at most MAX_ROOMS rooms, with names of at most 24
+//   characters; a page that asks for more gets an error, not a room.
+// - What happens in a room (joins, leaves, members, messages) goes to that
+//   room only. What everyone sees, the online count and the list of rooms,
+//   is not broadcast when someone connects or joins (with N pages, that is
+//   N messages for each of N arrivals): each service asks the cluster every
+//   `presenceIntervalMs` and tells its own pages, only when it changed.
+// - A page gets a generic text for an unexpected error (which may name
+//   peers' addresses); the detail goes to the service's log.
+//
 // The page connects to `ws://<service>/?nick=<nickname>` and speaks JSON:
 //
 //   page → service   { type: "join",    room }
@@ -28,9 +40,13 @@
 //                    { type: "joined" | "left", room, nick, service }
 //                    { type: "message", room, from, service, text, at }
 //                    { type: "whisper", from, to, service, text, at }
-//                    { type: "error",   text }
+//                    { type: "error",   text, room? }   (room: not joined)
 
-import type { Api, Application } from "../../mod.ts";
+import {
+  type Api,
+  type Application,
+  IncompleteResultError,
+} from "../../mod.ts";
 import { loadPublicFiles } from "./static.ts";
 
 /** The chat, as `service.ts --app examples/chat/app.ts` runs it. */
@@ -46,6 +62,12 @@ const NICK = /^[\p{L}\p{N}_.-]{1,24}$/u;
 const ROOM = /^[a-z0-9][a-z0-9_-]{0,23}$/;
 const MAX_TEXT = 2000;
 const GROUP_PREFIX = "room:";
+/** The most rooms one page may be in. */
+export const MAX_ROOMS = 10;
+/** The most rooms the room list shows (each costs a query of the cluster). */
+export const MAX_LISTED_ROOMS = 30;
+/** What a page is told when something went wrong that is not its fault. */
+export const GENERIC_ERROR = "Something went wrong on our side; try again";
 
 /** What this service remembers of each of its own clients. */
 interface Person {
@@ -53,43 +75,114 @@ interface Person {
   readonly rooms: Set<string>;
 }
 
-/** A user-facing problem: sent back to the page as `{ type: "error" }`. */
-class ChatError extends Error {}
+/**
+ * A user-facing problem: sent back to the page as `{ type: "error" }`, with
+ * the room it could not join, if that was it.
+ */
+class ChatError extends Error {
+  readonly room: string | undefined;
+  constructor(message: string, room?: string) {
+    super(message);
+    this.room = room;
+  }
+}
+
+/** Options of {@linkcode createChatApp}. */
+export interface ChatAppOptions {
+  /**
+   * How often each service refreshes the online count and the room list of
+   * its own pages, in milliseconds.
+   *
+   * @default {2000}
+   */
+  presenceIntervalMs?: number;
+}
+
+/** The room list: the default rooms, then others by name, with counts. */
+type RoomList = { name: string; people: number }[];
 
 /**
  * Makes the chat application of one service. Users see the service by its
  * name (`--name`, or `name` of the start options), the node id by default.
  */
-export function createChatApp(): Application {
+export function createChatApp(options: ChatAppOptions = {}): Application {
+  const { presenceIntervalMs = 2000 } = options;
   const people = new Map<string, Person>();
   /** This service's name, as onStart learns it. */
   let serviceName = "";
+  /** The last online count and room list told to this service's pages. */
+  let told: { online: number; rooms: RoomList } | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let refreshing: Promise<void> = Promise.resolve();
 
   function send(api: Api, clientId: string, event: object): Promise<void> {
     return api.sendToClient(clientId, JSON.stringify(event));
   }
 
-  async function broadcastOnline(api: Api): Promise<void> {
-    const count = await api.getAllClientCount();
-    await api.sendToAll(JSON.stringify({ type: "online", count }));
-  }
-
-  async function roomList(api: Api) {
-    const groups = await api.getAllGroups();
-    const names = new Set(DEFAULT_ROOMS);
-    for (const g of groups) {
-      if (g.startsWith(GROUP_PREFIX)) names.add(g.slice(GROUP_PREFIX.length));
-    }
-    const sorted = [...names].sort();
+  async function roomList(api: Api): Promise<RoomList> {
+    const groups = await orPartial(api.getAllGroups());
+    const others = groups
+      .filter((g) => g.startsWith(GROUP_PREFIX))
+      .map((g) => g.slice(GROUP_PREFIX.length))
+      .filter((name) => !DEFAULT_ROOMS.includes(name))
+      .sort();
+    const names = [...DEFAULT_ROOMS, ...others].slice(0, MAX_LISTED_ROOMS);
     const counts = await Promise.all(
-      sorted.map((name) => api.getUidCountByGroup(GROUP_PREFIX + name)),
+      names.map((name) =>
+        orPartial(api.getUidCountByGroup(GROUP_PREFIX + name))
+      ),
     );
-    return sorted.map((name, i) => ({ name, people: counts[i]! }));
+    return names
+      .map((name, i) => ({ name, people: counts[i]! }))
+      .sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  async function broadcastRooms(api: Api): Promise<void> {
+  /** The online count and room list, as last told or asked afresh. */
+  async function presence(api: Api) {
+    told ??= {
+      online: await orPartial(api.getAllClientCount()),
+      rooms: await roomList(api),
+    };
+    return told;
+  }
+
+  /**
+   * Asks the cluster for the online count and the room list, and tells
+   * this service's own pages what changed (sends to them stay on this
+   * service).
+   */
+  async function refresh(api: Api): Promise<void> {
+    if (people.size === 0) {
+      told = undefined; // the next page to come asks afresh
+      return;
+    }
+    const online = await orPartial(api.getAllClientCount());
     const rooms = await roomList(api);
-    await api.sendToAll(JSON.stringify({ type: "rooms", rooms }));
+    const before = told;
+    told = { online, rooms };
+    const events: string[] = [];
+    if (before?.online !== online) {
+      events.push(JSON.stringify({ type: "online", count: online }));
+    }
+    if (JSON.stringify(before?.rooms) !== JSON.stringify(rooms)) {
+      events.push(JSON.stringify({ type: "rooms", rooms }));
+    }
+    for (const event of events) {
+      await Promise.all(
+        [...people.keys()].map((id) => api.sendToClient(id, event)),
+      );
+    }
+  }
+
+  function scheduleRefresh(api: Api): void {
+    timer = setTimeout(() => {
+      refreshing = refresh(api).catch((error) => {
+        // A peer that is gone or slow: the next round tries again.
+        console.warn(`chat: cannot refresh presence: ${messageOf(error)}`);
+      }).finally(() => {
+        if (timer !== undefined) scheduleRefresh(api);
+      });
+    }, presenceIntervalMs);
   }
 
   /** Sends the room's members to the room; returns them. */
@@ -108,6 +201,12 @@ export function createChatApp(): Application {
     person: Person,
     room: string,
   ) {
+    if (!person.rooms.has(room) && person.rooms.size >= MAX_ROOMS) {
+      throw new ChatError(
+        `You can be in at most ${MAX_ROOMS} rooms: leave one before you join #${room}`,
+        room,
+      );
+    }
     const group = GROUP_PREFIX + room;
     const before = await api.getUidsByGroup(group);
     await api.joinGroup(clientId, group);
@@ -124,7 +223,6 @@ export function createChatApp(): Application {
       );
     }
     await publishMembers(api, room);
-    await broadcastRooms(api);
   }
 
   async function leave(
@@ -171,8 +269,7 @@ export function createChatApp(): Application {
       case "leave": {
         const name = room(event.room);
         if (!person.rooms.has(name)) return;
-        await leave(api, clientId, person, name);
-        return broadcastRooms(api);
+        return leave(api, clientId, person, name);
       }
       case "say": {
         const name = room(event.room);
@@ -210,13 +307,21 @@ export function createChatApp(): Application {
         );
       }
       default:
-        throw new ChatError(`Unknown event type ${JSON.stringify(event.type)}`);
+        throw new ChatError(
+          "Unknown event type: send join, leave, say or whisper",
+        );
     }
   }
 
   return {
-    onStart({ service }) {
+    onStart({ api, service }) {
       serviceName = service.name;
+      scheduleRefresh(api);
+    },
+    async onStop() {
+      clearTimeout(timer);
+      timer = undefined;
+      await refreshing;
     },
     async onConnect(clientId, { api, request, service }) {
       const wanted = new URL(request.url).searchParams.get("nick")?.trim() ??
@@ -236,6 +341,7 @@ export function createChatApp(): Application {
       people.set(clientId, person);
       await api.bindUid(clientId, wanted);
       await api.setInfo(clientId, { nick: wanted });
+      const { online, rooms } = await presence(api);
       await send(api, clientId, {
         type: "welcome",
         you: { clientId, nick: wanted },
@@ -243,10 +349,9 @@ export function createChatApp(): Application {
           name: serviceName,
           nodeId: service.nodeId,
         },
-        online: await api.getAllClientCount(),
-        rooms: await roomList(api),
+        online,
+        rooms,
       });
-      await broadcastOnline(api);
     },
 
     async onMessage(clientId, message, { api }) {
@@ -255,11 +360,18 @@ export function createChatApp(): Application {
       try {
         await handle(api, clientId, person, parse(message));
       } catch (error) {
-        const text = error instanceof ChatError
-          ? error.message
-          : `Something went wrong: ${(error as Error).message}`;
-        await send(api, clientId, { type: "error", text });
-        if (!(error instanceof ChatError)) throw error;
+        if (!(error instanceof ChatError)) {
+          // The detail (which may name peers and their addresses) is for
+          // the service's log, where the rethrown error goes
+          // ("onMessage failed"); the page gets a generic text.
+          await send(api, clientId, { type: "error", text: GENERIC_ERROR });
+          throw error;
+        }
+        await send(api, clientId, {
+          type: "error",
+          text: error.message,
+          ...(error.room === undefined ? {} : { room: error.room }),
+        });
       }
     },
 
@@ -271,10 +383,25 @@ export function createChatApp(): Application {
       for (const room of person.rooms) {
         await afterLeaving(api, person, room);
       }
-      await broadcastRooms(api);
-      await broadcastOnline(api);
     },
   };
+}
+
+/**
+ * What the services that answered said, when some did not: a count or list
+ * that misses a service for a while beats none.
+ */
+async function orPartial<T>(call: Promise<T>): Promise<T> {
+  try {
+    return await call;
+  } catch (error) {
+    if (error instanceof IncompleteResultError) return error.partial as T;
+    throw error;
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 function parse(message: string): Record<string, unknown> {

@@ -7,6 +7,7 @@ import type { ClientInfo, Message, SendOptions } from "../../api.ts";
 import { GatewayError } from "../../errors.ts";
 import type { ClientInfo as ProtoClientInfo } from "../../proto/gen/websocket/v1/gateway_pb.ts";
 import { nodeIdOf } from "../hub/client_id.ts";
+import type { InfoBounds } from "../hub/info_size.ts";
 import { fromPayload, toPayload } from "./payload.ts";
 import {
   checkExclude,
@@ -23,8 +24,11 @@ export type Fields = Record<string, unknown>;
 /** The JSON object of an HTTP API request. */
 export type JsonObject = Record<string, unknown>;
 
-/** The limits that checks of arguments apply. */
-export interface Limits {
+/**
+ * The limits that checks of arguments apply: the size of a message, and
+ * of an info map (one past them can neither be set nor merged into one).
+ */
+export interface Limits extends InfoBounds {
   /** The largest message the Api sends, in bytes. */
   readonly maxSendBytes: number;
 }
@@ -267,7 +271,7 @@ export const info: ArgCodec<ClientInfo> = {
   kind: "info",
   json: "info",
   field: "info",
-  check: (value, action) => checkInfo(value, action),
+  check: (value, action, limits) => checkInfo(value, action, limits),
   fromJson(body) {
     const value = body.info;
     if (typeof value !== "object" || value === null || Array.isArray(value)) {

@@ -3,6 +3,7 @@
 // nothing to compute, and its length as the byte counters add it.
 
 import type { Message } from "../../api.ts";
+import { utf8Length } from "../base/utf8.ts";
 
 /**
  * Whether a message takes more than `max` bytes in its frame (UTF-8 for
@@ -36,22 +37,4 @@ export function maxMessageBytes(message: Message): number {
  */
 export function messageLength(message: Message): number {
   return typeof message === "string" ? message.length : message.byteLength;
-}
-
-/** The length of `text` in UTF-8, without encoding it. */
-function utf8Length(text: string): number {
-  let bytes = 0;
-  for (let i = 0; i < text.length; i++) {
-    const unit = text.charCodeAt(i);
-    if (unit < 0x80) bytes += 1;
-    else if (unit < 0x800) bytes += 2;
-    else if (
-      unit >= 0xd800 && unit < 0xdc00 && i + 1 < text.length &&
-      (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00
-    ) {
-      bytes += 4; // a surrogate pair
-      i++;
-    } else bytes += 3; // the rest, lone surrogates as U+FFFD
-  }
-  return bytes;
 }

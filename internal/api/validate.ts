@@ -4,6 +4,11 @@
 import { GatewayError } from "../../errors.ts";
 import type { ClientInfo, Message } from "../../api.ts";
 import { describe } from "../base/describe.ts";
+import {
+  checkInfoSize,
+  entryBytes,
+  type InfoBounds,
+} from "../hub/info_size.ts";
 import { isLongerThan, messageBytes } from "./message_size.ts";
 
 /** The longest uid or group name, in UTF-8 bytes. */
@@ -75,8 +80,16 @@ export function checkMessage(
   return message;
 }
 
-/** Returns `info` if it is a plain object of string values, else throws. */
-export function checkInfo(info: unknown, action: string): ClientInfo {
+/**
+ * Returns `info` if it is a plain object of string values, within `bounds`
+ * when given (a map past them cannot be set, nor merged into one), else
+ * throws.
+ */
+export function checkInfo(
+  info: unknown,
+  action: string,
+  bounds?: InfoBounds,
+): ClientInfo {
   if (
     typeof info !== "object" || info === null || Array.isArray(info) ||
     info instanceof Uint8Array
@@ -86,6 +99,8 @@ export function checkInfo(info: unknown, action: string): ClientInfo {
       `info is ${describe(info)}, expected an object of string values`,
     );
   }
+  let keys = 0;
+  let bytes = 0;
   for (const [key, value] of Object.entries(info)) {
     if (typeof value !== "string") {
       throw invalid(
@@ -93,6 +108,11 @@ export function checkInfo(info: unknown, action: string): ClientInfo {
         `info[${JSON.stringify(key)}] is ${describe(value)}, expected a string`,
       );
     }
+    keys++;
+    if (bounds !== undefined) bytes += entryBytes(key, value);
+  }
+  if (bounds !== undefined) {
+    checkInfoSize(action, "info", { keys, bytes }, bounds);
   }
   return info as ClientInfo;
 }

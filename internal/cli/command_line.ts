@@ -1,6 +1,6 @@
 // A small command-line flag parser with environment fallbacks, and what the
 // register's and the service's command lines share: help, exit codes,
-// signals and TLS files.
+// signals, TLS files and secrets read from files.
 
 import { messageOf } from "../base/describe.ts";
 import type { TlsOptions } from "../../tls.ts";
@@ -331,4 +331,82 @@ export async function readTlsFlags(
   };
   if (caFile !== undefined) tls.ca = await read(caFile, "tls-ca");
   return tls;
+}
+
+/**
+ * A secret of a command line: the flag `--<name>` and its twin
+ * `--<name>-file`, which names a file that holds it, so that it does not
+ * show in `ps` (nor in the shell's history).
+ */
+export interface SecretFlag {
+  /** The flag without `--`, e.g. `"secret"`. */
+  readonly name: string;
+  /** Its variable; the file's is this with `_FILE`. */
+  readonly env: string;
+  /** What the secret is, e.g. `"shared secret of the cluster"`. */
+  readonly description: string;
+}
+
+/** The two flags of a secret, the file first (the one to prefer). */
+export function secretFlagSpecs(secret: SecretFlag): FlagSpec[] {
+  return [
+    {
+      name: `${secret.name}-file`,
+      env: `${secret.env}_FILE`,
+      kind: "string",
+      description:
+        `file that holds the ${secret.description} (one trailing newline dropped)`,
+    },
+    {
+      name: secret.name,
+      env: secret.env,
+      kind: "string",
+      description:
+        `the ${secret.description}, on the command line (ps shows it; prefer --${secret.name}-file)`,
+    },
+  ];
+}
+
+/**
+ * The value of a secret: from `--<name>-file` (the file's text without one
+ * trailing newline), from `--<name>`, or undefined when neither is given.
+ *
+ * @throws {TypeError} when both are given (as flags or variables), or the
+ * file cannot be read or holds nothing.
+ */
+export async function readSecretFlag(
+  flags: FlagValues,
+  secret: SecretFlag,
+): Promise<string | undefined> {
+  const { name, env } = secret;
+  const value = flags[name];
+  const file = flags[`${name}-file`];
+  if (value !== undefined && file !== undefined) {
+    throw new TypeError(
+      `Cannot read the ${secret.description}: both --${name}-file and --${name} are given (as flags, or as $${env}_FILE and $${env}); give only one, preferably --${name}-file`,
+    );
+  }
+  if (file === undefined) {
+    return value === undefined ? undefined : String(value);
+  }
+  const path = String(file);
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    throw new TypeError(
+      `Cannot read --${name}-file "${path}": ${messageOf(error)}`,
+    );
+  }
+  const trimmed = text.endsWith("\r\n")
+    ? text.slice(0, -2)
+    : text.endsWith("\n")
+    ? text.slice(0, -1)
+    : text;
+  if (trimmed === "") {
+    throw new TypeError(
+      `Cannot read --${name}-file "${path}": the file is empty; write the ${secret.description} into it`,
+    );
+  }
+  return trimmed;
 }

@@ -4,6 +4,14 @@
 // the names of the cluster-wide Api, whose calls are carried out with them.
 
 import type { ClientInfo, Message } from "../../api.ts";
+import {
+  checkInfoSize,
+  entryBytes,
+  type InfoBounds,
+  type InfoSize,
+  infoSize,
+  UNBOUNDED,
+} from "./info_size.ts";
 
 /** What the hub needs of a client's connection. */
 export interface ClientSocket {
@@ -18,6 +26,18 @@ interface LocalClient {
   uid: string | undefined;
   groups: Set<string> | undefined;
   info: ClientInfo;
+  infoSize: InfoSize;
+}
+
+/** Options of {@linkcode LocalHub}. */
+export interface LocalHubOptions {
+  /**
+   * How large one client's info map may grow through
+   * {@linkcode LocalHub.replaceInfo} and {@linkcode LocalHub.mergeInfo}.
+   *
+   * @default {no bound}
+   */
+  readonly infoBounds?: InfoBounds;
 }
 
 /** The clients of this service, by clientId, uid and group. */
@@ -25,19 +45,29 @@ export class LocalHub {
   readonly #clients = new Map<string, LocalClient>();
   readonly #clientsOfUid = new Map<string, Set<string>>();
   readonly #clientsOfGroup = new Map<string, Set<string>>();
+  readonly #infoBounds: InfoBounds;
+
+  constructor(options: LocalHubOptions = {}) {
+    const { infoBounds = UNBOUNDED } = options;
+    this.#infoBounds = infoBounds;
+  }
 
   /** How many clients this service holds. */
   get size(): number {
     return this.#clients.size;
   }
 
-  /** Adds a connected client. */
+  /**
+   * Adds a connected client, with its initial info map (from the
+   * handshake; not held to the info bounds).
+   */
   add(clientId: string, socket: ClientSocket, info: ClientInfo = {}): void {
     this.#clients.set(clientId, {
       socket,
       uid: undefined,
       groups: undefined,
       info,
+      infoSize: infoSize(info),
     });
   }
 
@@ -172,14 +202,61 @@ export class LocalHub {
     return info === undefined ? undefined : { ...info };
   }
 
+  /**
+   * Replaces a client's info map; a client that is not here is a no-op.
+   *
+   * @throws {GatewayError} `invalid_argument` when `info` is past the info
+   * bounds; the map is left as it was.
+   */
   replaceInfo(clientId: string, info: ClientInfo): void {
     const client = this.#clients.get(clientId);
-    if (client !== undefined) client.info = { ...info };
+    if (client === undefined) return;
+    const size = infoSize(info);
+    this.#checkInfo("set info", clientId, size, client.infoSize);
+    client.info = { ...info };
+    client.infoSize = size;
   }
 
+  /**
+   * Merges `info` into a client's info map; a client that is not here is
+   * a no-op. Costs as much as `info`, not as the map.
+   *
+   * @throws {GatewayError} `invalid_argument` when the merged map would be
+   * past the info bounds; the map is left as it was.
+   */
   mergeInfo(clientId: string, info: ClientInfo): void {
     const client = this.#clients.get(clientId);
-    if (client !== undefined) client.info = { ...client.info, ...info };
+    if (client === undefined) return;
+    const old = client.info;
+    let { keys, bytes } = client.infoSize;
+    for (const key in info) {
+      if (!Object.hasOwn(info, key)) continue;
+      if (Object.hasOwn(old, key)) {
+        bytes += entryBytes(key, info[key]!) - entryBytes(key, old[key]!);
+      } else {
+        keys++;
+        bytes += entryBytes(key, info[key]!);
+      }
+    }
+    const size = { keys, bytes };
+    this.#checkInfo("update info", clientId, size, client.infoSize);
+    client.info = { ...old, ...info };
+    client.infoSize = size;
+  }
+
+  #checkInfo(
+    action: string,
+    clientId: string,
+    size: InfoSize,
+    now: InfoSize,
+  ): void {
+    checkInfoSize(
+      action,
+      `the info of client ${JSON.stringify(clientId)}`,
+      size,
+      this.#infoBounds,
+      now,
+    );
   }
 
   /** Copies of the info maps of the given clients (all when omitted). */

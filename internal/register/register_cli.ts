@@ -11,11 +11,20 @@ import {
   type CommandSpec,
   logLevelFlag,
   readCommandLine,
+  readSecretFlag,
   readTlsFlags,
   reportStartFailure,
+  type SecretFlag,
+  secretFlagSpecs,
   stopSignals,
   TLS_FLAGS,
 } from "../cli/command_line.ts";
+
+const SECRET: SecretFlag = {
+  name: "secret",
+  env: "WSGATE_SECRET",
+  description: "shared secret that services must present",
+};
 
 const COMMAND: CommandSpec = {
   name: "register",
@@ -44,12 +53,7 @@ const COMMAND: CommandSpec = {
       description: "plain HTTP port for /healthz and /metrics, 0 for any",
       defaultText: "off",
     },
-    {
-      name: "secret",
-      env: "WSGATE_SECRET",
-      kind: "string",
-      description: "shared secret that services must present",
-    },
+    ...secretFlagSpecs(SECRET),
     ...TLS_FLAGS,
     logLevelFlag("info", "WSGATE_LOG_LEVEL"),
   ],
@@ -68,12 +72,13 @@ export async function main(): Promise<number> {
   if (flags["http-port"] !== undefined) {
     options.httpPort = Number(flags["http-port"]);
   }
-  if (flags.secret !== undefined) options.secret = String(flags.secret);
   if (flags["log-level"] !== undefined) {
     options.logLevel = String(flags["log-level"]) as LogLevel;
   }
   let register: Register;
   try {
+    const secret = await readSecretFlag(flags, SECRET);
+    if (secret !== undefined) options.secret = secret;
     const tls = await readTlsFlags(flags);
     if (tls !== undefined) options.tls = tls;
     register = await startRegister(options);

@@ -13,8 +13,11 @@ import {
   type FlagValues,
   logLevelFlag,
   readCommandLine,
+  readSecretFlag,
   readTlsFlags,
   reportStartFailure,
+  type SecretFlag,
+  secretFlagSpecs,
   stopSignals,
   TLS_FLAGS,
   UsageError,
@@ -118,6 +121,18 @@ function flag(
 
 const d = SERVICE_DEFAULTS;
 
+const SECRET: SecretFlag = {
+  name: "secret",
+  env: envOf("secret"),
+  description: "shared secret of the cluster",
+};
+
+const HTTP_API_SECRET: SecretFlag = {
+  name: "http-api-secret",
+  env: envOf("http-api-secret"),
+  description: "bearer token that turns on POST /api/<method>",
+};
+
 const COMMAND: CommandSpec = {
   name: "service",
   usage: "deno run -A service.ts --app MODULE [flags]",
@@ -161,13 +176,9 @@ const COMMAND: CommandSpec = {
       "address the gRPC server listens on",
       "the lan ip",
     ),
-    flag("secret", "string", "shared secret of the cluster"),
+    ...secretFlagSpecs(SECRET),
     ...TLS_FLAGS,
-    flag(
-      "http-api-secret",
-      "string",
-      "turns on POST /api/<method> with this bearer token",
-    ),
+    ...secretFlagSpecs(HTTP_API_SECRET),
     flag(
       "allowed-origins",
       "string",
@@ -263,11 +274,11 @@ async function optionsOf(
   if (lanIp !== undefined) options.lanIp = lanIp;
   const rpcHostname = text("rpc-hostname");
   if (rpcHostname !== undefined) options.rpcHostname = rpcHostname;
-  const secret = text("secret");
+  const secret = await readSecretFlag(flags, SECRET);
   if (secret !== undefined) options.secret = secret;
   const tls = await readTlsFlags(flags);
   if (tls !== undefined) options.tls = tls;
-  const httpApiSecret = text("http-api-secret");
+  const httpApiSecret = await readSecretFlag(flags, HTTP_API_SECRET);
   if (httpApiSecret !== undefined) options.httpApiSecret = httpApiSecret;
   if (flags["allowed-origins"] !== undefined) {
     options.allowedOrigins = list(flags["allowed-origins"]);

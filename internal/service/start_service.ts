@@ -31,6 +31,7 @@ import { shutDownService } from "./shutdown.ts";
 import { sleep } from "../base/backoff.ts";
 import { formatServiceMetrics, ServiceMetrics } from "../ops/metrics.ts";
 import { createMeteredApi } from "../api/metered_api.ts";
+import { maxPeerAnswerBytes } from "../api/answer_size.ts";
 import { timeUnaryCalls } from "../grpc/rpc_timing.ts";
 import { createHttpApi } from "../ops/http_api.ts";
 import { createServiceHandler } from "./service_handler.ts";
@@ -153,7 +154,11 @@ export async function startService(
   }
 
   const metrics = new ServiceMetrics();
-  const hub = new LocalHub();
+  const infoBounds = {
+    maxInfoKeys: config.maxInfoKeys,
+    maxInfoBytes: config.maxInfoBytes,
+  };
+  const hub = new LocalHub({ infoBounds });
   const members = new MemberTable(nodeId, {
     settleMs: 2 * REGISTER_BACKOFF.maxMs,
   });
@@ -162,7 +167,9 @@ export async function startService(
   const peers = new PeerPool({
     secret: config.secret,
     tls: config.tls,
-    readMaxBytes,
+    // Peers' answers grow with their clients, not with what a request may
+    // carry: internal/api/answer_size.ts says why and how large.
+    readMaxBytes: maxPeerAnswerBytes(infoBounds, readMaxBytes),
     pingIntervalMs: config.pingIntervalMs,
     pingTimeoutMs: 2 * config.pingIntervalMs,
     maxQueuedBytes: config.maxPeerQueueBytes,
@@ -176,7 +183,7 @@ export async function startService(
     peers.retain(members.peerAddresses());
     logger.debug("member list changed", { members: members.size });
   });
-  const limits = { maxSendBytes: config.maxSendBytes };
+  const limits = { maxSendBytes: config.maxSendBytes, ...infoBounds };
   const guard = new RejectionGuard(logger);
   const cluster = createClusterApi({ nodeId, hub, members, peers, limits });
   const api = createMeteredApi(cluster, metrics.api, guard.track);
@@ -194,6 +201,7 @@ export async function startService(
     rateLimit: config.rateLimit,
     maxQueuedMessages: config.maxQueuedMessages,
     allowedOrigins: config.allowedOrigins,
+    infoBounds,
   });
 
   // Deno's TLS listener cannot require client certificates: with mutual

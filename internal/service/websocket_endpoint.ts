@@ -24,6 +24,7 @@ import type { LocalHub } from "../hub/local_hub.ts";
 import { errorText, type Logger } from "../base/logger.ts";
 import type { ServiceMetrics } from "../ops/metrics.ts";
 import { checkInfo } from "../api/validate.ts";
+import type { InfoBounds } from "../hub/info_size.ts";
 
 /** What the endpoint works with. */
 export interface WebSocketEndpointOptions {
@@ -43,6 +44,8 @@ export interface WebSocketEndpointOptions {
   readonly maxQueuedMessages: number;
   /** Browser origins that may connect; undefined allows any. */
   readonly allowedOrigins: ReadonlySet<string> | undefined;
+  /** Bounds of the info map that onHandshake gives a client. */
+  readonly infoBounds: InfoBounds;
 }
 
 /** How long a close handshake may take before the connection is cut. */
@@ -114,6 +117,7 @@ export class WebSocketEndpoint implements Disposable {
               ...checkInfo(
                 accept.info,
                 "accept a client with the info from onHandshake",
+                this.#options.infoBounds,
               ),
             };
           }

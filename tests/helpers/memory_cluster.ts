@@ -17,6 +17,7 @@ import {
   ClientIdAllocator,
   createNodeId,
 } from "../../internal/hub/client_id.ts";
+import type { InfoBounds } from "../../internal/hub/info_size.ts";
 import { type ClientSocket, LocalHub } from "../../internal/hub/local_hub.ts";
 
 /** A socket that records what it was sent and how it was closed. */
@@ -35,7 +36,7 @@ export class RecordingSocket implements ClientSocket {
 export class MemoryNode {
   readonly nodeId: string = createNodeId();
   readonly address: string = `memory:${this.nodeId}`;
-  readonly hub: LocalHub = new LocalHub();
+  readonly hub: LocalHub;
   readonly sockets: Map<string, RecordingSocket> = new Map();
   /** The methods its peers asked it for, in order. */
   readonly asked: ApiMethod[] = [];
@@ -45,6 +46,10 @@ export class MemoryNode {
   failure: GatewayError | undefined;
   api!: Api;
   readonly #ids = new ClientIdAllocator(this.nodeId);
+
+  constructor(infoBounds?: InfoBounds) {
+    this.hub = new LocalHub(infoBounds === undefined ? {} : { infoBounds });
+  }
 
   /** Connects a client; returns its clientId. */
   connect(): string {
@@ -65,6 +70,10 @@ export class MemoryNode {
 export interface MemoryClusterOptions {
   /** @default {1024} */
   maxSendBytes?: number;
+  /** @default {64} */
+  maxInfoKeys?: number;
+  /** @default {16384} */
+  maxInfoBytes?: number;
 }
 
 /** `n` services that know each other. */
@@ -72,8 +81,13 @@ export function memoryCluster(
   n: number,
   options: MemoryClusterOptions = {},
 ): MemoryNode[] {
-  const limits = { maxSendBytes: options.maxSendBytes ?? 1024 };
-  const nodes = Array.from({ length: n }, () => new MemoryNode());
+  const {
+    maxSendBytes = 1024,
+    maxInfoKeys = 64,
+    maxInfoBytes = 16384,
+  } = options;
+  const limits = { maxSendBytes, maxInfoKeys, maxInfoBytes };
+  const nodes = Array.from({ length: n }, () => new MemoryNode(limits));
   const byAddress = new Map(nodes.map((node) => [node.address, node]));
   const peerOf = (node: MemoryNode): Peer => ({
     address: node.address,

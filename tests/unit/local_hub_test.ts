@@ -2,7 +2,7 @@
 // uids and groups, without sockets.
 
 import assert from "node:assert/strict";
-import type { Message } from "../../mod.ts";
+import { GatewayError, type Message } from "../../mod.ts";
 import { type ClientSocket, LocalHub } from "../../internal/hub/local_hub.ts";
 
 /** A socket that records what it was sent and how it was closed. */
@@ -94,6 +94,78 @@ Deno.test("LocalHub info maps are copies, replaced or merged", () => {
   assert.deepEqual(hub.infos(), { a: { plan: "pro" } });
   assert.deepEqual(hub.infos(["a", "gone"]), { a: { plan: "pro" } });
   assert.equal(hub.infoOf("gone"), undefined);
+});
+
+Deno.test("LocalHub info maps stay within their bounds, and a refusal changes nothing", async (t) => {
+  const hub = new LocalHub({
+    infoBounds: { maxInfoKeys: 3, maxInfoBytes: 20 },
+  });
+  hub.add("a", new RecordingSocket());
+  const refused = (pattern: RegExp) => (error: unknown) => {
+    assert.ok(error instanceof GatewayError);
+    assert.equal(error.code, "invalid_argument");
+    assert.match(error.message, pattern);
+    return true;
+  };
+
+  await t.step("keys: a merge that adds one key too many", () => {
+    hub.replaceInfo("a", { k1: "1", k2: "2", k3: "3" });
+    assert.throws(
+      () => hub.mergeInfo("a", { k4: "4" }),
+      refused(
+        /^Cannot update info: the info of client "a" would have 4 keys, more than the limit of 3 \(maxInfoKeys\); it has 3 now$/,
+      ),
+    );
+    assert.deepEqual(hub.infoOf("a"), { k1: "1", k2: "2", k3: "3" });
+    // Keys it already has do not count twice.
+    hub.mergeInfo("a", { k1: "one", k3: "3" });
+    assert.deepEqual(hub.infoOf("a"), { k1: "one", k2: "2", k3: "3" });
+  });
+
+  await t.step("bytes: UTF-8 of keys and values, kept as values change", () => {
+    // 5 + 3 + 3 = 11 bytes now; "é" takes 2, so k2 would take 2 + 12.
+    assert.throws(
+      () => hub.mergeInfo("a", { k2: "éééééé" }),
+      refused(
+        /^Cannot update info: the info of client "a" would have 22 bytes of keys and values, more than the limit of 20 \(maxInfoBytes\); it has 11 now$/,
+      ),
+    );
+    assert.deepEqual(hub.infoOf("a"), { k1: "one", k2: "2", k3: "3" });
+    hub.mergeInfo("a", { k2: "ééééé" }); // 5 + 12 + 3: exactly 20
+    assert.deepEqual(hub.infoOf("a"), { k1: "one", k2: "ééééé", k3: "3" });
+    // Shrinking a value frees its bytes for another one.
+    hub.mergeInfo("a", { k2: "" }); // 10
+    hub.mergeInfo("a", { k1: "one", k3: "33333333333" }); // 20
+    assert.deepEqual(hub.infoOf("a"), { k1: "one", k2: "", k3: "33333333333" });
+    assert.throws(() => hub.mergeInfo("a", { k2: "2" }), refused(/21 bytes/));
+  });
+
+  await t.step("a replacement is measured alone", () => {
+    assert.throws(
+      () => hub.replaceInfo("a", { long: "x".repeat(17) }),
+      refused(
+        /^Cannot set info: the info of client "a" would have 21 bytes of keys and values, more than the limit of 20 \(maxInfoBytes\); it has 20 now$/,
+      ),
+    );
+    assert.throws(
+      () => hub.replaceInfo("a", { a: "", b: "", c: "", d: "" }),
+      refused(/would have 4 keys, more than the limit of 3 \(maxInfoKeys\)/),
+    );
+    assert.deepEqual(hub.infoOf("a"), { k1: "one", k2: "", k3: "33333333333" });
+    hub.replaceInfo("a", { long: "x".repeat(15) }); // 19
+    hub.mergeInfo("a", { b: "" }); // 20
+    assert.deepEqual(hub.infoOf("a"), { long: "x".repeat(15), b: "" });
+    assert.throws(
+      () => hub.mergeInfo("a", { c: "" }),
+      refused(/21 bytes .*\(maxInfoBytes\)/),
+    );
+  });
+
+  await t.step("a client that is not here is a no-op, bounds or not", () => {
+    hub.mergeInfo("gone", { much: "x".repeat(100) });
+    hub.replaceInfo("gone", { much: "x".repeat(100) });
+    assert.equal(hub.infoOf("gone"), undefined);
+  });
 });
 
 Deno.test("LocalHub sends reach each target once, minus exclusions", () => {

@@ -406,6 +406,14 @@ const handlers = {
     if (fresh) renderSidebar();
   },
   error(event) {
+    // A join the service refused: the room is not ours after all.
+    if (typeof event.room === "string" && state.joined.delete(event.room)) {
+      state.members.delete(event.room);
+      if (state.current === `#${event.room}`) {
+        state.current = state.joined.has("lobby") ? "#lobby" : state.current;
+      }
+      renderAll();
+    }
     notice(event.text, state.current, true);
   },
 };
