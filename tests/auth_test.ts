@@ -152,11 +152,28 @@ Deno.test("a secret guards every register and service RPC", async (t) => {
 
     await t.step("the right secret is accepted by both", async () => {
       assert.equal(await clientCountVia(s2.info.rpcAddress, { secret }), 1);
-      using reg = dial(register.address, { secret });
+      assert.deepEqual(
+        (await registerMembers(register.address, { secret })).length,
+        3,
+      );
+      // Joining is for nodes: they prove the secret, never send it.
+      const join = [{
+        member: { nodeId: "0123456789ab", rpcAddress: "127.0.0.1:1" },
+      }];
+      using bearer = dial(register.address, { secret });
+      assert.equal(
+        await codeOf(
+          callMethod(bearer.transport, RegisterService.method.join, join),
+        ),
+        Code.Unauthenticated,
+      );
+      using reg = dial(register.address, {
+        node: { secret, role: "register" },
+      });
       const [first] = await callMethod(
         reg.transport,
         RegisterService.method.join,
-        [{ member: { nodeId: "0123456789ab", rpcAddress: "127.0.0.1:1" } }],
+        join,
       ) as [{ event: { case: string } }];
       assert.equal(first.event.case, "members");
     });

@@ -1,6 +1,7 @@
 // The delivery port: batches between services move from the gRPC Deliver
 // stream to a plain TCP (or TLS) connection once the peer names its port,
-// keeping their order; the port refuses strangers, garbage and oversized
+// keeping their order; the port refuses strangers (a hello without the node
+// proof of the gRPC channel to the same service), garbage and oversized
 // batches with a status; `deliveryPort: false` and mutual TLS keep every
 // batch on gRPC.
 
@@ -9,6 +10,14 @@ import { startService, type TlsOptions } from "../mod.ts";
 import { PORT_MESSAGE, writeU32 } from "../internal/delivery/wire.ts";
 import { encodeHello } from "../internal/delivery/port_sender.ts";
 import { DeliveryEncoder } from "../internal/delivery/codec.ts";
+import { openRpcChannel } from "../internal/grpc/rpc_channel.ts";
+import {
+  callerProof,
+  formatNodeToken,
+  nodeTokenOf,
+  parseNodeToken,
+  peerBinding,
+} from "../internal/base/node_proof.ts";
 
 const encoder = new DeliveryEncoder();
 import { concat, TestClient } from "./helpers/clients.ts";
@@ -76,6 +85,23 @@ async function answerTo(
     } catch {
       // Closed already.
     }
+  }
+}
+
+/**
+ * The node proof (`nonce.proof`) that a service with `secret` sends to the
+ * service at `address`: the one its gRPC channel there carries.
+ */
+async function tokenFor(address: string, secret: string): Promise<string> {
+  const channel = openRpcChannel(address, {
+    secret,
+    pingIntervalMs: 1000,
+    pingTimeoutMs: 2000,
+  });
+  try {
+    return nodeTokenOf((await channel.authorization())!)!;
+  } finally {
+    channel.close();
   }
 }
 
@@ -153,23 +179,53 @@ Deno.test("the delivery port refuses strangers, garbage and oversized batches", 
   const port = target.deliveryPort!;
   const intrusion = batch(encoder.toClient(client.id, "intruder").slice());
 
+  const token = await tokenFor(target.rpcAddress, secret);
+
   await t.step(
-    "a wrong or missing secret: UNAUTHENTICATED, nothing applied",
+    "no proof, the secret itself, a wrong proof, a proof for another address: UNAUTHENTICATED, nothing applied",
     async () => {
+      const { nonce, proof } = parseNodeToken(token)!;
+      const forOther = formatNodeToken({
+        nonce,
+        proof: callerProof(secret, nonce, peerBinding("127.0.0.1:1")),
+      });
+      const wrong = formatNodeToken({
+        nonce,
+        proof: callerProof("guess", nonce, peerBinding(target.rpcAddress)),
+      });
+      // A nonce this service never made: one character of its random part
+      // changed.
+      const other = nonce[20] === "B" ? "C" : "B";
+      const forged = formatNodeToken({
+        nonce: `${nonce.slice(0, 20)}${other}${nonce.slice(21)}`,
+        proof,
+      });
       for (
         const [hello, message] of [
-          [encodeHello("guess"), "Wrong secret"],
-          [encodeHello(undefined), "Missing secret"],
+          [encodeHello(undefined), /^Missing node proof/],
+          [encodeHello(secret), /^Malformed node proof/],
+          [encodeHello(wrong), /^Wrong node proof/],
+          [encodeHello(forOther), /^Wrong node proof/],
+          [encodeHello(forged), /^Unknown nonce/],
         ] as const
       ) {
         const answer = await answerTo(port, concat(hello, intrusion));
         assert.equal(answer.ready, false);
-        assert.deepEqual(answer.error, { code: 16, message });
+        assert.equal(answer.error?.code, 16);
+        assert.match(answer.error!.message, message);
       }
       await caller.api.sendToClient(client.id, "marker");
       assert.equal(await client.next(), "marker");
     },
   );
+
+  await t.step("a hello of version 1 is told to upgrade", async () => {
+    const old = encodeHello(secret);
+    old[4] = 1;
+    const answer = await answerTo(port, old);
+    assert.equal(answer.error?.code, 3);
+    assert.match(answer.error!.message, /version 1.*upgrade the peer/);
+  });
 
   await t.step("not a delivery connection: INVALID_ARGUMENT", async () => {
     const answer = await answerTo(
@@ -186,7 +242,7 @@ Deno.test("the delivery port refuses strangers, garbage and oversized batches", 
       const answer = await answerTo(
         port,
         concat(
-          encodeHello(secret),
+          encodeHello(token),
           batch(
             concat(
               encoder.toClient(client.id, "half").slice(),
@@ -206,7 +262,7 @@ Deno.test("the delivery port refuses strangers, garbage and oversized batches", 
     async () => {
       const answer = await answerTo(
         port,
-        concat(encodeHello(secret), batch(new Uint8Array(0), 0x7fffffff)),
+        concat(encodeHello(token), batch(new Uint8Array(0), 0x7fffffff)),
       );
       assert.equal(answer.error?.code, 8);
       assert.match(answer.error!.message, /larger than the limit/);
@@ -239,7 +295,7 @@ Deno.test("the delivery port refuses strangers, garbage and oversized batches", 
     const answer = await answerTo(
       port,
       concat(
-        encodeHello(secret),
+        encodeHello(token),
         batch(encoder.toClient(client.id, "good").slice()),
       ),
       async () => {

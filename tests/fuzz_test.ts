@@ -21,6 +21,8 @@ import type {
 import { ScalarType } from "@bufbuild/protobuf";
 import { type Service, startService } from "../mod.ts";
 import { encodeHello } from "../internal/delivery/port_sender.ts";
+import { openRpcChannel } from "../internal/grpc/rpc_channel.ts";
+import { nodeTokenOf } from "../internal/base/node_proof.ts";
 import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
 import { RegisterService } from "../proto/gen/websocket/v1/register_pb.ts";
 import { TestClient } from "./helpers/clients.ts";
@@ -30,6 +32,7 @@ import {
   startLocalRegister,
 } from "./helpers/local_cluster.ts";
 import { eventually, untilClientCount } from "./helpers/waits.ts";
+import { prng } from "./helpers/random.ts";
 import {
   callMethod,
   Code,
@@ -41,18 +44,6 @@ import {
 
 const SECRET = "fuzz-secret";
 const CONCURRENCY = 32;
-
-/** A small, seedable PRNG (mulberry32), so that a run can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Random values of every kind the protos use. */
 class Fuzzer {
@@ -427,9 +418,23 @@ Deno.test("fuzz: 10,000+ random requests leave register and service correct", as
       new Set([a.rpcAddress, b.rpcAddress, registerAddress]),
     );
 
-    const good = dial(a.rpcAddress, { secret: SECRET });
+    // As a node: node proofs reach every method and scope (a backend's
+    // bearer secret reaches only cluster scope).
+    const good = dial(a.rpcAddress, {
+      node: { secret: SECRET, role: "peer" },
+    });
     const bad = dial(a.rpcAddress, { secret: "not it" });
-    const goodRegister = dial(registerAddress, { secret: SECRET });
+    const goodRegister = dial(registerAddress, {
+      node: { secret: SECRET, role: "register" },
+    });
+    // The proof a peer's hello carries, from a's challenge.
+    const proofChannel = openRpcChannel(a.rpcAddress, {
+      secret: SECRET,
+      pingIntervalMs: 1000,
+      pingTimeoutMs: 2000,
+    });
+    const token = nodeTokenOf((await proofChannel.authorization())!);
+    proofChannel.close();
     const badRegister = dial(registerAddress, {});
     channels.push(good, bad, goodRegister, badRegister);
     const session = http2.connect(`http://${a.rpcAddress}`);
@@ -561,7 +566,7 @@ Deno.test("fuzz: 10,000+ random requests leave register and service correct", as
       tasks.push(async () => {
         const noise = fuzz.bytes(fuzz.chance(0.1) ? 16_384 : 256);
         const prefix = i % 3 === 2
-          ? encodeHello(fuzz.chance(0.8) ? SECRET : "not it")
+          ? encodeHello(fuzz.chance(0.8) ? token : "not it")
           : PREFACE;
         const bytes = fuzz.chance(0.5)
           ? new Uint8Array([...prefix, ...noise])

@@ -184,7 +184,7 @@ Deno.test("register.ts reads its secret from --secret-file, out of sight of ps",
             [
               ["--secret-file", empty],
               {},
-              /^register: Cannot read --secret-file ".*\/empty": the file is empty; write the shared secret that services must present into it$/m,
+              /^register: Cannot read --secret-file ".*\/empty": the file is empty; write the shared secret that services must prove they know into it$/m,
             ],
             [
               ["--secret-file", `${dir}/nonexistent`],
@@ -194,7 +194,7 @@ Deno.test("register.ts reads its secret from --secret-file, out of sight of ps",
             [
               ["--secret-file", secret, "--secret", "register-s3cret"],
               {},
-              /^register: Cannot read the shared secret that services must present: both --secret-file and --secret are given/m,
+              /^register: Cannot read the shared secret that services must prove they know: both --secret-file and --secret are given/m,
             ],
             [
               ["--secret", "register-s3cret"],

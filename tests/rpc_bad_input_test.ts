@@ -15,6 +15,7 @@ import {
 } from "./helpers/local_cluster.ts";
 import { untilClientCount } from "./helpers/waits.ts";
 import { callMethod, Code, codeOf, dial, memberIdsVia } from "./helpers/rpc.ts";
+import { maxRequestBytes } from "../internal/api/request_size.ts";
 
 /** Bad calls of every Api method, about the client `id`. */
 function badCalls(
@@ -219,10 +220,20 @@ Deno.test("the RPC port answers bad requests with INVALID_ARGUMENT", async (t) =
       await call("sendToAll", { payload: text("x".repeat(5000)) }),
       Code.InvalidArgument,
     );
-    // Over the RPC port's limit (4 × maxPeerQueueBytes): refused unread.
+    // Over the RPC port's limit for unary requests (what the largest legal
+    // request needs, internal/api/request_size.ts): refused unread.
+    const limit = maxRequestBytes({
+      maxSendBytes: 4096,
+      maxInfoKeys: 64,
+      maxInfoBytes: 16 * 1024,
+    });
     assert.equal(
-      await call("sendToAll", { payload: text("x".repeat(20_000)) }),
+      await call("sendToAll", { payload: text("x".repeat(limit)) }),
       Code.ResourceExhausted,
+    );
+    assert.equal(
+      await call("sendToAll", { payload: text("x".repeat(limit - 100)) }),
+      Code.InvalidArgument,
     );
   });
 

@@ -1,6 +1,7 @@
-// The shared secrets: the cluster's (between nodes) and the HTTP API's.
-// Both travel as `authorization: Bearer <secret>` and are compared in
-// constant time.
+// Secrets sent as bearer tokens, `authorization: Bearer <secret>`, and
+// compared in constant time: the HTTP API's, and the cluster's as backends
+// send it to a service or a register. Nodes never send the cluster secret:
+// they prove it (node_proof.ts).
 
 import { createHash, timingSafeEqual } from "node:crypto";
 import { GatewayError } from "../../errors.ts";

@@ -7,7 +7,7 @@
 // listener cannot require.
 
 import { GatewayError } from "../../errors.ts";
-import { secretMatcher } from "../base/secret.ts";
+import type { NodeVerifier } from "../base/node_verifier.ts";
 import { formatHostPort } from "../base/address.ts";
 import { sleep } from "../base/backoff.ts";
 import type { Logger } from "../base/logger.ts";
@@ -36,8 +36,11 @@ export interface DeliveryPortOptions {
   readonly port: number;
   /** Where batches are applied: this service's clients. */
   readonly target: DeliveryTarget;
-  /** Connections without this secret are refused. */
-  readonly secret?: string | undefined;
+  /**
+   * Checks the node proof of each hello (the RPC server's verifier: the
+   * proof is the one a peer's gRPC calls carry); unset, any hello is let in.
+   */
+  readonly verifier?: NodeVerifier | undefined;
   /** Listen with TLS (server certificate only). */
   readonly tls?: CheckedTls | undefined;
   /** The most bytes one batch may have. */
@@ -74,9 +77,6 @@ export function listenDeliveryPort(options: DeliveryPortOptions): DeliveryPort {
       { cause: error },
     );
   }
-  const matches = options.secret === undefined
-    ? undefined
-    : secretMatcher(options.secret);
   const conns = new Set<Deno.Conn>();
   const served = new Set<Promise<void>>();
   let closing: Promise<void> | undefined;
@@ -95,7 +95,7 @@ export function listenDeliveryPort(options: DeliveryPortOptions): DeliveryPort {
         continue;
       }
       conns.add(conn);
-      const done = serve(conn, options, matches).finally(() => {
+      const done = serve(conn, options).finally(() => {
         conns.delete(conn);
         served.delete(done);
       });
@@ -117,11 +117,7 @@ export function listenDeliveryPort(options: DeliveryPortOptions): DeliveryPort {
 }
 
 /** Serves one peer's connection until it closes or breaks the protocol. */
-async function serve(
-  conn: Deno.Conn,
-  options: DeliveryPortOptions,
-  matches: ((secret: string) => boolean) | undefined,
-) {
+async function serve(conn: Deno.Conn, options: DeliveryPortOptions) {
   const { target, readMaxBytes, logger } = options;
   const writer = new ConnWriter(conn);
   const input = new ReadBuffer();
@@ -138,7 +134,7 @@ async function serve(
       conn,
       input,
       options.helloTimeoutMs,
-      matches,
+      options.verifier,
     );
     if (refused !== undefined) {
       return refused === NO_HELLO ? undefined : refuse(refused);
@@ -213,7 +209,7 @@ async function readHello(
   conn: Deno.Conn,
   input: ReadBuffer,
   timeoutMs: number,
-  matches: ((secret: string) => boolean) | undefined,
+  verifier: NodeVerifier | undefined,
 ): Promise<GatewayError | typeof NO_HELLO | undefined> {
   const timer = setTimeout(() => closeQuietly(conn), timeoutMs);
   try {
@@ -227,24 +223,23 @@ async function readHello(
     ) {
       return new GatewayError(
         "invalid_argument",
-        `not a delivery connection (expected "WSGD" version ${VERSION})`,
+        header[MAGIC.length] === 1 &&
+          MAGIC.every((byte, i) => header[i] === byte)
+          ? `a delivery connection of version 1, which sent the secret itself: upgrade the peer (expected "WSGD" version ${VERSION}, with a node proof)`
+          : `not a delivery connection (expected "WSGD" version ${VERSION})`,
       );
     }
-    const secretBytes = header[MAGIC.length + 1]! << 8 |
+    const tokenBytes = header[MAGIC.length + 1]! << 8 |
       header[MAGIC.length + 2]!;
-    const need = HELLO_HEADER_BYTES + secretBytes;
+    const need = HELLO_HEADER_BYTES + tokenBytes;
     while (input.size < need) {
       if (!await input.fill(conn, need)) return NO_HELLO;
     }
-    const given = new TextDecoder().decode(
+    const token = new TextDecoder().decode(
       input.view().subarray(HELLO_HEADER_BYTES, need),
     );
     input.consume(need);
-    if (matches === undefined || matches(given)) return undefined;
-    return new GatewayError(
-      "unauthenticated",
-      secretBytes === 0 ? "Missing secret" : "Wrong secret",
-    );
+    return verifier?.verify(token)?.error;
   } finally {
     clearTimeout(timer);
   }

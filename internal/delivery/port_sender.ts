@@ -1,10 +1,11 @@
 // Batches on a peer's delivery port (port_listener.ts serves it): a plain
-// TCP or TLS connection that opens with a hello carrying the secret, then
-// carries each batch after its length (wire.ts).
+// TCP or TLS connection that opens with a hello carrying a node proof (the
+// one of the gRPC channel to the same peer, never the secret), then carries
+// each batch after its length (wire.ts).
 
 import { messageOf } from "../base/describe.ts";
 import { GatewayError } from "../../errors.ts";
-import { errorOfStatus } from "../grpc/grpc_status.ts";
+import { errorOfStatus, fromRpcError } from "../grpc/grpc_status.ts";
 import type { BatchSender, BatchSenderEvents } from "./batch_sender.ts";
 import { closeQuietly, ConnWriter, ReadBuffer } from "../base/conn_io.ts";
 import {
@@ -20,9 +21,12 @@ import {
 
 const encoder = new TextEncoder();
 
-/** The hello that opens a connection, with `secret` if any. */
-export function encodeHello(secret: string | undefined): Uint8Array {
-  const bytes = encoder.encode(secret ?? "");
+/**
+ * The hello that opens a connection, with the node proof `token`
+ * (`nonce.proof`) if the cluster has a secret.
+ */
+export function encodeHello(token: string | undefined): Uint8Array {
+  const bytes = encoder.encode(token ?? "");
   const hello = new Uint8Array(HELLO_HEADER_BYTES + bytes.length);
   hello.set(MAGIC);
   hello[MAGIC.length] = VERSION;
@@ -45,22 +49,39 @@ export class PortBatchSender implements BatchSender {
 
   /**
    * @param dial Connects to the port.
-   * @param secret Sent in the hello.
+   * @param token The node proof for the hello (`nonce.proof`), undefined
+   * without a secret.
    * @param address The peer's RPC address, for error messages.
    * @param events What the connection reports.
    */
   constructor(
     dial: () => Promise<Deno.Conn>,
-    secret: string | undefined,
+    token: () => Promise<string | undefined>,
     address: string,
     events: BatchSenderEvents,
   ) {
     this.#address = address;
     this.#events = events;
-    dial().then(
-      (conn) => this.#attach(conn, secret),
-      (error) => this.#end(this.#failed(error)),
+    this.#open(dial, token).catch((error) =>
+      this.#end(
+        error instanceof GatewayError ? error : this.#failed(error),
+      )
     );
+  }
+
+  /** Gets the proof (a failed challenge fails the connection), then dials. */
+  async #open(
+    dial: () => Promise<Deno.Conn>,
+    token: () => Promise<string | undefined>,
+  ): Promise<void> {
+    let hello: string | undefined;
+    try {
+      hello = await token();
+    } catch (error) {
+      throw fromRpcError(error, this.#address);
+    }
+    if (this.#ended) return;
+    this.#attach(await dial(), hello);
   }
 
   write(buffer: Uint8Array, bytes: number): void {
@@ -86,14 +107,14 @@ export class PortBatchSender implements BatchSender {
     }
   }
 
-  #attach(conn: Deno.Conn, secret: string | undefined): void {
+  #attach(conn: Deno.Conn, token: string | undefined): void {
     if (this.#ended) {
       closeQuietly(conn);
       return;
     }
     this.#conn = conn;
     const writer = this.#writer = new ConnWriter(conn);
-    writer.write(encodeHello(secret));
+    writer.write(encodeHello(token));
     for (const frame of this.#waiting ?? []) writer.write(frame);
     this.#waiting = undefined;
     this.#read(conn).then(

@@ -12,8 +12,12 @@
 //   batch is a u32 length and the packed bytes; the service answers READY
 //   once, then ACK u32 n (n more batches applied), or ERROR and closes:
 //
-//     client → service   "WSGD", version 1, u16 length, the secret (UTF-8,
-//                        empty without one); then batches.
+//     client → service   "WSGD", version 2, u16 length, a node proof
+//                        `nonce.proof` (ASCII, empty without a secret):
+//                        the `authorization` token of the gRPC channel to
+//                        the same service, from its challenge
+//                        (internal/base/node_proof.ts), never the secret
+//                        itself; then batches.
 //     service → client   READY; ACK u32 n; ERROR u8 gRPC code, u16 length,
 //                        UTF-8 message.
 //
@@ -66,9 +70,12 @@ export const DELIVERY_PORT_HEADER = "wsgate-delivery-port";
 
 /** The first bytes a delivery port client sends. */
 export const MAGIC: Uint8Array = new Uint8Array([0x57, 0x53, 0x47, 0x44]); // "WSGD"
-/** The version of the delivery port protocol after {@linkcode MAGIC}. */
-export const VERSION = 1;
-/** Magic, version and the secret's length. */
+/**
+ * The version of the delivery port protocol after {@linkcode MAGIC}: 2
+ * since the hello carries a node proof instead of the secret.
+ */
+export const VERSION = 2;
+/** Magic, version and the node proof's length. */
 export const HELLO_HEADER_BYTES: number = MAGIC.length + 1 + 2;
 /** Bytes before each batch on the delivery port: its length. */
 export const BATCH_LENGTH_BYTES = 4;

@@ -1,17 +1,36 @@
 // An HTTP/2 server that speaks gRPC (Connect's node adapter on node:http2),
-// shared by the register and the services: optional TLS, the shared secret,
-// a size limit on request messages, and errors mapped to gRPC codes.
+// shared by the register and the services: optional TLS, callers checked
+// from the request headers before any byte of a body is read (rpc_auth.ts),
+// the challenge that nodes prove the secret over, size limits on request
+// messages, and errors mapped to gRPC codes.
 
 import * as http2 from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
-import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import type { DescMethod } from "@bufbuild/protobuf";
+import {
+  type ConnectRouter,
+  createContextValues,
+  type Interceptor,
+} from "@connectrpc/connect";
+import type { UniversalHandlerOptions } from "@connectrpc/connect/protocol";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { AUTH_HEADER, bearerChecker } from "../base/secret.ts";
-import { serverAuth } from "./auth.ts";
+import { NodeAuthService } from "../../proto/gen/websocket/v1/node_auth_pb.ts";
+import { AUTH_HEADER } from "../base/secret.ts";
+import type { ProofRefusal } from "../base/node_verifier.ts";
+import {
+  CALLER,
+  type Caller,
+  RENEW,
+  RENEW_HEADER,
+  type RpcAuth,
+} from "./rpc_auth.ts";
 import { statusTrailers } from "./grpc_frame.ts";
 import { toConnectError } from "./grpc_status.ts";
 import type { Logger } from "../base/logger.ts";
 import type { CheckedTls } from "../base/options.ts";
+
+/** A challenge request is a nonce of at most 64 bytes: room for that. */
+const CHALLENGE_READ_MAX_BYTES = 256;
 
 /** Options of {@linkcode listenRpc}. */
 export interface RpcServerOptions {
@@ -23,15 +42,26 @@ export interface RpcServerOptions {
    * {@linkcode RawGrpcMethod}); the others of the same path go to `routes`.
    */
   readonly rawMethods?: readonly RawGrpcMethod[] | undefined;
-  /** Calls without this secret are refused. */
-  readonly secret?: string | undefined;
+  /**
+   * Checks every call but the challenge before its body is read (see
+   * rpc_auth.ts); unset, anyone may call.
+   */
+  readonly auth?: RpcAuth | undefined;
   /** Serve over TLS; with `mutual`, require client certificates. */
   readonly tls?: CheckedTls | undefined;
   /**
-   * The most bytes one request message may have; a larger one fails the
-   * call with `resource_exhausted` before it is read.
+   * The most bytes the request of a unary or server-streaming call may
+   * have; a larger one fails the call with `resource_exhausted` before it
+   * is read.
    */
   readonly readMaxBytes: number;
+  /**
+   * The same for each message of a client-streaming or bidirectional call
+   * (the Deliver stream: one batch per message).
+   *
+   * @default {readMaxBytes}
+   */
+  readonly streamReadMaxBytes?: number | undefined;
   /** Each connection is pinged this often; 0 turns pings off. */
   readonly pingIntervalMs: number;
   /** A connection whose ping is not answered this soon is dropped. */
@@ -41,7 +71,7 @@ export interface RpcServerOptions {
 
 /** What a {@linkcode RawGrpcMethod} gets besides the request. */
 export interface RawCallContext {
-  /** The most bytes one request message may have. */
+  /** The most bytes one request message may have (`streamReadMaxBytes`). */
   readonly readMaxBytes: number;
   /** Aborted when the server closes: end the call. */
   readonly signal: AbortSignal;
@@ -50,8 +80,8 @@ export interface RawCallContext {
 /**
  * A gRPC method served on node:http2 directly, for a hot path where
  * Connect's generic pipeline costs too much. The server hands it only
- * POSTs of `application/grpc` (protobuf) without compression whose secret
- * it checked; everything else on its path goes to Connect's handler.
+ * POSTs of `application/grpc` (protobuf) without compression whose caller
+ * it let in; everything else on its path goes to Connect's handler.
  */
 export interface RawGrpcMethod {
   /** `/package.Service/Method` */
@@ -77,23 +107,37 @@ export interface RpcServer {
 
 /** Starts an RPC server; resolves once it listens. */
 export async function listenRpc(options: RpcServerOptions): Promise<RpcServer> {
-  const { hostname, port, routes, secret, tls, readMaxBytes, logger } = options;
+  const { hostname, port, routes, auth, tls, readMaxBytes, logger } = options;
+  const { streamReadMaxBytes = readMaxBytes } = options;
   const shutdown = new AbortController();
-  const interceptors: Interceptor[] = [mapErrors];
-  if (secret !== undefined) interceptors.unshift(serverAuth(secret));
+  /** Who made each call that was let in, for the handlers (CALLER). */
+  const callers = new WeakMap<object, Caller>();
   const handler = connectNodeAdapter({
-    routes,
-    interceptors,
+    routes: (router) => {
+      const limited = limitedRouter(router, readMaxBytes, streamReadMaxBytes);
+      limited.rpc(NodeAuthService.method.challenge, (request) => {
+        if (auth === undefined) return { nonce: "", proof: "", ttlMs: 0 };
+        return auth.verifier.challenge(request.clientNonce);
+      }, { readMaxBytes: CHALLENGE_READ_MAX_BYTES });
+      routes(limited);
+    },
+    interceptors: [mapErrors],
+    contextValues: (req) =>
+      createContextValues().set(CALLER, callers.get(req) ?? "node"),
     shutdownSignal: shutdown.signal,
     readMaxBytes,
-    connect: false,
-    grpcWeb: false,
-    grpc: true,
+    ...PROTOCOLS,
   });
-  const route = withRawMethods(handler, options.rawMethods ?? [], {
+  const route = withAuth(
+    withRawMethods(handler, options.rawMethods ?? [], {
+      readMaxBytes: streamReadMaxBytes,
+      signal: shutdown.signal,
+    }),
+    auth,
+    callers,
+    // What a legal request may have: its client gets to read the refusal.
     readMaxBytes,
-    signal: shutdown.signal,
-  }, secret);
+  );
   const server = tls === undefined
     ? http2.createServer({}, route)
     : http2.createSecureServer({
@@ -165,26 +209,118 @@ type Handler = (
   res: http2.Http2ServerResponse,
 ) => void;
 
+/** Connect serves gRPC only. */
+const PROTOCOLS = { grpc: true, grpcWeb: false, connect: false } as const;
+
+/**
+ * A router that registers each method with the read limit of its kind:
+ * `unary` for the one request of unary and server-streaming calls,
+ * `stream` for each message of the others.
+ */
+function limitedRouter(
+  router: ConnectRouter,
+  unary: number,
+  stream: number,
+): ConnectRouter {
+  const limitOf = (method: DescMethod) =>
+    method.methodKind === "unary" || method.methodKind === "server_streaming"
+      ? unary
+      : stream;
+  return {
+    handlers: router.handlers,
+    service(service, implementation, options) {
+      const impls = implementation as Record<string, unknown>;
+      for (const method of service.methods) {
+        const impl = impls[method.localName];
+        // Left out, a method answers UNIMPLEMENTED (HTTP 404).
+        if (impl === undefined) continue;
+        this.rpc(method, impl as Parameters<ConnectRouter["rpc"]>[1], options);
+      }
+      return this;
+    },
+    rpc(method, impl, options?: Partial<UniversalHandlerOptions>) {
+      router.rpc(method, impl, {
+        ...PROTOCOLS,
+        readMaxBytes: limitOf(method),
+        ...options,
+      });
+      return this;
+    },
+  };
+}
+
+/**
+ * Lets in the calls whose caller `auth` accepts, and remembers who made
+ * them; refuses the others before a byte of their body is read.
+ */
+function withAuth(
+  next: Handler,
+  auth: RpcAuth | undefined,
+  callers: WeakMap<object, Caller>,
+  maxDrainedBytes: number,
+): Handler {
+  if (auth === undefined) return next;
+  return (req, res) => {
+    const header = req.headers[AUTH_HEADER];
+    const caller = auth.check(
+      req.url,
+      typeof header === "string" ? header : undefined,
+    );
+    if (typeof caller !== "string") {
+      return refuseUnread(req, res, caller, maxDrainedBytes);
+    }
+    callers.set(req, caller);
+    next(req, res);
+  };
+}
+
+/**
+ * Ends a call with `refusal` in a trailers-only response, without reading
+ * its body: what the client goes on sending is dropped as it arrives, up to
+ * `maxDrainedBytes` (so that a client with a request of a legal size gets
+ * to its end and reads the status; Deno's client reports a reset stream
+ * instead when it is cut off while it still writes), then the stream is
+ * reset and the client stops.
+ */
+function refuseUnread(
+  req: http2.Http2ServerRequest,
+  res: http2.Http2ServerResponse,
+  refusal: ProofRefusal,
+  maxDrainedBytes: number,
+): void {
+  const stream = res.stream;
+  try {
+    stream.respond({
+      ":status": 200,
+      "content-type": "application/grpc",
+      ...statusTrailers(refusal.error),
+      ...(refusal.renew ? { [RENEW_HEADER]: RENEW } : {}),
+    }, { endStream: true });
+  } catch {
+    // The client went away already.
+    return;
+  }
+  let drained = 0;
+  req.on("data", (chunk: Uint8Array) => {
+    drained += chunk.length;
+    // CANCEL rather than NO_ERROR: Deno's client waits forever on a stream
+    // reset with NO_ERROR while it still has a body to send.
+    if (drained > maxDrainedBytes) stream.close(http2.constants.NGHTTP2_CANCEL);
+  });
+  req.on("error", () => {});
+}
+
 /** Sends the calls `methods` take to them, the others to `fallback`. */
 function withRawMethods(
   fallback: Handler,
   methods: readonly RawGrpcMethod[],
   context: RawCallContext,
-  secret: string | undefined,
 ): Handler {
   if (methods.length === 0) return fallback;
   const byPath = new Map(methods.map((method) => [method.path, method]));
-  const check = secret === undefined ? undefined : bearerChecker(secret);
   return (req, res) => {
     const method = byPath.get(req.url);
     if (method === undefined || !takesRaw(req)) return fallback(req, res);
-    const refused = check?.(req.headers[AUTH_HEADER]);
-    if (refused !== undefined) {
-      res.writeHead(200, { "content-type": "application/grpc" });
-      res.addTrailers(statusTrailers(refused));
-      res.end();
-      return;
-    }
     method.serve(req, res, context);
   };
 }

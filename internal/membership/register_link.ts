@@ -92,7 +92,7 @@ async function runLink(
   progress: JoinProgress,
 ): Promise<void> {
   const { member, table, logger } = options;
-  const channel = openRpcChannel(address, options);
+  const channel = openRpcChannel(address, { ...options, role: "register" });
   const client = createClient(RegisterService, channel.transport);
   let attempt = 0;
   let connected = false;

@@ -23,7 +23,7 @@ import {
 const SECRET: SecretFlag = {
   name: "secret",
   env: "WSGATE_SECRET",
-  description: "shared secret that services must present",
+  description: "shared secret that services must prove they know",
 };
 
 const COMMAND: CommandSpec = {

@@ -6,6 +6,8 @@ import { RegisterService } from "../../proto/gen/websocket/v1/register_pb.ts";
 import { isLoopback } from "../base/address.ts";
 import { MemberRegistry } from "./member_registry.ts";
 import { listenRpc } from "../grpc/rpc_server.ts";
+import { createRpcAuth } from "../grpc/rpc_auth.ts";
+import { REGISTER_BINDING } from "../base/node_proof.ts";
 import { type HttpServer, listenHttp } from "../http/http_server.ts";
 import { createLogger, type LogLevel } from "../base/logger.ts";
 import {
@@ -56,9 +58,12 @@ export interface RegisterOptions {
    */
   port?: number;
   /**
-   * Shared secret: every call must carry it (`authorization: Bearer
-   * <secret>`), or it is refused with gRPC `UNAUTHENTICATED`. Give the same
-   * secret to every service.
+   * Shared secret: services must prove that they know it to join (an HMAC
+   * over a nonce of the register's: the secret itself never travels, see
+   * "Node authentication" in the README), backends may list the members
+   * with `authorization: Bearer <secret>`; other calls are refused with
+   * gRPC `UNAUTHENTICATED` before their body is read. Give the same secret
+   * to every service.
    *
    * @default {undefined (no check)}
    */
@@ -210,7 +215,14 @@ export async function startRegister(
   const server = await listenRpc({
     hostname,
     port,
-    secret,
+    // Services prove the secret (Join); backends may list the members with
+    // the bearer secret.
+    auth: secret === undefined ? undefined : createRpcAuth(secret, {
+      binding: REGISTER_BINDING,
+      backendPaths: [
+        `/${RegisterService.typeName}/${RegisterService.method.listMembers.name}`,
+      ],
+    }),
     tls,
     readMaxBytes: REGISTER_READ_MAX_BYTES,
     pingIntervalMs,

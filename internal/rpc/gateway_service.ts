@@ -1,11 +1,12 @@
 // The GatewayService of one service: each Api RPC goes to the peer handler
-// (node scope) or the backend handler (cluster scope, the default), and
-// Deliver streams that Connect decoded go to the delivery module.
+// (node scope, for nodes only) or the backend handler (cluster scope, the
+// default), and Deliver streams that Connect decoded go to the delivery
+// module.
 
-import type { ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
   type DeliverRequest,
-  type GatewayService,
+  GatewayService,
   Scope,
 } from "../../proto/gen/websocket/v1/gateway_pb.ts";
 import { GatewayError } from "../../errors.ts";
@@ -14,7 +15,16 @@ import type { RpcMethod } from "../api/method_table.ts";
 import type { DeliveryTarget } from "../delivery/codec.ts";
 import { serveDeliverStream } from "../delivery/grpc_endpoint.ts";
 import { toConnectError } from "../grpc/grpc_status.ts";
+import { CALLER } from "../grpc/rpc_auth.ts";
 import type { RpcHandlers } from "./handlers.ts";
+
+/**
+ * The paths that backends may call with the bearer secret: every method
+ * but Deliver, which only peers send (and node scope, refused below).
+ */
+export const BACKEND_PATHS: readonly string[] = GatewayService.methods
+  .filter((method) => method !== GatewayService.method.deliver)
+  .map((method) => `/${GatewayService.typeName}/${method.name}`);
 
 /** What the service is made of. */
 export interface GatewayServiceParts {
@@ -38,8 +48,16 @@ export function createGatewayService(
   for (const rpc of Object.keys(peers) as RpcMethod[]) {
     const peer = peers[rpc];
     const backend = backends[rpc];
-    impl[rpc] = (request: Fields) =>
-      isNode(request.scope as Scope) ? peer(request) : backend(request);
+    impl[rpc] = (request: Fields, context: HandlerContext) => {
+      if (!isNode(request.scope as Scope)) return backend(request);
+      if (context.values.get(CALLER) === "backend") {
+        throw new GatewayError(
+          "unauthenticated",
+          "Cannot call with scope SCOPE_NODE as a backend: node scope is for the services of the cluster, which prove the secret with a node proof; call with cluster scope",
+        );
+      }
+      return peer(request);
+    };
   }
   return impl as unknown as ServiceImpl<typeof GatewayService>;
 }

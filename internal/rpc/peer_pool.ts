@@ -12,6 +12,7 @@ import {
   Scope,
 } from "../../proto/gen/websocket/v1/gateway_pb.ts";
 import { parseHostPort } from "../base/address.ts";
+import { nodeTokenOf } from "../base/node_proof.ts";
 import type { Logger } from "../base/logger.ts";
 import type { Fields } from "../api/codecs.ts";
 import {
@@ -91,7 +92,7 @@ export class PeerPool implements Peers {
   }
 
   #linkTransport(address: string, channel: RpcChannel): LinkTransport {
-    const { secret, tls } = this.#options;
+    const { tls } = this.#options;
     const { host } = parseHostPort(address, "peer address");
     const dial = async (port: number): Promise<Deno.Conn> => {
       if (tls !== undefined) {
@@ -107,8 +108,17 @@ export class PeerPool implements Peers {
     };
     return {
       open: (events) => new GrpcBatchSender(channel.openCall, address, events),
+      // The hello carries the proof of the gRPC channel to the same peer.
       openPort: (port, events) =>
-        new PortBatchSender(() => dial(port), secret, address, events),
+        new PortBatchSender(
+          () => dial(port),
+          async () => {
+            const value = await channel.authorization();
+            return value === undefined ? undefined : nodeTokenOf(value);
+          },
+          address,
+          events,
+        ),
     };
   }
 

@@ -96,10 +96,14 @@ export interface ServiceOptions {
    */
   deliveryPort?: number | false;
   /**
-   * Shared secret of the cluster: sent with every register and peer call
-   * (`authorization: Bearer <secret>`), and required from every caller of
-   * this service's RPC port, which refuses a call without it with gRPC
-   * `UNAUTHENTICATED`. When every register refuses it, `startService`
+   * Shared secret of the cluster. It never travels between nodes: each
+   * register and peer call carries a proof of it instead (an HMAC over a
+   * nonce of the callee's and the address dialed), and a peer must prove
+   * it too before it is sent anything (see "Node authentication" in the
+   * README). This service's RPC port refuses a caller without a valid
+   * proof with gRPC `UNAUTHENTICATED` before reading its request; backends
+   * may send `authorization: Bearer <secret>` instead, for calls with
+   * cluster scope. When every register refuses this service, `startService`
    * rejects with a `GatewayError` whose code is `unauthenticated`.
    *
    * @default {undefined (no check)}

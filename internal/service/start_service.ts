@@ -10,10 +10,12 @@ import { LocalHub } from "../hub/local_hub.ts";
 import { MemberTable } from "../membership/member_table.ts";
 import { PeerPool } from "../rpc/peer_pool.ts";
 import { createClusterApi } from "../cluster/cluster_api.ts";
-import { createGatewayService } from "../rpc/gateway_service.ts";
+import { BACKEND_PATHS, createGatewayService } from "../rpc/gateway_service.ts";
 import { createPeerHandlers } from "../rpc/peer_handler.ts";
 import { createBackendHandlers } from "../rpc/backend_handler.ts";
 import { listenRpc, type RpcServer } from "../grpc/rpc_server.ts";
+import { createRpcAuth } from "../grpc/rpc_auth.ts";
+import { maxRequestBytes } from "../api/request_size.ts";
 import { type HttpServer, listenHttp } from "../http/http_server.ts";
 import { deliverEndpoint } from "../delivery/grpc_endpoint.ts";
 import { listenDeliveryPort } from "../delivery/port_listener.ts";
@@ -204,6 +206,11 @@ export async function startService(
     infoBounds,
   });
 
+  // Callers of the RPC and delivery ports prove the secret (nodes), or
+  // send it (backends, with cluster scope).
+  const nodeAuth = config.secret === undefined
+    ? undefined
+    : createRpcAuth(config.secret, { backendPaths: BACKEND_PATHS });
   // Deno's TLS listener cannot require client certificates: with mutual
   // TLS, deliveries stay on the gRPC stream, which requires them.
   const deliveryPort =
@@ -213,7 +220,7 @@ export async function startService(
         hostname: config.rpcHostname,
         port: config.deliveryPort,
         target: hub,
-        secret: config.secret,
+        verifier: nodeAuth?.verifier,
         tls: config.tls,
         readMaxBytes,
         helloTimeoutMs: 2 * config.pingIntervalMs,
@@ -224,9 +231,10 @@ export async function startService(
     rpc = await listenRpc({
       hostname: config.rpcHostname,
       port: config.rpcPort,
-      secret: config.secret,
+      auth: nodeAuth,
       tls: config.tls,
-      readMaxBytes,
+      readMaxBytes: maxRequestBytes(limits),
+      streamReadMaxBytes: readMaxBytes,
       pingIntervalMs: config.pingIntervalMs,
       pingTimeoutMs: 2 * config.pingIntervalMs,
       logger,
@@ -247,6 +255,8 @@ export async function startService(
     throw error;
   }
   const rpcAddress = formatHostPort(config.lanIp, rpc.port);
+  // Peers bind their proofs to the address this service announces.
+  nodeAuth?.verifier.bindTo(rpcAddress);
 
   let closing: Promise<void> | undefined;
   /** Whether onStart finished: clients are accepted from then on. */

@@ -1,7 +1,7 @@
 // One suite, run against both delivery transports (the gRPC Deliver stream
 // and the delivery port), on real sockets: the receiver's checks, its
-// order and acknowledgements, its limits and secret, a peer that dies, and
-// a DeliveryLink on top of each.
+// order and acknowledgements, its limits and node proofs of the secret, a
+// peer that dies, and a DeliveryLink on top of each.
 
 import assert from "node:assert/strict";
 import { GatewayError, type Message } from "../../mod.ts";
@@ -22,6 +22,13 @@ import { PortBatchSender } from "../../internal/delivery/port_sender.ts";
 import { BATCH_HEADROOM, KIND } from "../../internal/delivery/wire.ts";
 import { openRpcChannel } from "../../internal/grpc/rpc_channel.ts";
 import { listenRpc } from "../../internal/grpc/rpc_server.ts";
+import { createRpcAuth } from "../../internal/grpc/rpc_auth.ts";
+import { NodeVerifier } from "../../internal/base/node_verifier.ts";
+import {
+  callerProof,
+  formatNodeToken,
+  peerBinding,
+} from "../../internal/base/node_proof.ts";
 import { eventually } from "../helpers/waits.ts";
 
 const logger = createLogger("test", "error");
@@ -72,18 +79,22 @@ interface ReceiverOptions {
 const TRANSPORTS: Record<string, (o: ReceiverOptions) => Promise<Receiver>> = {
   async grpc({ readMaxBytes = 1 << 20, secret }) {
     const target = new RecordingTarget();
+    const auth = secret === undefined
+      ? undefined
+      : createRpcAuth(secret, { backendPaths: [] });
     const rpc = await listenRpc({
       hostname: "127.0.0.1",
       port: 0,
       routes: () => {},
       rawMethods: [deliverEndpoint(target, () => undefined)],
-      secret,
+      auth,
       readMaxBytes,
       pingIntervalMs: 1000,
       pingTimeoutMs: 2000,
       logger,
     });
     const address = `127.0.0.1:${rpc.port}`;
+    auth?.verifier.bindTo(address);
     const channels: ReturnType<typeof openRpcChannel>[] = [];
     const close = async () => {
       for (const channel of channels) channel.close();
@@ -107,22 +118,36 @@ const TRANSPORTS: Record<string, (o: ReceiverOptions) => Promise<Receiver>> = {
   // deno-lint-ignore require-await
   async delivery_port({ readMaxBytes = 1 << 20, secret }) {
     const target = new RecordingTarget();
+    // As beside a service: the verifier of its RPC server, bound to the
+    // address it announces; senders get a nonce from it (over gRPC there).
+    const address = "127.0.0.1:1";
+    const verifier = secret === undefined
+      ? undefined
+      : new NodeVerifier(secret, { binding: peerBinding(address) });
     const port = listenDeliveryPort({
       hostname: "127.0.0.1",
       port: 0,
       target,
-      secret,
+      verifier,
       readMaxBytes,
       helloTimeoutMs: 2000,
       logger,
     });
-    const address = `127.0.0.1:${port.port}`;
     return {
       target,
       open(events, clientSecret = secret) {
+        const token = () => {
+          if (clientSecret == null || verifier === undefined) {
+            return Promise.resolve(undefined);
+          }
+          const { nonce } = verifier.challenge(new Uint8Array(16));
+          const binding = peerBinding(address);
+          const proof = callerProof(clientSecret, nonce, binding);
+          return Promise.resolve(formatNodeToken({ nonce, proof }));
+        };
         return new PortBatchSender(
           () => Deno.connect({ hostname: "127.0.0.1", port: port.port }),
-          clientSecret ?? undefined,
+          token,
           address,
           events,
         );

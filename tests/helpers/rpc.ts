@@ -13,6 +13,7 @@ import type {
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Http2Connection } from "../../internal/grpc/http2_connection.ts";
+import { openRpcChannel } from "../../internal/grpc/rpc_channel.ts";
 import { GatewayService } from "../../proto/gen/websocket/v1/gateway_pb.ts";
 import { RegisterService } from "../../proto/gen/websocket/v1/register_pb.ts";
 
@@ -20,6 +21,12 @@ import { RegisterService } from "../../proto/gen/websocket/v1/register_pb.ts";
 export interface DialOptions {
   /** Sent as `authorization: Bearer <secret>`; `null` sends no header. */
   secret?: string | null;
+  /**
+   * Dial as a node of the cluster would: prove this secret with the
+   * challenge (internal/base/node_proof.ts) instead of sending it, to a
+   * register (`role: "register"`) or a service.
+   */
+  node?: { secret: string; role: "peer" | "register" };
   /** A raw authorization header value, instead of `secret`. */
   authorization?: string;
   /** Dial with TLS, with these (PEM). */
@@ -34,6 +41,19 @@ export interface TestChannel extends Disposable {
 
 /** A Connect gRPC transport to `address` (`host:port`). */
 export function dial(address: string, options: DialOptions = {}): TestChannel {
+  if (options.node !== undefined) {
+    const channel = openRpcChannel(address, {
+      ...options.node,
+      pingIntervalMs: 1000,
+      pingTimeoutMs: 2000,
+    });
+    const close = () => channel.close();
+    return {
+      transport: channel.transport,
+      close,
+      [Symbol.dispose]: close,
+    };
+  }
   const baseUrl = `${
     options.tls === undefined ? "http" : "https"
   }://${address}`;
