@@ -27,6 +27,24 @@ async function generate(out: string): Promise<void> {
   }
 }
 
+/**
+ * The generated code names its runtime with a pinned `npm:` specifier, as
+ * the rest of the library does, so that a copy of the library (vendored, or
+ * imported by URL) works without the user's `deno.json` mapping the bare name.
+ */
+async function pinRuntimeImports(genDir: string): Promise<void> {
+  const config = JSON.parse(await Deno.readTextFile(join(root, "deno.json")));
+  const target: string = config.imports["@bufbuild/protobuf"];
+  for (const file of await listFiles(genDir)) {
+    const path = join(genDir, file);
+    const text = await Deno.readTextFile(path);
+    await Deno.writeTextFile(
+      path,
+      text.replaceAll('from "@bufbuild/protobuf', `from "${target}`),
+    );
+  }
+}
+
 async function listFiles(dir: string, base = dir): Promise<string[]> {
   const files: string[] = [];
   for await (const entry of Deno.readDir(dir)) {
@@ -41,6 +59,7 @@ async function check(): Promise<string[]> {
   const temp = await Deno.makeTempDir({ prefix: "proto-gen-" });
   try {
     await generate(temp);
+    await pinRuntimeImports(join(temp, "proto", "gen"));
     const fresh = await listFiles(join(temp, "proto", "gen"));
     const committed = await listFiles(generated).catch(() => []);
     const stale: string[] = [];
@@ -73,6 +92,7 @@ if (import.meta.main) {
   } else {
     await Deno.remove(generated, { recursive: true }).catch(() => {});
     await generate(root);
+    await pinRuntimeImports(generated);
     console.log(`generated ${(await listFiles(generated)).join(", ")}`);
   }
 }

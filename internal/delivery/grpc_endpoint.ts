@@ -8,7 +8,7 @@
 // DeliveryReceiver.
 
 import type * as http2 from "node:http2";
-import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { MessageInitShape } from "npm:@bufbuild/protobuf@2.17.0";
 import type {
   DeliverRequest,
   DeliverResponseSchema,

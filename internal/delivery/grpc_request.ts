@@ -4,7 +4,7 @@
 // first, so that one decoder applies both.
 
 import { messageOf } from "../base/describe.ts";
-import { fromBinary } from "@bufbuild/protobuf";
+import { fromBinary } from "npm:@bufbuild/protobuf@2.17.0";
 import {
   type DeliverRequest,
   DeliverRequestSchema,

@@ -4,8 +4,8 @@
 // nonce expired or the callee restarted is made once more with a new one.
 // Servers check callers in rpc_server.ts, before any body byte is read.
 
-import { ConnectError, type Interceptor } from "@connectrpc/connect";
-import { createAsyncIterable } from "@connectrpc/connect/protocol";
+import { ConnectError, type Interceptor } from "npm:@connectrpc/connect@2.2.0";
+import { createAsyncIterable } from "npm:@connectrpc/connect@2.2.0/protocol";
 import { NodeAuthService } from "../../proto/gen/websocket/v1/node_auth_pb.ts";
 import { AUTH_HEADER } from "../base/secret.ts";
 import type { NodeCredentials } from "./node_credentials.ts";

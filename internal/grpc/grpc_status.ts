@@ -4,7 +4,7 @@
 // Deliver stream, and the error frame of the delivery port, which borrows
 // gRPC's numbering) turns it into a status code and back.
 
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "npm:@connectrpc/connect@2.2.0";
 import { GatewayError, type GatewayErrorCode } from "../../errors.ts";
 
 const TO_CODE: Record<GatewayErrorCode, Code> = {

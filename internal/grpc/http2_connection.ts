@@ -11,7 +11,7 @@
 
 import { messageOf } from "../base/describe.ts";
 import * as http2 from "node:http2";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "npm:@connectrpc/connect@2.2.0";
 
 /** Options of {@linkcode Http2Connection}. */
 export interface Http2ConnectionOptions {

@@ -9,7 +9,7 @@
 //   members. Such a caller is a "backend": the handlers refuse it what only
 //   nodes may ask (node scope; see CALLER).
 
-import { createContextKey } from "@connectrpc/connect";
+import { createContextKey } from "npm:@connectrpc/connect@2.2.0";
 import { NodeAuthService } from "../../proto/gen/websocket/v1/node_auth_pb.ts";
 import { GatewayError } from "../../errors.ts";
 import { nodeTokenOf } from "../base/node_proof.ts";

@@ -3,8 +3,8 @@
 // optional TLS, and a way to close it.
 
 import type * as http2 from "node:http2";
-import type { Interceptor, Transport } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import type { Interceptor, Transport } from "npm:@connectrpc/connect@2.2.0";
+import { createGrpcTransport } from "npm:@connectrpc/connect-node@2.2.0";
 import { NodeAuthService } from "../../proto/gen/websocket/v1/node_auth_pb.ts";
 import { AUTH_HEADER } from "../base/secret.ts";
 import { peerBinding, REGISTER_BINDING } from "../base/node_proof.ts";

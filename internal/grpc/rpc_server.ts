@@ -6,14 +6,14 @@
 
 import * as http2 from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
-import type { DescMethod } from "@bufbuild/protobuf";
+import type { DescMethod } from "npm:@bufbuild/protobuf@2.17.0";
 import {
   type ConnectRouter,
   createContextValues,
   type Interceptor,
-} from "@connectrpc/connect";
-import type { UniversalHandlerOptions } from "@connectrpc/connect/protocol";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+} from "npm:@connectrpc/connect@2.2.0";
+import type { UniversalHandlerOptions } from "npm:@connectrpc/connect@2.2.0/protocol";
+import { connectNodeAdapter } from "npm:@connectrpc/connect-node@2.2.0";
 import { NodeAuthService } from "../../proto/gen/websocket/v1/node_auth_pb.ts";
 import { AUTH_HEADER } from "../base/secret.ts";
 import type { ProofRefusal } from "../base/node_verifier.ts";

@@ -1,7 +1,7 @@
 // A client interceptor that times unary calls into a histogram. Streams are
 // left alone: their lifetime is not a latency.
 
-import type { Interceptor } from "@connectrpc/connect";
+import type { Interceptor } from "npm:@connectrpc/connect@2.2.0";
 
 /** Observes each unary call's duration, in seconds, into `histogram`. */
 export function timeUnaryCalls(

@@ -1,7 +1,7 @@
 // The service side of membership: a Join stream to every configured
 // register, re-opened with backoff when it breaks, feeding the MemberTable.
 
-import { createClient } from "@connectrpc/connect";
+import { createClient } from "npm:@connectrpc/connect@2.2.0";
 import { RegisterService } from "../../proto/gen/websocket/v1/register_pb.ts";
 import { GatewayError } from "../../errors.ts";
 import type { Member, MemberTable } from "./member_table.ts";

@@ -1,8 +1,8 @@
 // The RegisterService of a register: Join streams that carry the member
 // list, and ListMembers.
 
-import { create } from "@bufbuild/protobuf";
-import type { ServiceImpl } from "@connectrpc/connect";
+import { create } from "npm:@bufbuild/protobuf@2.17.0";
+import type { ServiceImpl } from "npm:@connectrpc/connect@2.2.0";
 import {
   MemberListSchema,
   type RegisterService,

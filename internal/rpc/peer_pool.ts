@@ -5,8 +5,8 @@
 // on one DeliveryLink per peer, which starts on the Deliver stream and
 // moves to the peer's delivery port when it can.
 
-import type { DescMethodUnary } from "@bufbuild/protobuf";
-import type { Interceptor } from "@connectrpc/connect";
+import type { DescMethodUnary } from "npm:@bufbuild/protobuf@2.17.0";
+import type { Interceptor } from "npm:@connectrpc/connect@2.2.0";
 import {
   GatewayService,
   Scope,
