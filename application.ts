@@ -242,11 +242,12 @@ export type HandshakeResult = Response | HandshakeAccept | void;
  */
 export interface Application {
   /**
-   * Runs once when the service has joined the cluster (or stopped waiting
-   * for it, see `joinTimeoutMs`), before it accepts clients: the place for
-   * the application's own set-up. `startService` resolves after it; when it
-   * throws or rejects, the service closes and `startService` rejects with
-   * that error.
+   * Runs once when the service has joined the cluster (a register sent it
+   * the member list), before it accepts clients: the place for the
+   * application's own set-up. It never runs on a service that no register
+   * answered (see `joinTimeoutMs`). `startService` resolves after it; when
+   * it throws or rejects, the service closes and `startService` rejects
+   * with that error.
    */
   onStart?(ctx: Context): void | Promise<void>;
   /**

@@ -10,6 +10,7 @@ import { GatewayService } from "../proto/gen/websocket/v1/gateway_pb.ts";
 import { RegisterService } from "../proto/gen/websocket/v1/register_pb.ts";
 import { TestClient } from "./helpers/clients.ts";
 import { startCaller } from "./helpers/local_cluster.ts";
+import { captureLogs } from "./helpers/logs.ts";
 import {
   runCapturingStderr,
   serviceArgs,
@@ -185,6 +186,12 @@ Deno.test("a secret guards every register and service RPC", async (t) => {
   }
 });
 
+/** What a service that every register refused logs. */
+const REFUSED_LOG =
+  / ERROR service \S+: register refused this service's secret; check that every register and service uses the same secret register=/;
+const STOPPING_LOG =
+  / ERROR service \S+: no register accepted this service; stopping /;
+
 Deno.test("a service with a wrong or no secret cannot join", async (t) => {
   const register = await startRegisterProcess(["--secret", "right"]);
   try {
@@ -192,6 +199,7 @@ Deno.test("a service with a wrong or no secret cannot join", async (t) => {
       await t.step(
         `startService() rejects with unauthenticated (secret ${secret})`,
         async () => {
+          using logs = captureLogs(REFUSED_LOG, STOPPING_LOG);
           await assert.rejects(
             startCaller(register.address, {
               // Far longer than a refusal takes: resolving after it would
@@ -205,6 +213,17 @@ Deno.test("a service with a wrong or no secret cannot join", async (t) => {
               /every register refused this service's secret/.test(
                 error.message,
               ),
+          );
+          // And it says so in its log, once each.
+          assert.equal(
+            logs.matching(REFUSED_LOG).length,
+            1,
+            logs.lines.join("\n"),
+          );
+          assert.equal(
+            logs.matching(STOPPING_LOG).length,
+            1,
+            logs.lines.join("\n"),
           );
         },
       );

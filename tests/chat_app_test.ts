@@ -178,6 +178,17 @@ Deno.test("chat app: arrivals and joins reach the room only; the online count an
       assert.equal(online?.count, 3, "xena, zoe and ugo");
       await ugo.expectNothing(b, "service B has not refreshed");
       await xena.expectNothing(a, "service A has not refreshed");
+      // Close so that no onClose fans out to a service that is going away
+      // at the same time: a service's close waits for the onClose of its
+      // pages (ugo's reaches A and the refreshing service, both up), and
+      // A closes xena's page once it knows that it is alone.
+      await b.close();
+      await refreshing.close();
+      await eventually("service A sees that the others left", async () => {
+        const health = await fetch(`http://127.0.0.1:${a.port}/healthz`);
+        return (await health.json()).members === 1;
+      });
+      await a.close();
     },
   );
 });

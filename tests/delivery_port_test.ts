@@ -6,7 +6,7 @@
 // batch on gRPC.
 
 import assert from "node:assert/strict";
-import { startService, type TlsOptions } from "../mod.ts";
+import { GatewayError, startService, type TlsOptions } from "../mod.ts";
 import { PORT_MESSAGE, writeU32 } from "../internal/delivery/wire.ts";
 import { encodeHello } from "../internal/delivery/port_sender.ts";
 import { DeliveryEncoder } from "../internal/delivery/codec.ts";
@@ -483,7 +483,11 @@ Deno.test("startService() checks deliveryPort", async () => {
         deliveryPort: freePort,
       }),
     ),
-    /EADDRINUSE/,
+    (error: unknown) =>
+      error instanceof GatewayError && error.code === "unavailable" &&
+      /the port is in use \(pick another with the 'rpcPort' option\)/.test(
+        error.message,
+      ),
   );
   Deno.listen({ hostname: "127.0.0.1", port: freePort }).close();
   await eventually(

@@ -9,6 +9,7 @@ import {
   localServiceOptions,
   startLocalRegister,
 } from "./helpers/local_cluster.ts";
+import { captureLogs } from "./helpers/logs.ts";
 import { eventually, settles } from "./helpers/waits.ts";
 
 /** Records messages and closes, greets every client with its id. */
@@ -203,7 +204,8 @@ Deno.test("Application.onHandshake() refuses with a Response or accepts with inf
     assert.equal(await service.api.getAllClientCount(), 0);
   });
 
-  await t.step("a failing hook refuses with 500", async () => {
+  await t.step("a failing hook refuses with 500, and logs why", async () => {
+    using logs = captureLogs(/ ERROR service \S+: onHandshake failed /);
     await assert.rejects(
       RawClient.connect(service.port, "/?mode=throw"),
       /HTTP\/1.1 500/,
@@ -213,6 +215,12 @@ Deno.test("Application.onHandshake() refuses with a Response or accepts with inf
       /HTTP\/1.1 500/,
     );
     assert.deepEqual(connected, []);
+    assert.equal(logs.lines.length, 2, logs.lines.join("\n"));
+    assert.match(logs.lines[0]!, /error="Error: the hook failed on purpose/);
+    assert.match(
+      logs.lines[1]!,
+      /error="GatewayError: Cannot accept a client with the info from onHandshake: info\[\\"n\\"\] is number, expected a string/,
+    );
   });
 
   await t.step("accepted clients start with the hook's info", async () => {

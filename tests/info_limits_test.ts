@@ -14,6 +14,7 @@ import {
   localServiceOptions,
   startLocalRegister,
 } from "./helpers/local_cluster.ts";
+import { captureLogs } from "./helpers/logs.ts";
 import { eventually } from "./helpers/waits.ts";
 
 const SECRET = "backend-token";
@@ -213,6 +214,7 @@ Deno.test("the info that onHandshake gives a client is bounded too", async () =>
   await using fits = await TestClient.connect(service.port, "/?keys=8");
   assert.equal(fits.socket.readyState, WebSocket.OPEN);
   // Past the bound, the handshake is refused (500, logged as the hook's).
+  using logs = captureLogs(/ ERROR service \S+: onHandshake failed /);
   const refusal = await fetch(`http://127.0.0.1:${service.port}/?keys=9`, {
     headers: {
       upgrade: "websocket",
@@ -224,4 +226,9 @@ Deno.test("the info that onHandshake gives a client is bounded too", async () =>
   assert.equal(refusal.status, 500);
   await refusal.body?.cancel();
   assert.equal(await service.api.getAllClientCount(), 1);
+  assert.equal(logs.lines.length, 1, logs.lines.join("\n"));
+  assert.match(
+    logs.lines[0]!,
+    /Cannot accept a client with the info from onHandshake: info has 9 keys, more than the limit of 8 \(maxInfoKeys\)/,
+  );
 });

@@ -30,34 +30,50 @@ async function health(
   return { status: response.status, body: await response.json() };
 }
 
-Deno.test("GET /healthz on a service answers 503 until the first member list, then 200", async () => {
-  // A register port that nobody listens on yet.
+Deno.test("GET /healthz on a service answers 503 until it has joined, then 200", async () => {
+  // A register port that nobody listens on yet, and a WebSocket port known
+  // before startService() resolves.
   const probe = await startLocalRegister(quiet);
   const registerPort = probe.port;
   await probe.close();
+  const free = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = free.addr.port;
+  free.close();
 
-  await using service = await startService(
+  // startService() resolves only once the service has joined.
+  const starting = startService(
     relay,
-    localServiceOptions(`127.0.0.1:${registerPort}`, {
-      joinTimeoutMs: 100,
-      ...quiet,
-    }),
+    localServiceOptions(`127.0.0.1:${registerPort}`, { port, ...quiet }),
   );
-  const url = `http://127.0.0.1:${service.port}/healthz`;
-  const before = await health(url);
-  assert.equal(before.status, 503);
-  assert.equal(before.body.status, "starting");
-  assert.equal(before.body.nodeId, service.nodeId);
+  const url = `http://127.0.0.1:${port}/healthz`;
+  let before: Awaited<ReturnType<typeof health>> | undefined;
+  await eventually("the WebSocket port listens", async () => {
+    before = await health(url);
+    return true;
+  });
+  assert.equal(before!.status, 503);
+  assert.equal(before!.body.status, "starting");
+  const upgrade = await fetch(`http://127.0.0.1:${port}/`, {
+    headers: {
+      connection: "upgrade",
+      upgrade: "websocket",
+      "sec-websocket-version": "13",
+      "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+    },
+  });
+  await upgrade.body?.cancel();
+  assert.equal(upgrade.status, 503, "no client is accepted before joining");
 
   await using _register = await startLocalRegister({
     port: registerPort,
     ...quiet,
   });
-  await eventually("the service is ready", async () => {
-    const now = await health(url);
-    return now.status === 200 && now.body.status === "ready" &&
-      now.body.members === 1;
-  });
+  await using service = await starting;
+  assert.equal(before!.body.nodeId, service.nodeId);
+  const now = await health(url);
+  assert.equal(now.status, 200);
+  assert.equal(now.body.status, "ready");
+  assert.equal(now.body.members, 1);
   const metrics = await scrape(`http://127.0.0.1:${service.port}/metrics`);
   assert.equal(metrics.value("wsgate_ready"), 1);
 });

@@ -12,6 +12,7 @@ import {
   localServiceOptions,
   startLocalRegister,
 } from "./helpers/local_cluster.ts";
+import { captureLogs } from "./helpers/logs.ts";
 import { scrape } from "./helpers/prometheus.ts";
 import { eventually, settles } from "./helpers/waits.ts";
 
@@ -117,8 +118,14 @@ Deno.test("rateLimit closes a client that floods with 1008, and only it", async 
   });
 
   await t.step("a bad limit from onHandshake refuses that client", async () => {
+    using logs = captureLogs(/ ERROR service \S+: onHandshake failed /);
     await assert.rejects(
       TestClient.connect(service.port, "/?limit=0/0"),
+    );
+    assert.equal(logs.lines.length, 1, logs.lines.join("\n"));
+    assert.match(
+      logs.lines[0]!,
+      /RangeError: Cannot accept a client with the rateLimit from onHandshake: 'rateLimit' must be /,
     );
   });
 });

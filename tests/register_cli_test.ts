@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { GatewayError } from "../mod.ts";
 import { startCaller } from "./helpers/local_cluster.ts";
+import { captureLogs } from "./helpers/logs.ts";
 import { Child, runScript } from "./helpers/processes.ts";
 
 function run(args: string[], env: Record<string, string> = {}) {
@@ -147,7 +148,7 @@ Deno.test("register.ts reads its secret from --secret-file, out of sight of ps",
           const child = await Child.start(
             "register.ts",
             ["--hostname", "127.0.0.1", "--port", "0", ...args],
-            { env },
+            { env, captureStderr: true },
           );
           try {
             const address = child.first.split(" ").at(-1)!;
@@ -158,11 +159,20 @@ Deno.test("register.ts reads its secret from --secret-file, out of sight of ps",
               `http://127.0.0.1:${service.port}/healthz`,
             );
             assert.equal((await health.json()).status, "ready");
+            // The refused service says so in its log (taken out of the
+            // output here).
+            using logs = captureLogs(/ ERROR service \S+: /);
             await assert.rejects(
               startCaller(address, { secret: "another-secret" }),
               (error) =>
                 error instanceof GatewayError &&
                 error.code === "unauthenticated",
+            );
+            assert.equal(
+              logs.matching(/ \S+: register refused this service's secret;/)
+                .length,
+              1,
+              logs.lines.join("\n"),
             );
             const cmdline = await Deno.readTextFile(
               `/proc/${child.pid}/cmdline`,
@@ -171,6 +181,12 @@ Deno.test("register.ts reads its secret from --secret-file, out of sight of ps",
           } finally {
             assert.equal((await child.stop("SIGTERM")).code, 0);
           }
+          // The register let the right secret in, once.
+          assert.equal(
+            child.stderr.match(/ INFO {2}register: member joined /g)?.length,
+            1,
+            child.stderr,
+          );
         },
       );
     }

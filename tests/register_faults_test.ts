@@ -1,7 +1,8 @@
 // Register faults: with two registers, killing one changes nothing; with
 // no register at all, services keep their last-known members and the Api
 // keeps working; when the register returns, every service re-joins and the
-// member list is whole again (also with a service started meanwhile).
+// member list is whole again (a service started meanwhile waits for it,
+// accepting no client until it has joined).
 
 import assert from "node:assert/strict";
 import type { Api } from "../mod.ts";
@@ -150,6 +151,7 @@ Deno.test("through a register outage the cluster keeps working, then re-joins", 
   const s1 = await startServiceProcess(register.address);
   const s2 = await startServiceProcess(register.address);
   let s3: Awaited<ReturnType<typeof startServiceProcess>> | undefined;
+  let s3Starting: ReturnType<typeof startServiceProcess> | undefined;
   const clients: TestClient[] = [];
   try {
     await using caller = await startCaller(register.address);
@@ -173,20 +175,40 @@ Deno.test("through a register outage the cluster keeps working, then re-joins", 
       }
     });
 
-    await t.step("a service started meanwhile is alone", async () => {
-      s3 = await startServiceProcess(register.address, [
+    await t.step("a service started meanwhile waits to join", async () => {
+      const free = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const s3Port = free.addr.port;
+      free.close();
+      s3Starting = startServiceProcess(register.address, [
+        "--port",
+        String(s3Port),
         "--join-timeout-ms",
-        "300",
+        "60000",
       ]);
-      const c3 = await TestClient.connect(s3.info.port);
-      clients.push(c3);
-      assert.equal(await clientCountVia(s3.info.rpcAddress), 1);
+      const healthz = `http://127.0.0.1:${s3Port}/healthz`;
+      await eventually("s3 listens and says it is starting", async () => {
+        const response = await fetch(healthz);
+        return response.status === 503 &&
+          (await response.json()).status === "starting";
+      });
+      const upgrade = await fetch(`http://127.0.0.1:${s3Port}/`, {
+        headers: {
+          connection: "upgrade",
+          upgrade: "websocket",
+          "sec-websocket-version": "13",
+          "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
+      });
+      await upgrade.body?.cancel();
+      assert.equal(upgrade.status, 503, "s3 accepts no client before joining");
       assert.equal(await api.getAllClientCount(), 2);
     });
 
     await t.step("the register returns: the member list is whole", async () => {
       register = await startRegisterProcess(["--port", port]);
       const returned = Date.now();
+      s3 = await s3Starting!;
+      clients.push(await TestClient.connect(s3.info.port));
       const allRpc = [...rpc, s3!.info.rpcAddress];
       const seen = new Set<number>();
       let wholeAt = 0;
@@ -210,6 +232,8 @@ Deno.test("through a register outage the cluster keeps working, then re-joins", 
     });
   } finally {
     await Promise.all(clients.map((c) => c.close()));
+    // A service that never joined exits by itself after its join timeout.
+    s3 ??= await s3Starting?.catch(() => undefined);
     await s3?.child.stop();
     await s1.child.stop();
     await s2.child.stop();

@@ -19,6 +19,7 @@ import {
   startLabService,
   startRegisterProcess,
 } from "./helpers/processes.ts";
+import { captureLogs } from "./helpers/logs.ts";
 import { eventually, settles } from "./helpers/waits.ts";
 
 Deno.test("a service that closes delivers what is queued, then closes clients with 1001, onClose, onStop", async () => {
@@ -188,6 +189,7 @@ Deno.test("onStart runs before clients are accepted; onStop after they are gone"
       await service.close();
 
       const failure = new Error("no database");
+      using logs = captureLogs(/ ERROR service \S+: onStart failed; closing /);
       await assert.rejects(
         startService({
           onStart() {
@@ -196,6 +198,8 @@ Deno.test("onStart runs before clients are accepted; onStop after they are gone"
         }, { ...options, port }),
         (error) => error === failure,
       );
+      assert.equal(logs.lines.length, 1, logs.lines.join("\n"));
+      assert.match(logs.lines[0]!, /error="Error: no database/);
       // It closed: the port is free again.
       Deno.listen({ hostname: "127.0.0.1", port }).close();
     },

@@ -7,6 +7,10 @@
 // - examples/ and bench/ import nothing of internal/;
 // - at most three files of the library name any one Api method: the Api
 //   type, the method table and the cluster implementation;
+// - the library (the .ts files deno.json "publish.include" names) imports
+//   npm packages only as `npm:<name>@<version>`, at the version deno.json
+//   "imports" pins, and nothing by a bare name: a vendored copy or a URL
+//   import has no deno.json to map bare names;
 // - no file names a path outside the repository.
 //
 //   deno task layout           print what breaks a rule; exit 1 if anything
@@ -33,7 +37,17 @@ export const LAYERS: Readonly<Record<string, readonly string[]>> = {
   cli: ["base"],
   http: ["base"],
   websocket: ["base", "http"],
-  register: ["base", "hub", "grpc", "membership", "ops", "cli", "http"],
+  dashboard: ["base", "membership"],
+  register: [
+    "base",
+    "hub",
+    "grpc",
+    "membership",
+    "ops",
+    "cli",
+    "http",
+    "dashboard",
+  ],
   service: [
     "base",
     "hub",
@@ -66,6 +80,7 @@ export interface LayoutReport {
   layers: string[];
   internalImports: string[];
   methodNames: string[];
+  npmSpecifiers: string[];
   outsidePaths: string[];
 }
 
@@ -100,6 +115,101 @@ export function importsOf(source: string): string[] {
     specs.push((match[1] ?? match[2])!);
   }
   return specs.filter((s) => s.startsWith("."));
+}
+
+/**
+ * Every module specifier that `source` imports or re-exports in code,
+ * relative or not, static or a literal `import("...")`; comment lines (and
+ * so doc examples) are skipped.
+ */
+export function specifiersOf(source: string): string[] {
+  const code = source.split("\n").filter((line) => !/^\s*(\*|\/\/)/.test(line))
+    .join("\n");
+  const specs: string[] = [];
+  const statement =
+    /^(?:import|export)\s[^;]*?\bfrom\s*["']([^"']+)["']|^import\s*["']([^"']+)["']/gms;
+  for (const match of code.matchAll(statement)) {
+    specs.push((match[1] ?? match[2])!);
+  }
+  for (const match of code.matchAll(/\bimport\(\s*["']([^"']+)["']\s*\)/g)) {
+    specs.push(match[1]!);
+  }
+  return specs;
+}
+
+/**
+ * The npm versions that deno.json `imports` pins, by package name, from
+ * its entries of the form `npm:<name>@<version>`.
+ */
+export function npmPinsOf(
+  imports: Readonly<Record<string, string>>,
+): Map<string, string> {
+  const pins = new Map<string, string>();
+  for (const target of Object.values(imports)) {
+    const match = /^npm:((?:@[^/@]+\/)?[^/@]+)@([^/]+)$/.exec(target);
+    if (match !== null) pins.set(match[1]!, match[2]!);
+  }
+  return pins;
+}
+
+/**
+ * What the imports of the library file `file` break of the npm rule: a
+ * package must be named `npm:<name>@<version>[/<path>]` with the version of
+ * `pins`; besides, only relative paths and `node:` modules.
+ */
+export function npmSpecifierProblems(
+  file: string,
+  source: string,
+  pins: ReadonlyMap<string, string>,
+): string[] {
+  const problems: string[] = [];
+  for (const spec of specifiersOf(source)) {
+    if (spec.startsWith(".") || spec.startsWith("node:")) continue;
+    const pinned = (name: string) => `"npm:${name}@${pins.get(name)}"`;
+    if (!/^[a-z][a-z0-9+.-]*:/i.test(spec)) {
+      const name = /^(?:@[^/]+\/)?[^/]+/.exec(spec)?.[0] ?? spec;
+      problems.push(
+        `${file} imports "${spec}" by a bare name: a copy without deno.json cannot resolve it; write ${
+          pins.has(name) ? pinned(name) : '"npm:<name>@<version>"'
+        }`,
+      );
+      continue;
+    }
+    const npm = /^npm:\/?((?:@[^/@]+\/)?[^/@]+)(?:@([^/]+))?/.exec(spec);
+    if (npm === null) {
+      problems.push(
+        `${file} imports "${spec}": the library imports only relative paths, node: modules and pinned npm: packages`,
+      );
+      continue;
+    }
+    const [, name, version] = npm as unknown as [string, string, string?];
+    const pin = pins.get(name);
+    if (pin === undefined) {
+      problems.push(
+        `${file} imports "${spec}": ${name} is not pinned in deno.json "imports"; add it there`,
+      );
+    } else if (version !== pin) {
+      problems.push(
+        `${file} imports "${spec}": deno.json pins ${name} at ${pin}; write ${
+          pinned(name)
+        }`,
+      );
+    }
+  }
+  return problems;
+}
+
+/** The .ts files of `files` that `include` (deno.json publish) names. */
+function libraryFiles(
+  files: readonly string[],
+  include: readonly string[],
+): string[] {
+  return files.filter((file) =>
+    file.endsWith(".ts") &&
+    include.some((entry) =>
+      entry.endsWith("/") ? file.startsWith(entry) : file === entry
+    )
+  );
 }
 
 /** Files that are part of an import cycle, one line per cycle. */
@@ -164,6 +274,7 @@ export async function checkLayout(): Promise<LayoutReport> {
     layers: [],
     internalImports: [],
     methodNames: [],
+    npmSpecifiers: [],
     outsidePaths: [],
   };
   for (const [file, text] of texts) {
@@ -235,6 +346,13 @@ export async function checkLayout(): Promise<LayoutReport> {
     }
   }
 
+  const config = JSON.parse(await Deno.readTextFile(join(root, "deno.json")));
+  const pins = npmPinsOf(config.imports ?? {});
+  for (const file of libraryFiles(files, config.publish?.include ?? [])) {
+    const text = texts.get(file) ?? await Deno.readTextFile(join(root, file));
+    report.npmSpecifiers.push(...npmSpecifierProblems(file, text, pins));
+  }
+
   const outside = /\.\.\/shared\b|\/work\/|\/root\/|\/home\/[a-z]/;
   for (const file of files) {
     if (/\.(lock|png|ico|svg)$|^proto\/gen\//.test(file)) continue;
@@ -265,6 +383,6 @@ if (import.meta.main) {
   }
   if (broken > 0) Deno.exit(1);
   console.log(
-    "layout holds: no cycles, layers downwards, one home per Api method",
+    "layout holds: no cycles, layers downwards, one home per Api method, pinned npm: imports",
   );
 }

@@ -64,19 +64,37 @@ export type ArgCodecs<A extends readonly unknown[]> = {
   readonly [K in keyof A]: ArgCodec<A[K]>;
 };
 
-/** One entry of the table. */
-export interface MethodSpec<M extends ApiMethod> {
+/** What every entry of the table has. */
+interface MethodSpecBase<M extends ApiMethod> {
   /** What the call does, as its errors say: `Cannot <action>: ...`. */
   readonly action: string;
   readonly route: Route;
-  /** The gRPC method that carries it. */
-  readonly rpc: RpcMethod;
   /** One codec per parameter, in order. */
   readonly args: ArgCodecs<ApiArgs<M>>;
   readonly result: ResultCodec<ApiResult<M>>;
-  /** Set on an old name of another method, which it calls. */
-  readonly aliasOf?: ApiMethod;
 }
+
+/**
+ * One entry of the table. A method has one name on every surface: the Api
+ * method `getAllUids` is `POST /api/getAllUids` over HTTP and `GetAllUids`
+ * over gRPC, so `rpc` must be the method's own name (the type says so). The
+ * one exception is a deprecated old name (`aliasOf`): it calls the method it
+ * names, rides that method's RPC, and the HTTP API answers it with a
+ * `Deprecation` header.
+ */
+export type MethodSpec<M extends ApiMethod> =
+  & MethodSpecBase<M>
+  & (M extends RpcMethod ? {
+      /** The gRPC method that carries it: the method's own name. */
+      readonly rpc: M;
+      readonly aliasOf?: never;
+    }
+    : {
+      /** The gRPC method of {@linkcode aliasOf}. */
+      readonly rpc: RpcMethod;
+      /** The method this old name calls. */
+      readonly aliasOf: ApiMethod & RpcMethod;
+    });
 
 /** The table's type: an entry for every method of the Api. */
 export type MethodTable = { readonly [M in ApiMethod]: MethodSpec<M> };

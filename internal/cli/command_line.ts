@@ -3,6 +3,12 @@
 // signals, TLS files and secrets read from files.
 
 import { messageOf } from "../base/describe.ts";
+import { ListenError, listenFailureText } from "../base/listen_error.ts";
+import {
+  envNeeds,
+  refuseMissingPermissions,
+  reportPermissionFailure,
+} from "./permissions.ts";
 import type { TlsOptions } from "../../tls.ts";
 
 /** One flag of a command. */
@@ -32,10 +38,14 @@ export class UsageError extends Error {
   }
 }
 
-/** Parses `args` (and the environment) against `specs`. */
+/**
+ * Parses `args` (and the environment, through `readEnv`) against `specs`.
+ */
 export function parseFlags(
   args: readonly string[],
   specs: readonly FlagSpec[],
+  readEnv: (variable: string) => string | undefined = (variable) =>
+    Deno.env.get(variable),
 ): FlagValues {
   const byName = new Map(specs.map((s) => [s.name, s]));
   const raw = new Map<string, string | true>();
@@ -73,7 +83,7 @@ export function parseFlags(
     let value: string | true | undefined = raw.get(spec.name);
     let source = `--${spec.name}`;
     if (value === undefined && spec.env !== undefined) {
-      value = Deno.env.get(spec.env);
+      value = readEnv(spec.env);
       source = `$${spec.env}`;
     }
     if (value === undefined) continue;
@@ -172,67 +182,52 @@ const HELP_FLAG: FlagSpec = {
 
 /**
  * Reads the command line (and the environment) of `command`. With `--help`
- * it prints the help and exits with 0; with a bad flag or value it prints
- * `<name>: <what is wrong>` on stderr and exits with 2.
+ * it prints the help and exits with 0 (no permission needed); with a bad
+ * flag or value, or without `--allow-env` for the variables of its flags,
+ * it prints `<name>: <what is wrong>` on stderr and exits with 2.
  */
 export function readCommandLine(command: CommandSpec): FlagValues {
   const specs = [...command.flags, HELP_FLAG];
-  let flags: FlagValues;
-  try {
-    flags = parseFlags(Deno.args, specs);
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    console.error(`${command.name}: ${error.message}`);
-    Deno.exit(2);
-  }
-  if (flags.help === true) {
+  const parse = (readEnv?: (variable: string) => string | undefined) => {
+    try {
+      return parseFlags(Deno.args, specs, readEnv);
+    } catch (error) {
+      if (!(error instanceof UsageError)) throw error;
+      console.error(`${command.name}: ${error.message}`);
+      Deno.exit(2);
+    }
+  };
+  if (parse(() => undefined).help === true) {
     console.log(helpText(command.usage, command.summary, specs));
     Deno.exit(0);
   }
-  return flags;
-}
-
-/** One server of a command, as its start failure names it. */
-export interface Listener {
-  /** Where it listens, e.g. `"127.0.0.1:8101"` or `"port 9201"`. */
-  readonly address: string;
-  /** The flag that moves it, without `--`. */
-  readonly flag: string;
+  const variables = specs.flatMap((s) => s.env === undefined ? [] : [s.env]);
+  const refused = refuseMissingPermissions(command.name, envNeeds(variables));
+  if (refused !== undefined) Deno.exit(refused);
+  return parse();
 }
 
 /**
  * Says on stderr why a command's servers did not start, as `<name>:
- * <reason>`, naming the flag that moves a port in use. Returns the exit
- * code: 2 for bad options (a TypeError or RangeError), else 1.
+ * <reason>`. A server that could not listen is told as the library says
+ * it, with the flag in place of the option (`--rpc-port` for `rpcPort`).
+ * A missing permission names the `--allow-*` flag to add. Returns the
+ * exit code: 2 for bad options (a TypeError or RangeError) or a missing
+ * permission, else 1.
  */
-export function reportStartFailure(
-  name: string,
-  error: unknown,
-  listeners: { readonly rpc: Listener; readonly http: Listener },
-): number {
-  const taken = portInUse(error);
-  const reason = taken === undefined
-    ? messageOf(error)
-    : `Cannot listen on ${
-      listeners[taken].address
-    }: the port is in use (pick another with --${listeners[taken].flag})`;
+export function reportStartFailure(name: string, error: unknown): number {
+  const denied = reportPermissionFailure(name, error);
+  if (denied !== undefined) return denied;
+  const reason = error instanceof ListenError
+    ? listenFailureText(error, (option) => `--${flagOf(option)}`)
+    : messageOf(error);
   console.error(`${name}: ${reason}`);
   return error instanceof TypeError || error instanceof RangeError ? 2 : 1;
 }
 
-/**
- * Which of our servers failed to listen because its port is taken: the
- * gRPC servers (node:http2) fail with code `EADDRINUSE`, the HTTP and
- * WebSocket servers (`Deno.serve`) with `Deno.errors.AddrInUse`.
- */
-function portInUse(error: unknown): "rpc" | "http" | undefined {
-  if (error instanceof Deno.errors.AddrInUse) return "http";
-  if (
-    error instanceof Error && "code" in error && error.code === "EADDRINUSE"
-  ) {
-    return "rpc";
-  }
-  return undefined;
+/** The flag of an option: `rpcPort` is `--rpc-port`. */
+function flagOf(option: string): string {
+  return option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }
 
 /** SIGINT and SIGTERM, as an AbortSignal, until disposed. */

@@ -8,10 +8,10 @@
 
 import { GatewayError } from "../../errors.ts";
 import type { NodeVerifier } from "../base/node_verifier.ts";
-import { formatHostPort } from "../base/address.ts";
 import { sleep } from "../base/backoff.ts";
 import type { Logger } from "../base/logger.ts";
 import type { CheckedTls } from "../base/options.ts";
+import { type ListenOptionNames, toListenError } from "../base/listen_error.ts";
 import { grpcCodeOf } from "../grpc/grpc_status.ts";
 import type { DeliveryTarget } from "./codec.ts";
 import { closeQuietly, ConnWriter, ReadBuffer } from "../base/conn_io.ts";
@@ -48,6 +48,13 @@ export interface DeliveryPortOptions {
   /** A connection that has not said hello this soon is dropped. */
   readonly helloTimeoutMs: number;
   readonly logger: Logger;
+  /**
+   * The options that set `port` and `hostname`, as a failure to listen
+   * names them (see internal/base/listen_error.ts).
+   *
+   * @default {{ port: "deliveryPort", hostname: "rpcHostname" }}
+   */
+  readonly optionNames?: ListenOptionNames | undefined;
 }
 
 /** A listening delivery port. */
@@ -66,15 +73,12 @@ export function listenDeliveryPort(options: DeliveryPortOptions): DeliveryPort {
       ? Deno.listen({ hostname, port })
       : Deno.listenTls({ hostname, port, cert: tls.cert, key: tls.key });
   } catch (error) {
-    throw new Error(
-      `Cannot listen on the delivery port ${formatHostPort(hostname, port)}: ${
-        error instanceof Deno.errors.AddrInUse
-          ? "the port is in use (set deliveryPort to another port, or 0)"
-          : error instanceof Error
-          ? error.message
-          : String(error)
-      }`,
-      { cause: error },
+    throw toListenError(
+      error,
+      hostname,
+      port,
+      options.optionNames ??
+        { port: "deliveryPort", hostname: "rpcHostname" },
     );
   }
   const conns = new Set<Deno.Conn>();

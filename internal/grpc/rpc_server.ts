@@ -28,6 +28,11 @@ import { statusTrailers } from "./grpc_frame.ts";
 import { toConnectError } from "./grpc_status.ts";
 import type { Logger } from "../base/logger.ts";
 import type { CheckedTls } from "../base/options.ts";
+import {
+  DEFAULT_OPTION_NAMES,
+  type ListenOptionNames,
+  toListenError,
+} from "../base/listen_error.ts";
 
 /** A challenge request is a nonce of at most 64 bytes: room for that. */
 const CHALLENGE_READ_MAX_BYTES = 256;
@@ -67,6 +72,13 @@ export interface RpcServerOptions {
   /** A connection whose ping is not answered this soon is dropped. */
   readonly pingTimeoutMs: number;
   readonly logger: Logger;
+  /**
+   * The options that set `port` and `hostname`, as a failure to listen
+   * names them (see internal/base/listen_error.ts).
+   *
+   * @default {DEFAULT_OPTION_NAMES}
+   */
+  readonly optionNames?: ListenOptionNames | undefined;
 }
 
 /** What a {@linkcode RawGrpcMethod} gets besides the request. */
@@ -105,7 +117,11 @@ export interface RpcServer {
   close(graceMs?: number): Promise<void>;
 }
 
-/** Starts an RPC server; resolves once it listens. */
+/**
+ * Starts an RPC server; resolves once it listens. Rejects with a
+ * `ListenError` when the port is in use or the address is not this
+ * machine's.
+ */
 export async function listenRpc(options: RpcServerOptions): Promise<RpcServer> {
   const { hostname, port, routes, auth, tls, readMaxBytes, logger } = options;
   const { streamReadMaxBytes = readMaxBytes } = options;
@@ -174,9 +190,18 @@ export async function listenRpc(options: RpcServerOptions): Promise<RpcServer> {
     logger.debug("rpc session error", { error: String(error) });
   });
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
+    const fail = (error: unknown) =>
+      reject(
+        toListenError(
+          error,
+          hostname,
+          port,
+          options.optionNames ?? DEFAULT_OPTION_NAMES,
+        ),
+      );
+    server.once("error", fail);
     server.listen(port, hostname, () => {
-      server.off("error", reject);
+      server.off("error", fail);
       resolve();
     });
   });

@@ -9,6 +9,11 @@
 // answer (WebSockets, internal/websocket/).
 
 import { messageOf } from "../base/describe.ts";
+import {
+  DEFAULT_OPTION_NAMES,
+  type ListenOptionNames,
+  toListenError,
+} from "../base/listen_error.ts";
 import type { Logger } from "../base/logger.ts";
 import { closeQuietly, ConnWriter, ReadBuffer } from "../base/conn_io.ts";
 import { sleep } from "../base/backoff.ts";
@@ -65,6 +70,13 @@ export interface HttpServerOptions {
   readonly maxBodyBytes: number;
   readonly logger: Logger;
   readonly counters?: HttpCounters | undefined;
+  /**
+   * The options that set `port` and `hostname`, as a failure to listen
+   * names them (see internal/base/listen_error.ts).
+   *
+   * @default {DEFAULT_OPTION_NAMES}
+   */
+  readonly optionNames?: ListenOptionNames | undefined;
 }
 
 /** A listening HTTP server. */
@@ -85,10 +97,24 @@ const ACCEPT_RETRY_MS = 50;
 /** Waiting connections closed after a failed accept, at most. */
 const SHED_ON_ACCEPT_ERROR = 16;
 
-/** Starts an HTTP server; it listens when this returns. */
+/**
+ * Starts an HTTP server; it listens when this returns. Throws a
+ * `ListenError` when the port is in use or the address is not this
+ * machine's.
+ */
 export function listenHttp(options: HttpServerOptions): HttpServer {
   const { hostname, port, logger } = options;
-  const listener = Deno.listen({ hostname, port });
+  let listener: Deno.Listener;
+  try {
+    listener = Deno.listen({ hostname, port });
+  } catch (error) {
+    throw toListenError(
+      error,
+      hostname,
+      port,
+      options.optionNames ?? DEFAULT_OPTION_NAMES,
+    );
+  }
   const connections = new Set<HttpConnection>();
   /** Connections waiting for a request head, oldest first. */
   const pending = new Set<HttpConnection>();

@@ -2,13 +2,21 @@
 // `POST /api/<method>` with a JSON body, `Authorization: Bearer <secret>`.
 // Every method of the method table, its arguments read from the body by
 // the table's codecs, carried out by the same Api that business code uses.
+// `<method>` is the Api method's name, as in TypeScript and (in PascalCase)
+// in gRPC; a deprecated old name of a method answers as the method does,
+// with `Deprecation` and `Link: <successor>` headers (RFC 9745).
 
 import type { Api } from "../../api.ts";
 import { GatewayError, IncompleteResultError } from "../../errors.ts";
 import type { Logger } from "../base/logger.ts";
 import { AUTH_HEADER, bearerChecker } from "../base/secret.ts";
 import type { JsonObject } from "../api/codecs.ts";
-import { argCodecsOf, isApiMethod, methodOf } from "../api/method_table.ts";
+import {
+  argCodecsOf,
+  isApiMethod,
+  methodOf,
+  METHODS,
+} from "../api/method_table.ts";
 import type { ServiceMetrics } from "./metrics.ts";
 
 /** The path prefix of the HTTP API. */
@@ -16,6 +24,12 @@ export const HTTP_API_PREFIX = "/api/";
 
 /** The largest request body the HTTP API reads, in bytes. */
 export const MAX_HTTP_API_BODY_BYTES = 1024 * 1024;
+
+/**
+ * The `Deprecation` header of an old method name: the date (RFC 9745, a
+ * Unix time) from which the name is deprecated, 2026-12-03.
+ */
+export const DEPRECATED_SINCE = "@1796256000";
 
 /** Options of {@linkcode createHttpApi}. */
 export interface HttpApiOptions {
@@ -63,7 +77,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApiHandler {
       const body = await readBody(request);
       const result = await call(api, method, body);
       logger.debug("http api call", { method });
-      return json(200, { result: result ?? null });
+      return json(200, { result: result ?? null }, deprecation(method));
     } catch (error) {
       if (error instanceof UnknownMethod) {
         return json(404, errorBody("invalid_argument", error.message));
@@ -79,7 +93,7 @@ export function createHttpApi(options: HttpApiOptions): HttpApiHandler {
           message: f.error.message,
         }));
       }
-      return json(STATUS[e.code], body);
+      return json(STATUS[e.code], body, deprecation(method));
     }
   };
 }
@@ -97,6 +111,16 @@ function call(api: Api, method: string, body: JsonObject): Promise<unknown> {
   }
   const args = argCodecsOf(method).map((codec) => codec.fromJson(body));
   return methodOf(api, method)(...args);
+}
+
+/** The headers that mark `method` deprecated, if it is an old name. */
+function deprecation(method: string): Record<string, string> {
+  const successor = isApiMethod(method) ? METHODS[method].aliasOf : undefined;
+  if (successor === undefined) return {};
+  return {
+    deprecation: DEPRECATED_SINCE,
+    link: `<${HTTP_API_PREFIX}${successor}>; rel="successor-version"`,
+  };
 }
 
 async function readBody(request: Request): Promise<JsonObject> {

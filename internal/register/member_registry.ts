@@ -30,18 +30,38 @@ export class MemberRegistry {
   readonly #entries = new Map<string, Entry>();
   readonly #heartbeatMs: number;
   readonly #logger: Logger;
+  readonly #onLeave: ((member: Member) => void) | undefined;
   #version = 0n;
   #list: MemberList | undefined;
   #closed = false;
 
-  constructor(options: { heartbeatMs: number; logger: Logger }) {
+  /**
+   * @param options How often idle streams carry a heartbeat, where to log,
+   * and what to call when a member leaves or is replaced.
+   */
+  constructor(options: {
+    heartbeatMs: number;
+    logger: Logger;
+    onLeave?: ((member: Member) => void) | undefined;
+  }) {
     this.#heartbeatMs = options.heartbeatMs;
     this.#logger = options.logger;
+    this.#onLeave = options.onLeave;
+  }
+
+  /** The id of this register process, as its lists carry it. */
+  get id(): string {
+    return this.#id;
   }
 
   /** How many members there are. */
   get size(): number {
     return this.#entries.size;
+  }
+
+  /** Whether the member `nodeId` is joined now. */
+  has(nodeId: string): boolean {
+    return this.#entries.has(nodeId);
   }
 
   /** The current list. */
@@ -90,6 +110,7 @@ export class MemberRegistry {
       if (this.#entries.get(member.nodeId) === entry) {
         this.#entries.delete(member.nodeId);
         this.#logger.info("member left", { ...member, members: this.size });
+        this.#onLeave?.(member);
         this.#changed();
       }
     }
@@ -105,6 +126,7 @@ export class MemberRegistry {
     entry.evicted = true;
     this.#entries.delete(entry.member.nodeId);
     this.#logger.info("member replaced", { ...entry.member });
+    this.#onLeave?.(entry.member);
     entry.wake?.();
   }
 

@@ -1,4 +1,5 @@
-// The command line of the register: `deno run -A register.ts`.
+// The command line of the register: `deno task register` (docs/permissions.md
+// has its `deno run` flags).
 
 import {
   type Register,
@@ -19,6 +20,11 @@ import {
   stopSignals,
   TLS_FLAGS,
 } from "../cli/command_line.ts";
+import {
+  fileNeeds,
+  listenNeed,
+  refuseMissingPermissions,
+} from "../cli/permissions.ts";
 
 const SECRET: SecretFlag = {
   name: "secret",
@@ -26,11 +32,19 @@ const SECRET: SecretFlag = {
   description: "shared secret that services must prove they know",
 };
 
+const DASHBOARD_TOKEN: SecretFlag = {
+  name: "dashboard-token",
+  env: "WSGATE_DASHBOARD_TOKEN",
+  description:
+    "token that the dashboard asks for (not the cluster secret; with a secret and no token, the dashboard is off)",
+};
+
 const COMMAND: CommandSpec = {
   name: "register",
-  usage: "deno run -A register.ts [flags]",
+  usage:
+    "deno run --allow-net=HOST:PORT[,HOST:HTTP_PORT] --allow-env=WSGATE_* [--allow-read=FILES] register.ts [flags]",
   summary:
-    "Runs the register of a wsgate cluster: the membership server that every service joins.",
+    "Runs the register of a wsgate cluster: the membership server that every service joins. It needs --allow-net for the addresses it listens on, --allow-env=WSGATE_*, and --allow-read for the files its flags name (docs/permissions.md).",
   flags: [
     {
       name: "hostname",
@@ -50,10 +64,12 @@ const COMMAND: CommandSpec = {
       name: "http-port",
       env: "WSGATE_REGISTER_HTTP_PORT",
       kind: "port",
-      description: "plain HTTP port for /healthz and /metrics, 0 for any",
+      description:
+        "plain HTTP port for the dashboard (/), /healthz and /metrics, 0 for any",
       defaultText: "off",
     },
     ...secretFlagSpecs(SECRET),
+    ...secretFlagSpecs(DASHBOARD_TOKEN),
     ...TLS_FLAGS,
     logLevelFlag("info", "WSGATE_LOG_LEVEL"),
   ],
@@ -75,25 +91,26 @@ export async function main(): Promise<number> {
   if (flags["log-level"] !== undefined) {
     options.logLevel = String(flags["log-level"]) as LogLevel;
   }
+  const hostname = options.hostname ?? "127.0.0.1";
+  const refused = refuseMissingPermissions(COMMAND.name, [
+    listenNeed(hostname, options.port ?? 8101),
+    ...(options.httpPort === undefined
+      ? []
+      : [listenNeed(hostname, options.httpPort)]),
+    ...fileNeeds(flags, COMMAND.flags),
+  ]);
+  if (refused !== undefined) return refused;
   let register: Register;
   try {
     const secret = await readSecretFlag(flags, SECRET);
     if (secret !== undefined) options.secret = secret;
+    const token = await readSecretFlag(flags, DASHBOARD_TOKEN);
+    if (token !== undefined) options.dashboardToken = token;
     const tls = await readTlsFlags(flags);
     if (tls !== undefined) options.tls = tls;
     register = await startRegister(options);
   } catch (error) {
-    const hostname = options.hostname ?? "127.0.0.1";
-    return reportStartFailure(COMMAND.name, error, {
-      rpc: {
-        address: formatHostPort(hostname, options.port ?? 8101),
-        flag: "port",
-      },
-      http: {
-        address: formatHostPort(hostname, options.httpPort ?? 0),
-        flag: "http-port",
-      },
-    });
+    return reportStartFailure(COMMAND.name, error);
   }
   const address = formatHostPort(register.hostname, register.port);
   console.log(`register listening on ${address}`);
@@ -102,6 +119,7 @@ export async function main(): Promise<number> {
     console.log(
       `register health on http://${http}/healthz, metrics on http://${http}/metrics`,
     );
+    console.log(`register dashboard on http://${http}/`);
   }
   await stop.stopped;
   await register.close();

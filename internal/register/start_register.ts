@@ -1,9 +1,9 @@
 // Starting a register: its gRPC server with the member registry, and the
-// operator HTTP server beside it.
+// operator HTTP server beside it, with the dashboard.
 
 import { createRegisterHandler } from "./register_handler.ts";
 import { RegisterService } from "../../proto/gen/websocket/v1/register_pb.ts";
-import { isLoopback } from "../base/address.ts";
+import { formatHostPort, isLoopback } from "../base/address.ts";
 import { MemberRegistry } from "./member_registry.ts";
 import { listenRpc } from "../grpc/rpc_server.ts";
 import { createRpcAuth } from "../grpc/rpc_auth.ts";
@@ -12,6 +12,7 @@ import { type HttpServer, listenHttp } from "../http/http_server.ts";
 import { createLogger, type LogLevel } from "../base/logger.ts";
 import {
   checkLogLevel,
+  checkNonEmpty,
   checkPort,
   checkPositive,
   checkSecret,
@@ -21,6 +22,8 @@ import {
 import { formatRegisterMetrics, RegisterMetrics } from "../ops/metrics.ts";
 import { opsResponse } from "../ops/ops_http.ts";
 import type { TlsOptions } from "../../tls.ts";
+import { DashboardStats } from "../dashboard/dashboard_stats.ts";
+import { createDashboard } from "../dashboard/dashboard_http.ts";
 
 /** The most bytes one request to the register may have: they are tiny. */
 const REGISTER_READ_MAX_BYTES = 64 * 1024;
@@ -103,6 +106,8 @@ export interface RegisterOptions {
    * `GET /metrics` (Prometheus text). The register's main port speaks
    * HTTP/2 gRPC only, so these get a port of their own; 0 picks a free one
    * ({@linkcode Register.httpPort} tells). Unset, there is no HTTP server.
+   * `GET /` there is the dashboard (see
+   * {@linkcode RegisterOptions.dashboardToken}).
    *
    * @example Checking a register's health
    * ```ts
@@ -133,6 +138,50 @@ export interface RegisterOptions {
    * @default {256}
    */
   maxPendingConnections?: number;
+  /**
+   * The token of the dashboard, the page at `GET /` on `httpPort` that
+   * shows the registers and services, their clients and traffic, updating
+   * itself: the page asks for it, and its state (`GET /dashboard/state`)
+   * answers only requests with `authorization: Bearer <dashboardToken>`.
+   * It must differ from `secret`, which the dashboard never takes.
+   *
+   * Unset, the dashboard is open when the register has no `secret` (a
+   * cluster on loopback, say), and off when it has one: the state answers
+   * 403 with a message that says how to set a token, and the page shows it.
+   * The operator port is plain HTTP: beyond loopback, put it behind a TLS
+   * proxy. Needs `httpPort`.
+   *
+   * @example A register whose dashboard asks for a token
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { startRegister } from "@wsgate/gateway";
+   *
+   * await using register = await startRegister({
+   *   hostname: "127.0.0.1",
+   *   port: 0,
+   *   httpPort: 0,
+   *   secret: "cluster-secret",
+   *   dashboardToken: "dashboard-token",
+   * });
+   * const url = `http://127.0.0.1:${register.httpPort}/dashboard/state`;
+   * const refused = await fetch(url);
+   * assert.equal(refused.status, 401);
+   * await refused.body?.cancel();
+   * const state = await fetch(url, { headers: { authorization: "Bearer dashboard-token" } });
+   * assert.equal((await state.json()).totals.services, 0);
+   * ```
+   *
+   * @default {undefined (none)}
+   */
+  dashboardToken?: string;
+  /**
+   * How often each service reports its figures to the dashboard, in
+   * milliseconds (services joined to a register without `httpPort` report
+   * nothing to it); the page polls as often.
+   *
+   * @default {2000}
+   */
+  statsIntervalMs?: number;
 }
 
 /**
@@ -156,7 +205,8 @@ export interface Register extends AsyncDisposable {
   /** The port it listens on. */
   readonly port: number;
   /**
-   * The port of the operator HTTP server (`/healthz`, `/metrics`), or
+   * The port of the operator HTTP server (the dashboard at `/`,
+   * `/healthz`, `/metrics`), or
    * `undefined` when {@linkcode RegisterOptions.httpPort} was not set.
    */
   readonly httpPort: number | undefined;
@@ -192,14 +242,29 @@ export async function startRegister(
     httpPort,
     headerTimeoutMs = 10_000,
     maxPendingConnections = 256,
+    statsIntervalMs = 2000,
   } = options;
   checkPort("port", port);
   if (httpPort !== undefined) checkPort("httpPort", httpPort);
   checkPositive("heartbeatMs", heartbeatMs);
   checkPositive("headerTimeoutMs", headerTimeoutMs);
   checkPositive("maxPendingConnections", maxPendingConnections);
+  checkPositive("statsIntervalMs", statsIntervalMs);
   if (pingIntervalMs !== 0) checkPositive("pingIntervalMs", pingIntervalMs);
   const secret = checkSecret(options.secret);
+  const dashboardToken = options.dashboardToken === undefined
+    ? undefined
+    : checkNonEmpty("dashboardToken", options.dashboardToken);
+  if (dashboardToken !== undefined && dashboardToken === secret) {
+    throw new TypeError(
+      "Cannot start: 'dashboardToken' must differ from 'secret': the dashboard never takes the cluster secret; give it a token of its own",
+    );
+  }
+  if (dashboardToken !== undefined && httpPort === undefined) {
+    throw new TypeError(
+      "Cannot start: 'dashboardToken' needs 'httpPort': the dashboard is served there",
+    );
+  }
   const tls = checkTls(options.tls);
   const logger = createLogger("register", checkLogLevel(logLevel));
   signal?.throwIfAborted();
@@ -210,7 +275,15 @@ export async function startRegister(
       { hostname },
     );
   }
-  const registry = new MemberRegistry({ heartbeatMs, logger });
+  const startedAt = performance.now();
+  const dashboard = httpPort === undefined
+    ? undefined
+    : new DashboardStats({ intervalMs: statsIntervalMs });
+  const registry = new MemberRegistry({
+    heartbeatMs,
+    logger,
+    onLeave: (member) => dashboard?.forget(member.nodeId),
+  });
   const metrics = new RegisterMetrics();
   const server = await listenRpc({
     hostname,
@@ -231,12 +304,17 @@ export async function startRegister(
     routes: (router) =>
       router.service(
         RegisterService,
-        createRegisterHandler(registry, metrics),
+        createRegisterHandler(
+          registry,
+          metrics,
+          dashboard && { stats: dashboard, intervalMs: statsIntervalMs },
+        ),
       ),
   });
   let closing: Promise<void> | undefined;
   let http: HttpServer | undefined;
-  if (httpPort !== undefined) {
+  let sampler: ReturnType<typeof setInterval> | undefined;
+  if (dashboard !== undefined && httpPort !== undefined) {
     const ops = {
       health: () => {
         const list = registry.list();
@@ -255,21 +333,40 @@ export async function startRegister(
         });
       },
     };
+    const address = formatHostPort(hostname, server.port);
+    const dashboardResponse = createDashboard({
+      clusterSecret: secret !== undefined,
+      token: dashboardToken,
+      state: () => {
+        const list = registry.list();
+        return dashboard.state({
+          registerId: list.registerId,
+          address,
+          uptimeMs: performance.now() - startedAt,
+          members: list.members,
+          memberListVersion: Number(list.version),
+        });
+      },
+    });
     try {
       http = listenHttp({
         hostname,
         port: httpPort,
+        optionNames: { port: "httpPort", hostname: "hostname" },
         headerTimeoutMs,
         maxPendingConnections,
         maxBodyBytes: 0,
         logger,
         counters: metrics.http,
         handler: (request) =>
-          opsResponse(request, ops) ??
-            new Response("Not found: try /healthz or /metrics\n", {
-              status: 404,
-            }),
+          dashboardResponse(request) ??
+            opsResponse(request, ops) ??
+            new Response(
+              "Not found: try / (the dashboard), /healthz or /metrics\n",
+              { status: 404 },
+            ),
       });
+      sampler = setInterval(() => dashboard.sample(), statsIntervalMs);
     } catch (error) {
       registry.close();
       await server.close();
@@ -281,6 +378,7 @@ export async function startRegister(
   const close = () => {
     closing ??= (async () => {
       stopWatching();
+      clearInterval(sampler);
       registry.close();
       await server.close();
       await http?.close();

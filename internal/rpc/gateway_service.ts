@@ -3,7 +3,10 @@
 // default), and Deliver streams that Connect decoded go to the delivery
 // module.
 
-import type { HandlerContext, ServiceImpl } from "npm:@connectrpc/connect@2.2.0";
+import type {
+  HandlerContext,
+  ServiceImpl,
+} from "npm:@connectrpc/connect@2.2.0";
 import {
   type DeliverRequest,
   GatewayService,

@@ -14,10 +14,8 @@ import type { ClientSocket, LocalHub } from "../hub/local_hub.ts";
 import { errorText, type Logger } from "../base/logger.ts";
 import type { ServiceMetrics } from "../ops/metrics.ts";
 import { messageLength } from "../api/message_size.ts";
-import {
-  CLOSE_CODE,
-  type ServerWebSocket,
-} from "../websocket/server_socket.ts";
+import { CLOSE_CODE } from "../websocket/server_socket.ts";
+import type { AcceptedSocket } from "../websocket/accepted_socket.ts";
 import { TokenBucket } from "./token_bucket.ts";
 
 /** The service closes: every client is closed with this. */
@@ -60,7 +58,7 @@ export interface ClientConnectionOptions {
   readonly rateLimit: RateLimit | undefined;
   /**
    * Messages that may wait for `onMessage`; while this many wait, the
-   * socket is not read.
+   * socket is paused (see {@linkcode AcceptedSocket.pause}).
    */
   readonly maxQueuedMessages: number;
   /**
@@ -81,7 +79,7 @@ export interface ClientConnectionOptions {
  */
 export class ClientConnection implements ClientSocket {
   readonly id: string;
-  readonly #socket: ServerWebSocket;
+  readonly #socket: AcceptedSocket;
   readonly #options: ClientConnectionOptions;
   readonly #maxBufferedBytes: number;
   readonly #metrics: ServiceMetrics;
@@ -98,7 +96,7 @@ export class ClientConnection implements ClientSocket {
 
   constructor(
     id: string,
-    socket: ServerWebSocket,
+    socket: AcceptedSocket,
     request: Request,
     info: ClientInfo,
     options: ClientConnectionOptions,
@@ -168,9 +166,15 @@ export class ClientConnection implements ClientSocket {
     }
   }
 
-  /** The socket refused what the client sent (1002, 1007, 1009). */
+  /**
+   * The socket refused what the client sent: 1002, 1007, 1009, or 1008
+   * for a message that came while paused on a socket that cannot stop
+   * reading (the client sent faster than onMessage took its messages: it
+   * counts as a rate-limit close).
+   */
   #refused(code: number, reason: string): void {
     if (code === MESSAGE_TOO_BIG) this.#metrics.tooBigCloses++;
+    else if (code === POLICY_VIOLATION) this.#metrics.rateLimitCloses++;
     else this.#metrics.protocolErrorCloses++;
     this.#options.logger.info("closed a client that broke the rules", {
       clientId: this.id,

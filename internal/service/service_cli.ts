@@ -1,11 +1,12 @@
-// The command line of a service: `deno run -A service.ts --app ./app.ts`.
+// The command line of a service: `deno task service --app ./app.ts`
+// (docs/permissions.md has its `deno run` flags).
 // It loads the application module, starts the service with the options
 // its flags (or environment variables) give, prints one line once the
 // service has joined, closes it gracefully on SIGINT or SIGTERM, and
 // prints one more line once it has stopped.
 
 import { resolve } from "node:path";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import type { Application, RateLimit } from "../../application.ts";
 import {
   type CommandSpec,
@@ -22,6 +23,15 @@ import {
   TLS_FLAGS,
   UsageError,
 } from "../cli/command_line.ts";
+import {
+  dialNeed,
+  explainPermissionError,
+  fileNeeds,
+  listenNeed,
+  moduleNeed,
+  type Need,
+  refuseMissingPermissions,
+} from "../cli/permissions.ts";
 import type { LogLevel } from "../base/logger.ts";
 import { describe, messageOf } from "../base/describe.ts";
 import { SERVICE_DEFAULTS, type ServiceOptions } from "./service_options.ts";
@@ -33,7 +43,7 @@ const NUMBER_FLAGS = [
   [
     "join-timeout-ms",
     "joinTimeoutMs",
-    "how long to wait for the first member list",
+    "how long to wait to join a register before exiting with 1",
   ],
   [
     "ping-interval-ms",
@@ -135,9 +145,10 @@ const HTTP_API_SECRET: SecretFlag = {
 
 const COMMAND: CommandSpec = {
   name: "service",
-  usage: "deno run -A service.ts --app MODULE [flags]",
+  usage:
+    "deno run --allow-net=ADDRESSES --allow-env=WSGATE_* --allow-read=MODULE[,FILES] service.ts --app MODULE [flags]",
   summary:
-    "Runs one service of a wsgate cluster: client WebSockets on one port, gRPC to its peers and backends on another. MODULE's default export is the Application; it may also export `fetch`, which answers the other HTTP requests of the WebSocket port.",
+    "Runs one service of a wsgate cluster: client WebSockets on one port, gRPC to its peers and backends on another. MODULE's default export is the Application; it may also export `fetch`, which answers the other HTTP requests of the WebSocket port. It needs --allow-net for the addresses it listens on, its registers and its peers, --allow-env=WSGATE_*, and --allow-read for MODULE and the files its flags name (docs/permissions.md).",
   flags: [
     flag("app", "string", "the application module (a path or a URL)"),
     flag(
@@ -217,8 +228,11 @@ async function loadApp(specifier: string): Promise<AppModule> {
   try {
     module = await import(url);
   } catch (error) {
+    // A module it imports (that this command line does not) may need
+    // --allow-read too: name the folder.
+    const denied = explainPermissionError(error, { folder: true });
     throw new UsageError(
-      `Cannot load --app "${specifier}": ${messageOf(error)}`,
+      `Cannot load --app "${specifier}": ${denied ?? messageOf(error)}`,
     );
   }
   const app = module.default;
@@ -296,6 +310,37 @@ async function optionsOf(
 }
 
 /**
+ * What the flags make the service do at start that needs a permission:
+ * read the app module and the files the flags name, listen, dial the
+ * registers (see docs/permissions.md; peers are dialed later).
+ */
+function needsOf(flags: FlagValues): Need[] {
+  const app = String(flags.app);
+  const appPath = !/^[a-z][a-z0-9+.-]+:/i.test(app)
+    ? resolve(app)
+    : app.startsWith("file:")
+    ? fileURLToPath(app)
+    : undefined;
+  const rpcHost = String(flags["rpc-hostname"] ?? flags["lan-ip"] ?? d.lanIp);
+  const delivery = flags["delivery-port"];
+  const registers = String(flags.register ?? d.register).split(",")
+    .map((s) => s.trim()).filter((s) => s !== "");
+  return [
+    ...(appPath === undefined ? [] : [moduleNeed(appPath, "--app")]),
+    ...fileNeeds(flags, COMMAND.flags),
+    listenNeed(
+      String(flags.hostname ?? d.hostname),
+      Number(flags.port ?? d.port),
+    ),
+    listenNeed(rpcHost, Number(flags["rpc-port"] ?? d.rpcPort)),
+    ...(delivery === false || flags["tls-mutual"] === true
+      ? []
+      : [listenNeed(rpcHost, Number(delivery ?? d.deliveryPort))]),
+    ...registers.map((address) => dialNeed(address, "the register")),
+  ];
+}
+
+/**
  * Runs the command line; resolves with the exit code: 0 after a clean stop
  * on SIGINT or SIGTERM, 2 for a bad flag or application module, 1 when the
  * service cannot start (a port in use, say).
@@ -311,6 +356,8 @@ export async function main(): Promise<number> {
         "Cannot start: --app is required: give the module whose default export is the Application (see --help)",
       );
     }
+    const refused = refuseMissingPermissions(COMMAND.name, needsOf(flags));
+    if (refused !== undefined) return refused;
     module = await loadApp(String(flags.app));
     options = await optionsOf(flags, stop.signal);
   } catch (error) {
@@ -325,13 +372,7 @@ export async function main(): Promise<number> {
   try {
     service = await startService(module.app, options);
   } catch (error) {
-    return reportStartFailure(COMMAND.name, error, {
-      http: { address: `port ${options.port ?? d.port}`, flag: "port" },
-      rpc: {
-        address: `port ${options.rpcPort ?? d.rpcPort}`,
-        flag: "rpc-port",
-      },
-    });
+    return reportStartFailure(COMMAND.name, error);
   }
   const host = service.hostname === "0.0.0.0" || service.hostname === "::"
     ? "127.0.0.1"

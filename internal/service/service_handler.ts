@@ -1,16 +1,19 @@
-// What a service's WebSocket port answers, in order: WebSocket upgrades
-// (any path), the operator endpoints (/healthz, /metrics), the HTTP API
-// (/api/*, when turned on), then the application's own `fetch` handler.
+// What a service's WebSocket port (or its handler in the user's own
+// server) answers, in order: WebSocket upgrades (any path), the operator
+// endpoints (/healthz, /metrics), the HTTP API (/api/*, when turned on),
+// then the application's own `fetch` handler.
 
-import type { WebSocketEndpoint } from "./websocket_endpoint.ts";
-import type { ConnectionInfo } from "../http/http_server.ts";
 import { isWebSocketRequest } from "../websocket/handshake.ts";
 import { opsResponse, type OpsSource } from "../ops/ops_http.ts";
 import { HTTP_API_PREFIX, type HttpApiHandler } from "../ops/http_api.ts";
 
-/** Options of {@linkcode createServiceHandler}. */
-export interface ServiceHandlerOptions {
-  readonly endpoint: WebSocketEndpoint;
+/**
+ * Options of {@linkcode createServiceHandler}; `Info` is what the server
+ * tells about a request's connection.
+ */
+export interface ServiceHandlerOptions<Info> {
+  /** Upgrades a WebSocket request (see WebSocketEndpoint). */
+  readonly upgrade: (request: Request, info: Info) => Promise<Response>;
   readonly ops: OpsSource;
   /** The HTTP API, or undefined when it is off. */
   readonly httpApi: HttpApiHandler | undefined;
@@ -21,15 +24,12 @@ export interface ServiceHandlerOptions {
 }
 
 /** Makes the request handler of a service's WebSocket port. */
-export function createServiceHandler(
-  options: ServiceHandlerOptions,
-): (
-  request: Request,
-  info: ConnectionInfo,
-) => Response | Promise<Response> {
-  const { endpoint, ops, httpApi, fetch } = options;
+export function createServiceHandler<Info>(
+  options: ServiceHandlerOptions<Info>,
+): (request: Request, info: Info) => Response | Promise<Response> {
+  const { upgrade, ops, httpApi, fetch } = options;
   return function handleServiceRequest(request, info) {
-    if (isWebSocketRequest(request)) return endpoint.upgrade(request, info);
+    if (isWebSocketRequest(request)) return upgrade(request, info);
     const builtIn = opsResponse(request, ops);
     if (builtIn !== undefined) return builtIn;
     if (

@@ -51,17 +51,22 @@ export interface ServiceOptions {
    */
   name?: string;
   /**
-   * Address the WebSocket server listens on.
+   * Address the WebSocket server listens on; unused with `port: false`.
    *
    * @default {"0.0.0.0"}
    */
   hostname?: string;
   /**
    * WebSocket port; 0 picks a free one ({@linkcode Service.port} tells).
+   * `false` opens none: the service joins the cluster, and its clients
+   * come through {@linkcode Service.handler} in the application's own
+   * server (`Deno.serve`, Hono, ...); docs/mounting.md says which limits of
+   * the own port then belong to that server. `hostname`, `headerTimeoutMs`
+   * and `maxPendingConnections` are unused then.
    *
    * @default {9201}
    */
-  port?: number;
+  port?: number | false;
   /**
    * Port of the gRPC server that peers and backends call; 0 picks a free one.
    *
@@ -128,10 +133,17 @@ export interface ServiceOptions {
    */
   deadlineMs?: number;
   /**
-   * How long `startService` waits for the first member list before it
-   * resolves anyway (it keeps trying to join in the background).
+   * How long `startService` waits to join the cluster, in milliseconds. A
+   * service has joined once a register sent it the member list; until then
+   * it accepts no client (upgrades get 503, `/healthz` says `starting`) and
+   * `onStart` has not run. When no register answers in time (none runs
+   * there, it is unreachable, or TLS differs), `startService` stops what it
+   * started and rejects with a `GatewayError` whose code is `unavailable`
+   * and whose message names the registers it tried; the command line exits
+   * with 1 and that message. A register lost after joining is another
+   * matter: the service keeps its last-known members and re-joins.
    *
-   * @default {5000}
+   * @default {30000}
    */
   joinTimeoutMs?: number;
   /**
@@ -348,7 +360,7 @@ export const SERVICE_DEFAULTS = {
   deliveryPort: 0,
   lanIp: "127.0.0.1",
   deadlineMs: 2000,
-  joinTimeoutMs: 5000,
+  joinTimeoutMs: 30_000,
   pingIntervalMs: 1000,
   maxPeerQueueBytes: 16 * 1024 * 1024,
   idleTimeoutMs: 30_000,
@@ -372,7 +384,8 @@ export interface ResolvedServiceOptions {
   /** `name`, or undefined for the node id. */
   readonly name: string | undefined;
   readonly hostname: string;
-  readonly port: number;
+  /** Undefined: no port of its own (`port: false`). */
+  readonly port: number | undefined;
   readonly rpcPort: number;
   readonly lanIp: string;
   /** `rpcHostname`, or `lanIp` when it is unset. */
@@ -477,7 +490,16 @@ export function resolveServiceOptions(
       );
     }
   }
-  checkPort("port", port);
+  if (
+    port !== false &&
+    !(Number.isInteger(port) && port >= 0 && port <= 65535)
+  ) {
+    throw new RangeError(
+      `Cannot start: 'port' must be an integer from 0 to 65535, or false: current value is ${
+        JSON.stringify(port)
+      }`,
+    );
+  }
   checkPort("rpcPort", rpcPort);
   const deliveryPort = options.deliveryPort ?? d.deliveryPort;
   if (
@@ -527,7 +549,7 @@ export function resolveServiceOptions(
     registers,
     name,
     hostname,
-    port,
+    port: port === false ? undefined : port,
     rpcPort,
     lanIp,
     rpcHostname: options.rpcHostname ?? lanIp,

@@ -22,8 +22,11 @@ export interface ServiceParts {
   readonly hub: LocalHub;
   readonly peers: PeerPool;
   readonly members: MemberTable;
-  /** The WebSocket (and plain HTTP) server. */
-  readonly server: HttpServer;
+  /**
+   * The WebSocket (and plain HTTP) server; undefined when the service has
+   * no port of its own (its clients come through the user's server).
+   */
+  readonly server: HttpServer | undefined;
   readonly rpc: RpcServer;
   readonly deliveryPort: DeliveryPort | undefined;
   /**
@@ -76,7 +79,10 @@ export async function shutDownService(
   logger.debug("closing: stopping the servers");
   // Cuts off client sockets still closing (dead or stuck clients); they
   // get a second at least.
-  await within(server.close(Math.max(left(), 1000)), Math.max(left(), 1000));
+  if (server !== undefined) {
+    const ms = Math.max(left(), 1000);
+    await within(server.close(ms), ms);
+  }
   endpoint.cutOff();
   // Outgoing connections first: a peer closing at the same moment then
   // sees its server's connections end instead of waiting for them.

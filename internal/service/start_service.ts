@@ -18,7 +18,10 @@ import { createRpcAuth } from "../grpc/rpc_auth.ts";
 import { maxRequestBytes } from "../api/request_size.ts";
 import { type HttpServer, listenHttp } from "../http/http_server.ts";
 import { deliverEndpoint } from "../delivery/grpc_endpoint.ts";
-import { listenDeliveryPort } from "../delivery/port_listener.ts";
+import {
+  type DeliveryPort,
+  listenDeliveryPort,
+} from "../delivery/port_listener.ts";
 import { joinRegisters } from "../membership/register_link.ts";
 import { WebSocketEndpoint } from "./websocket_endpoint.ts";
 import { formatHostPort, isLoopback } from "../base/address.ts";
@@ -37,6 +40,7 @@ import { maxPeerAnswerBytes } from "../api/answer_size.ts";
 import { timeUnaryCalls } from "../grpc/rpc_timing.ts";
 import { createHttpApi } from "../ops/http_api.ts";
 import { createServiceHandler } from "./service_handler.ts";
+import { memberFigures } from "./member_figures.ts";
 import type { BackoffOptions } from "../base/backoff.ts";
 
 /** How a service retries a register: capped, jittered, exponential. */
@@ -73,9 +77,16 @@ export interface Service extends AsyncDisposable {
   readonly nodeId: string;
   /** {@linkcode ServiceOptions.name}, or the node id when it is unset. */
   readonly name: string;
-  /** The address the WebSocket server listens on. */
+  /**
+   * The address the WebSocket server listens on; `""` when the service has
+   * no port of its own (`port: false`).
+   */
   readonly hostname: string;
-  /** The WebSocket port. */
+  /**
+   * The WebSocket port; 0 when the service has no port of its own
+   * (`port: false`): its clients then come through
+   * {@linkcode Service.handler}.
+   */
   readonly port: number;
   /** Where peers reach this service's RPC server, `lanIp:rpcPort`. */
   readonly rpcAddress: string;
@@ -94,13 +105,75 @@ export interface Service extends AsyncDisposable {
    * same promise.
    */
   close(): Promise<void>;
+  /**
+   * Answers a request of the application's own HTTP server (`Deno.serve`,
+   * Hono, ...) as the service's port would: a WebSocket upgrade, on any
+   * path, becomes a client of this service, with the same origin check,
+   * `onHandshake`, limits, heartbeat, metrics and graceful close (`close`
+   * closes these clients with 1001 too and waits for them); `GET /healthz`,
+   * `GET /metrics`, the HTTP API (`/api/*`, with `httpApiSecret`) and
+   * `fetch` answer as on the port. Route to it only what it should answer.
+   * It works with `port: false` and beside a port of the service's own.
+   * `info` is what `Deno.serve` passes its handler (Hono: `c.env`); its
+   * `remoteAddr` is what `onHandshake` sees. docs/mounting.md says which
+   * protections of the own port belong to the application's server then.
+   *
+   * @example A service inside the application's own Deno.serve
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { startRegister, startService } from "@wsgate/gateway";
+   *
+   * const connected: string[] = [];
+   * await using register = await startRegister({ hostname: "127.0.0.1", port: 0 });
+   * await using service = await startService({
+   *   onConnect(clientId) {
+   *     connected.push(clientId);
+   *   },
+   * }, {
+   *   register: `127.0.0.1:${register.port}`,
+   *   port: false,
+   *   rpcPort: 0,
+   * });
+   * assert.equal(service.port, 0);
+   * const server = Deno.serve(
+   *   { hostname: "127.0.0.1", port: 0, onListen() {} },
+   *   (request, info) => {
+   *     const path = new URL(request.url).pathname;
+   *     return path === "/ws" || path === "/healthz"
+   *       ? service.handler(request, info)
+   *       : new Response("the application's own page");
+   *   },
+   * );
+   * const socket = new WebSocket(`ws://127.0.0.1:${server.addr.port}/ws`);
+   * await new Promise((resolve) => socket.onopen = resolve);
+   * while (connected.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+   * assert.match(connected[0]!, new RegExp(`^${service.nodeId}\\.`));
+   * const health = await fetch(`http://127.0.0.1:${server.addr.port}/healthz`);
+   * assert.equal((await health.json()).status, "ready");
+   * const closed = new Promise<CloseEvent>((resolve) => socket.onclose = resolve);
+   * await service.close();
+   * assert.equal((await closed).code, 1001);
+   * await server.shutdown();
+   * ```
+   *
+   * @param request The request, unread.
+   * @param info The connection it came on.
+   * @returns The answer: the 101 of the upgrade, or an HTTP response.
+   */
+  readonly handler: (
+    request: Request,
+    info: Pick<Deno.ServeHandlerInfo, "remoteAddr">,
+  ) => Promise<Response>;
 }
 
 /**
- * Starts a service of `app`: a WebSocket server, an RPC server, and the
- * membership in the cluster. Resolves when both servers listen, the first
- * member list arrived (or `joinTimeoutMs` passed) and `app.onStart`
- * finished; clients are accepted from then on.
+ * Starts a service of `app`: a WebSocket server (none with `port: false`:
+ * see {@linkcode Service.handler}), an RPC server, and the membership in
+ * the cluster. Resolves when the servers listen, the service has joined
+ * (a register sent it the member list) and `app.onStart` finished; clients
+ * are accepted from then on. When no register answers within
+ * `joinTimeoutMs`, it stops what it started and rejects with a
+ * `GatewayError` (`unavailable`) that names the registers it tried.
  *
  * @example A service whose hooks see each client come and go
  * ```ts
@@ -213,24 +286,32 @@ export async function startService(
     : createRpcAuth(config.secret, { backendPaths: BACKEND_PATHS });
   // Deno's TLS listener cannot require client certificates: with mutual
   // TLS, deliveries stay on the gRPC stream, which requires them.
-  const deliveryPort =
-    config.deliveryPort === undefined || config.tls?.mutual === true
-      ? undefined
-      : listenDeliveryPort({
-        hostname: config.rpcHostname,
-        port: config.deliveryPort,
-        target: hub,
-        verifier: nodeAuth?.verifier,
-        tls: config.tls,
-        readMaxBytes,
-        helloTimeoutMs: 2 * config.pingIntervalMs,
-        logger,
-      });
+  let deliveryPort: DeliveryPort | undefined;
+  try {
+    deliveryPort =
+      config.deliveryPort === undefined || config.tls?.mutual === true
+        ? undefined
+        : listenDeliveryPort({
+          hostname: config.rpcHostname,
+          port: config.deliveryPort,
+          target: hub,
+          verifier: nodeAuth?.verifier,
+          tls: config.tls,
+          readMaxBytes,
+          helloTimeoutMs: 2 * config.pingIntervalMs,
+          logger,
+        });
+  } catch (error) {
+    endpoint[Symbol.dispose]();
+    guard[Symbol.dispose]();
+    throw error;
+  }
   let rpc: RpcServer;
   try {
     rpc = await listenRpc({
       hostname: config.rpcHostname,
       port: config.rpcPort,
+      optionNames: { port: "rpcPort", hostname: "rpcHostname" },
       auth: nodeAuth,
       tls: config.tls,
       readMaxBytes: maxRequestBytes(limits),
@@ -251,6 +332,7 @@ export async function startService(
     });
   } catch (error) {
     await deliveryPort?.close();
+    endpoint[Symbol.dispose]();
     guard[Symbol.dispose]();
     throw error;
   }
@@ -289,9 +371,16 @@ export async function startService(
     ? undefined
     : createHttpApi({ api, secret: config.httpApiSecret, metrics, logger });
 
-  let server: HttpServer;
+  const handlerOptions = { ops, httpApi, fetch: config.fetch };
+  // Without a port of its own (port: false), clients come through handler.
+  const handler = createServiceHandler({
+    ...handlerOptions,
+    upgrade: (request, info: Pick<Deno.ServeHandlerInfo, "remoteAddr">) =>
+      endpoint.upgradeStandard(request, info),
+  });
+  let server: HttpServer | undefined;
   try {
-    server = listenHttp({
+    server = config.port === undefined ? undefined : listenHttp({
       hostname: config.hostname,
       port: config.port,
       headerTimeoutMs: config.headerTimeoutMs,
@@ -302,10 +391,8 @@ export async function startService(
       logger,
       counters: metrics.http,
       handler: createServiceHandler({
-        endpoint,
-        ops,
-        httpApi,
-        fetch: config.fetch,
+        ...handlerOptions,
+        upgrade: (request, info) => endpoint.upgrade(request, info),
       }),
     });
   } catch (error) {
@@ -315,6 +402,9 @@ export async function startService(
     guard[Symbol.dispose]();
     throw error;
   }
+  const websocketAddress = server === undefined
+    ? ""
+    : formatHostPort(config.hostname, server.port);
 
   const links = joinRegisters(config.registers, {
     member: { nodeId, rpcAddress },
@@ -325,6 +415,14 @@ export async function startService(
     pingTimeoutMs: 2 * config.pingIntervalMs,
     backoff: REGISTER_BACKOFF,
     logger,
+    stats: memberFigures({
+      name,
+      websocketAddress,
+      metrics,
+      connections: () => endpoint.size,
+      hub,
+      phase,
+    }),
   });
 
   const close = () => {
@@ -372,10 +470,14 @@ export async function startService(
     throw joined;
   }
   if (joined === false) {
-    logger.warn("no register answered yet; still trying in the background", {
+    const error = noRegisterAnswered(config.registers, config.joinTimeoutMs);
+    // The rejection is the report; the log line is for who reads only logs.
+    logger.warn("no register answered; stopping", {
       registers: config.registers.join(","),
       waitedMs: config.joinTimeoutMs,
     });
+    await close();
+    throw error;
   }
   if (app.onStart !== undefined) {
     try {
@@ -390,20 +492,35 @@ export async function startService(
   if (closing === undefined) endpoint.open();
   logger.info("service started", {
     ...(name === nodeId ? {} : { nodeId }),
-    websocket: formatHostPort(config.hostname, server.port),
+    websocket: websocketAddress || "none (service.handler)",
     rpc: rpcAddress,
   });
   return {
     api,
     nodeId,
     name,
-    hostname: config.hostname,
-    port: server.port,
+    hostname: server === undefined ? "" : config.hostname,
+    port: server?.port ?? 0,
     rpcAddress,
     deliveryPort: deliveryPort?.port,
     close,
     [Symbol.asyncDispose]: close,
+    handler: async (request, info) => await handler(request, info),
   };
+}
+
+/** Why a service that no register answered does not start. */
+function noRegisterAnswered(
+  registers: readonly string[],
+  waitedMs: number,
+): GatewayError {
+  const tried = registers.join(", ");
+  return new GatewayError(
+    "unavailable",
+    `Cannot join the cluster: no register answered within ${waitedMs} ms (tried ${tried}); check that a register runs at ${
+      registers.length === 1 ? "that address" : "one of those addresses"
+    } and that this host reaches it (hostname, port, firewall, TLS on both or neither), or raise joinTimeoutMs (--join-timeout-ms)`,
+  );
 }
 
 /**

@@ -1,6 +1,9 @@
 // Where client WebSockets arrive: the origin check, the handshake hook, the
 // upgrade (internal/websocket/) with its heartbeat, and the ClientConnection
-// that takes over.
+// that takes over. Two ways in share all of it but the upgrade: the
+// service's own port (ServerWebSocket, framed here, with the Heartbeat) and
+// the user's own server (StandardSocket over Deno.upgradeWebSocket, whose
+// idleTimeout is the heartbeat).
 
 import type { ClientInfo } from "../../api.ts";
 import type {
@@ -13,7 +16,8 @@ import type { ConnectionInfo } from "../http/http_server.ts";
 import { upgradeWebSocket } from "../websocket/handshake.ts";
 import { FrameEncoder } from "../websocket/frames.ts";
 import { Heartbeat } from "../websocket/heartbeat.ts";
-import type { ServerWebSocket } from "../websocket/server_socket.ts";
+import type { AcceptedSocket } from "../websocket/accepted_socket.ts";
+import { upgradeStandardWebSocket } from "../websocket/standard_handshake.ts";
 import { checkRateLimit } from "./service_options.ts";
 import {
   ClientConnection,
@@ -51,15 +55,24 @@ export interface WebSocketEndpointOptions {
 /** How long a close handshake may take before the connection is cut. */
 const CLOSE_TIMEOUT_MS = 5000;
 
+/** A socket that one way in accepted, and what its client's end undoes. */
+interface Accepted {
+  readonly socket: AcceptedSocket;
+  readonly response: Response;
+  readonly release?: () => void;
+}
+
+/** The client address that the hooks see, from any address Deno reports. */
+type RemoteAddress = { readonly hostname: string; readonly port: number };
+
 /** Accepts client WebSockets. */
 export class WebSocketEndpoint implements Disposable {
   readonly #options: WebSocketEndpointOptions;
-  readonly #connections = new Map<ClientConnection, ServerWebSocket>();
+  readonly #connections = new Map<ClientConnection, Accepted>();
   readonly #frames = new FrameEncoder();
   readonly #heartbeat: Heartbeat | undefined;
   readonly #onFinished = (client: ClientConnection) => {
-    const socket = this.#connections.get(client);
-    if (socket !== undefined) this.#heartbeat?.delete(socket);
+    this.#connections.get(client)?.release?.();
     this.#connections.delete(client);
   };
   #accepting = false;
@@ -89,8 +102,55 @@ export class WebSocketEndpoint implements Disposable {
     this.#accepting = false;
   }
 
-  /** Checks `request`, asks the application, and upgrades it. */
-  async upgrade(request: Request, info: ConnectionInfo): Promise<Response> {
+  /**
+   * Checks `request` of the service's own port, asks the application, and
+   * upgrades it.
+   */
+  upgrade(request: Request, info: ConnectionInfo): Promise<Response> {
+    return this.#admit(request, info.remoteAddr, () => {
+      const upgraded = upgradeWebSocket(request, info, {
+        maxMessageBytes: this.#options.maxMessageBytes,
+        frames: this.#frames,
+        closeTimeoutMs: CLOSE_TIMEOUT_MS,
+      });
+      const heartbeat = this.#heartbeat;
+      if (upgraded instanceof Response || heartbeat === undefined) {
+        return upgraded;
+      }
+      heartbeat.add(upgraded.socket);
+      return { ...upgraded, release: () => heartbeat.delete(upgraded.socket) };
+    });
+  }
+
+  /**
+   * Checks `request` that a `Deno.serve` handler of the user's received,
+   * asks the application, and upgrades it with `Deno.upgradeWebSocket`.
+   */
+  upgradeStandard(
+    request: Request,
+    info: Pick<Deno.ServeHandlerInfo, "remoteAddr">,
+  ): Promise<Response> {
+    return this.#admit(
+      request,
+      remoteAddressOf(info.remoteAddr),
+      () =>
+        upgradeStandardWebSocket(request, {
+          maxMessageBytes: this.#options.maxMessageBytes,
+          closeTimeoutMs: CLOSE_TIMEOUT_MS,
+          idleTimeoutMs: this.#options.idleTimeoutMs,
+        }),
+    );
+  }
+
+  /**
+   * The origin check and onHandshake, then `accept` upgrades and a
+   * ClientConnection takes over the socket.
+   */
+  async #admit(
+    request: Request,
+    remoteAddr: RemoteAddress,
+    accept: () => Accepted | Response,
+  ): Promise<Response> {
     if (!this.#accepting) return unavailable();
     const { app, logger, allowedOrigins } = this.#options;
     const origin = request.headers.get("origin");
@@ -107,7 +167,7 @@ export class WebSocketEndpoint implements Disposable {
       try {
         const result = await app.onHandshake(request, {
           ...this.#options.ctx,
-          remoteAddr: info.remoteAddr,
+          remoteAddr,
         });
         if (result instanceof Response) return result;
         const accept = result as HandshakeAccept | undefined | null;
@@ -134,31 +194,17 @@ export class WebSocketEndpoint implements Disposable {
       }
       if (!this.#accepting) return unavailable();
     }
-    return this.#accept(request, info, clientInfo, rateLimit);
-  }
-
-  #accept(
-    request: Request,
-    connection: ConnectionInfo,
-    info: ClientInfo,
-    rateLimit: RateLimit | undefined,
-  ): Response {
-    const upgraded = upgradeWebSocket(request, connection, {
-      maxMessageBytes: this.#options.maxMessageBytes,
-      frames: this.#frames,
-      closeTimeoutMs: CLOSE_TIMEOUT_MS,
-    });
-    if (upgraded instanceof Response) return upgraded;
+    const accepted = accept();
+    if (accepted instanceof Response) return accepted;
     const client = new ClientConnection(
       this.#options.ids.next(),
-      upgraded.socket,
+      accepted.socket,
       request,
-      info,
+      clientInfo,
       { ...this.#options, rateLimit, onFinished: this.#onFinished },
     );
-    this.#connections.set(client, upgraded.socket);
-    this.#heartbeat?.add(upgraded.socket);
-    return upgraded.response;
+    this.#connections.set(client, accepted);
+    return accepted.response;
   }
 
   /** Refuses new clients and closes the open ones with `code`. */
@@ -172,7 +218,7 @@ export class WebSocketEndpoint implements Disposable {
    * the heartbeat.
    */
   cutOff(): void {
-    for (const socket of this.#connections.values()) {
+    for (const { socket } of this.#connections.values()) {
       socket.terminate(GOING_AWAY_CODE, "service is going away");
     }
     this[Symbol.dispose]();
@@ -182,6 +228,15 @@ export class WebSocketEndpoint implements Disposable {
   [Symbol.dispose](): void {
     this.#heartbeat?.[Symbol.dispose]();
   }
+}
+
+/**
+ * A TCP client's address as it is; a Unix or vsock socket has no hostname
+ * (`""`), and a Unix socket no port (0).
+ */
+function remoteAddressOf(addr: Deno.Addr): RemoteAddress {
+  if ("hostname" in addr) return { hostname: addr.hostname, port: addr.port };
+  return { hostname: "", port: "port" in addr ? addr.port : 0 };
 }
 
 function unavailable(): Response {

@@ -9,6 +9,7 @@ import {
   ServerWebSocket,
   type ServerWebSocketOptions,
 } from "./server_socket.ts";
+import { checkHandshakeRequest } from "./handshake_request.ts";
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -27,21 +28,8 @@ export function upgradeWebSocket(
   info: ConnectionInfo,
   options: ServerWebSocketOptions,
 ): { socket: ServerWebSocket; response: Response } | Response {
-  const refuse = (status: number, reason: string, headers = {}) =>
-    new Response(`bad WebSocket upgrade: ${reason}\n`, { status, headers });
-  if (request.method !== "GET") return refuse(405, "use GET", { allow: "GET" });
-  if (!/\bupgrade\b/i.test(request.headers.get("connection") ?? "")) {
-    return refuse(400, "Connection: Upgrade is missing");
-  }
-  if (request.headers.get("sec-websocket-version") !== "13") {
-    return refuse(426, "only version 13 is supported", {
-      "sec-websocket-version": "13",
-    });
-  }
-  const key = request.headers.get("sec-websocket-key") ?? "";
-  if (!/^[A-Za-z0-9+/]{22}==$/.test(key)) {
-    return refuse(400, "Sec-WebSocket-Key is not 16 bytes in base64");
-  }
+  const key = checkHandshakeRequest(request);
+  if (key instanceof Response) return key;
   const accept = createHash("sha1").update(key + GUID).digest("base64");
   const response = new Response(null, {
     status: 101,

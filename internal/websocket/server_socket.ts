@@ -8,6 +8,7 @@
 // one turn of the event loop go out in one system call.
 
 import type { Message } from "../../api.ts";
+import type { AcceptedSocket, SocketEvents } from "./accepted_socket.ts";
 import { closeQuietly, ConnWriter, ReadBuffer } from "../base/conn_io.ts";
 import {
   encodeClose,
@@ -27,24 +28,6 @@ export const CLOSE_CODE = {
   POLICY: 1008,
   TOO_BIG: 1009,
 } as const;
-
-/** What a socket reports to its owner. */
-export interface SocketEvents {
-  /** The handshake is done: messages may flow. */
-  open(): void;
-  /** A whole message: a string for text, bytes for binary. */
-  message(message: Message): void;
-  /**
-   * The connection is closed: with the code of the close frame that ended
-   * it (the client's or ours), or 1006 when it ended without one. Once.
-   */
-  close(code: number, reason: string): void;
-  /**
-   * The socket refused something the client sent (1002, 1007, 1009) and
-   * is closing: `code` says what.
-   */
-  refused(code: number, reason: string): void;
-}
 
 /** Options of {@linkcode ServerWebSocket}. */
 export interface ServerWebSocketOptions {
@@ -67,7 +50,7 @@ const CLOSED = 3;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** One client's WebSocket, from the 101 on. */
-export class ServerWebSocket {
+export class ServerWebSocket implements AcceptedSocket {
   readonly #options: ServerWebSocketOptions;
   #events: SocketEvents | undefined;
   #conn: Deno.Conn | undefined;

@@ -22,8 +22,21 @@ export interface ChildOptions {
   captureStderr?: boolean;
   /** Flags for `deno run` before the script, e.g. `--v8-flags=--expose-gc`. */
   denoFlags?: string[];
+  /**
+   * The permission flags to run with, e.g. `["--allow-net=127.0.0.1"]`.
+   *
+   * @default {["-A"]}
+   */
+  permissions?: string[];
   /** Added to the environment the process inherits. */
   env?: Record<string, string>;
+  /**
+   * The working directory: where Deno looks for a deno.json, and what
+   * relative paths in `args` are relative to.
+   *
+   * @default {the test's working directory}
+   */
+  cwd?: string;
 }
 
 /** A child process whose first stdout line announced it. */
@@ -52,23 +65,33 @@ export class Child implements AsyncDisposable {
       : Promise.resolve();
   }
 
-  /** Runs `deno run -A <script> ...args` and waits for its first line. */
+  /**
+   * Runs `deno run -A <script> ...args` (or with `options.permissions`) and
+   * waits for its first line.
+   */
   static async start(
     script: string,
     args: string[],
     options: ChildOptions = {},
   ): Promise<Child> {
-    const { captureStderr = false, denoFlags = [], env = {} } = options;
+    const {
+      captureStderr = false,
+      denoFlags = [],
+      env = {},
+      permissions = ["-A"],
+    } = options;
     const process = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
-        "-A",
+        "--no-prompt",
+        ...permissions,
         `--preload=${preload}`,
         ...denoFlags,
         new URL(script, root).pathname,
         ...args,
       ],
       env,
+      ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
       stdout: "piped",
       stderr: captureStderr ? "piped" : "inherit",
       stdin: "null",

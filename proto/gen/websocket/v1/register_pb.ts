@@ -8,15 +8,15 @@
 // @generated from file websocket/v1/register.proto (package websocket.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "npm:@bufbuild/protobuf@2.17.0/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "npm:@bufbuild/protobuf@2.17.0/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "npm:@bufbuild/protobuf@2.17.0/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "npm:@bufbuild/protobuf@2.17.0/codegenv2";
 import type { Message } from "npm:@bufbuild/protobuf@2.17.0";
 
 /**
  * Describes the file websocket/v1/register.proto.
  */
 export const file_websocket_v1_register: GenFile = /*@__PURE__*/
-  fileDesc("Cht3ZWJzb2NrZXQvdjEvcmVnaXN0ZXIucHJvdG8SDHdlYnNvY2tldC52MSIuCgZNZW1iZXISDwoHbm9kZV9pZBgBIAEoCRITCgtycGNfYWRkcmVzcxgCIAEoCSIzCgtKb2luUmVxdWVzdBIkCgZtZW1iZXIYASABKAsyFC53ZWJzb2NrZXQudjEuTWVtYmVyInIKDEpvaW5SZXNwb25zZRIrCgdtZW1iZXJzGAEgASgLMhgud2Vic29ja2V0LnYxLk1lbWJlckxpc3RIABIsCgloZWFydGJlYXQYAiABKAsyFy53ZWJzb2NrZXQudjEuSGVhcnRiZWF0SABCBwoFZXZlbnQiWQoKTWVtYmVyTGlzdBITCgtyZWdpc3Rlcl9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgEEiUKB21lbWJlcnMYAyADKAsyFC53ZWJzb2NrZXQudjEuTWVtYmVyIgsKCUhlYXJ0YmVhdCIUChJMaXN0TWVtYmVyc1JlcXVlc3QiQAoTTGlzdE1lbWJlcnNSZXNwb25zZRIpCgdtZW1iZXJzGAEgASgLMhgud2Vic29ja2V0LnYxLk1lbWJlckxpc3QypgEKD1JlZ2lzdGVyU2VydmljZRI/CgRKb2luEhkud2Vic29ja2V0LnYxLkpvaW5SZXF1ZXN0Ghoud2Vic29ja2V0LnYxLkpvaW5SZXNwb25zZTABElIKC0xpc3RNZW1iZXJzEiAud2Vic29ja2V0LnYxLkxpc3RNZW1iZXJzUmVxdWVzdBohLndlYnNvY2tldC52MS5MaXN0TWVtYmVyc1Jlc3BvbnNlYgZwcm90bzM");
+  fileDesc("Cht3ZWJzb2NrZXQvdjEvcmVnaXN0ZXIucHJvdG8SDHdlYnNvY2tldC52MSIuCgZNZW1iZXISDwoHbm9kZV9pZBgBIAEoCRITCgtycGNfYWRkcmVzcxgCIAEoCSIzCgtKb2luUmVxdWVzdBIkCgZtZW1iZXIYASABKAsyFC53ZWJzb2NrZXQudjEuTWVtYmVyInIKDEpvaW5SZXNwb25zZRIrCgdtZW1iZXJzGAEgASgLMhgud2Vic29ja2V0LnYxLk1lbWJlckxpc3RIABIsCgloZWFydGJlYXQYAiABKAsyFy53ZWJzb2NrZXQudjEuSGVhcnRiZWF0SABCBwoFZXZlbnQidAoKTWVtYmVyTGlzdBITCgtyZWdpc3Rlcl9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgEEiUKB21lbWJlcnMYAyADKAsyFC53ZWJzb2NrZXQudjEuTWVtYmVyEhkKEXN0YXRzX2ludGVydmFsX21zGAQgASgNIgsKCUhlYXJ0YmVhdCIUChJMaXN0TWVtYmVyc1JlcXVlc3QiQAoTTGlzdE1lbWJlcnNSZXNwb25zZRIpCgdtZW1iZXJzGAEgASgLMhgud2Vic29ja2V0LnYxLk1lbWJlckxpc3QiPgoSUmVwb3J0U3RhdHNSZXF1ZXN0EigKBXN0YXRzGAEgASgLMhkud2Vic29ja2V0LnYxLk1lbWJlclN0YXRzIhUKE1JlcG9ydFN0YXRzUmVzcG9uc2UihgQKC01lbWJlclN0YXRzEg8KB25vZGVfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIZChF3ZWJzb2NrZXRfYWRkcmVzcxgDIAEoCRIRCgl1cHRpbWVfbXMYBCABKAQSKAoFc3RhdGUYBSABKA4yGS53ZWJzb2NrZXQudjEuTWVtYmVyU3RhdGUSDwoHY2xpZW50cxgGIAEoDRIMCgR1aWRzGAcgASgNEg4KBmdyb3VwcxgIIAEoDRITCgttZXNzYWdlc19pbhgJIAEoBBIUCgxtZXNzYWdlc19vdXQYCiABKAQSEAoIYnl0ZXNfaW4YCyABKAQSEQoJYnl0ZXNfb3V0GAwgASgEEhoKEmNvbm5lY3Rpb25zX29wZW5lZBgNIAEoBBIcChRzbG93X2NvbnN1bWVyX2Nsb3NlcxgOIAEoBBIZChFyYXRlX2xpbWl0X2Nsb3NlcxgPIAEoBBIWCg50b29fYmlnX2Nsb3NlcxgQIAEoBBIdChVwcm90b2NvbF9lcnJvcl9jbG9zZXMYESABKAQSLgoNcGVlcl9kZWxpdmVyeRgSIAEoCzIXLndlYnNvY2tldC52MS5IaXN0b2dyYW0SMgoJcmVnaXN0ZXJzGBMgAygLMh8ud2Vic29ja2V0LnYxLlJlZ2lzdGVyTGlua1N0YXRzEhEKCXJzc19ieXRlcxgUIAEoBCJACglIaXN0b2dyYW0SDgoGYm91bmRzGAEgAygBEg4KBmNvdW50cxgCIAMoBBITCgtzdW1fc2Vjb25kcxgDIAEoASJiChFSZWdpc3RlckxpbmtTdGF0cxIPCgdhZGRyZXNzGAEgASgJEhMKC3JlZ2lzdGVyX2lkGAIgASgJEhEKCWNvbm5lY3RlZBgDIAEoCBIUCgxjb25uZWN0ZWRfbXMYBCABKAQqeAoLTWVtYmVyU3RhdGUSHAoYTUVNQkVSX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVTUVNQkVSX1NUQVRFX1NUQVJUSU5HEAESFgoSTUVNQkVSX1NUQVRFX1JFQURZEAISGAoUTUVNQkVSX1NUQVRFX0NMT1NJTkcQAzL6AQoPUmVnaXN0ZXJTZXJ2aWNlEj8KBEpvaW4SGS53ZWJzb2NrZXQudjEuSm9pblJlcXVlc3QaGi53ZWJzb2NrZXQudjEuSm9pblJlc3BvbnNlMAESUgoLTGlzdE1lbWJlcnMSIC53ZWJzb2NrZXQudjEuTGlzdE1lbWJlcnNSZXF1ZXN0GiEud2Vic29ja2V0LnYxLkxpc3RNZW1iZXJzUmVzcG9uc2USUgoLUmVwb3J0U3RhdHMSIC53ZWJzb2NrZXQudjEuUmVwb3J0U3RhdHNSZXF1ZXN0GiEud2Vic29ja2V0LnYxLlJlcG9ydFN0YXRzUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * A gateway service in the cluster.
@@ -117,6 +117,15 @@ export type MemberList = Message<"websocket.v1.MemberList"> & {
    * @generated from field: repeated websocket.v1.Member members = 3;
    */
   members: Member[];
+
+  /**
+   * How often the register wants each member's ReportStats, in
+   * milliseconds; 0 (a register without a dashboard, or one from before
+   * ReportStats) asks for none.
+   *
+   * @generated from field: uint32 stats_interval_ms = 4;
+   */
+  statsIntervalMs: number;
 };
 
 /**
@@ -172,6 +181,300 @@ export const ListMembersResponseSchema: GenMessage<ListMembersResponse> = /*@__P
   messageDesc(file_websocket_v1_register, 6);
 
 /**
+ * @generated from message websocket.v1.ReportStatsRequest
+ */
+export type ReportStatsRequest = Message<"websocket.v1.ReportStatsRequest"> & {
+  /**
+   * @generated from field: websocket.v1.MemberStats stats = 1;
+   */
+  stats?: MemberStats | undefined;
+};
+
+/**
+ * Describes the message websocket.v1.ReportStatsRequest.
+ * Use `create(ReportStatsRequestSchema)` to create a new message.
+ */
+export const ReportStatsRequestSchema: GenMessage<ReportStatsRequest> = /*@__PURE__*/
+  messageDesc(file_websocket_v1_register, 7);
+
+/**
+ * @generated from message websocket.v1.ReportStatsResponse
+ */
+export type ReportStatsResponse = Message<"websocket.v1.ReportStatsResponse"> & {
+};
+
+/**
+ * Describes the message websocket.v1.ReportStatsResponse.
+ * Use `create(ReportStatsResponseSchema)` to create a new message.
+ */
+export const ReportStatsResponseSchema: GenMessage<ReportStatsResponse> = /*@__PURE__*/
+  messageDesc(file_websocket_v1_register, 8);
+
+/**
+ * A member's figures at one moment. Counters count from the member's start
+ * and only grow; the register derives rates from two reports.
+ *
+ * @generated from message websocket.v1.MemberStats
+ */
+export type MemberStats = Message<"websocket.v1.MemberStats"> & {
+  /**
+   * The member's node id, as in its Join.
+   *
+   * @generated from field: string node_id = 1;
+   */
+  nodeId: string;
+
+  /**
+   * Its name (ServiceOptions.name), for people.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * "host:port" of its WebSocket port, or empty when it has none.
+   *
+   * @generated from field: string websocket_address = 3;
+   */
+  websocketAddress: string;
+
+  /**
+   * Milliseconds since it started.
+   *
+   * @generated from field: uint64 uptime_ms = 4;
+   */
+  uptimeMs: bigint;
+
+  /**
+   * @generated from field: websocket.v1.MemberState state = 5;
+   */
+  state: MemberState;
+
+  /**
+   * Open client WebSockets.
+   *
+   * @generated from field: uint32 clients = 6;
+   */
+  clients: number;
+
+  /**
+   * Uids bound on this member.
+   *
+   * @generated from field: uint32 uids = 7;
+   */
+  uids: number;
+
+  /**
+   * Non-empty groups on this member.
+   *
+   * @generated from field: uint32 groups = 8;
+   */
+  groups: number;
+
+  /**
+   * Messages and payload received from, and sent to, clients.
+   *
+   * @generated from field: uint64 messages_in = 9;
+   */
+  messagesIn: bigint;
+
+  /**
+   * @generated from field: uint64 messages_out = 10;
+   */
+  messagesOut: bigint;
+
+  /**
+   * @generated from field: uint64 bytes_in = 11;
+   */
+  bytesIn: bigint;
+
+  /**
+   * @generated from field: uint64 bytes_out = 12;
+   */
+  bytesOut: bigint;
+
+  /**
+   * Client WebSockets accepted.
+   *
+   * @generated from field: uint64 connections_opened = 13;
+   */
+  connectionsOpened: bigint;
+
+  /**
+   * Clients closed for not reading fast enough.
+   *
+   * @generated from field: uint64 slow_consumer_closes = 14;
+   */
+  slowConsumerCloses: bigint;
+
+  /**
+   * Clients closed for sending faster than their rate limit.
+   *
+   * @generated from field: uint64 rate_limit_closes = 15;
+   */
+  rateLimitCloses: bigint;
+
+  /**
+   * Clients closed for a message past maxMessageBytes.
+   *
+   * @generated from field: uint64 too_big_closes = 16;
+   */
+  tooBigCloses: bigint;
+
+  /**
+   * Clients closed for frames that break the protocol.
+   *
+   * @generated from field: uint64 protocol_error_closes = 17;
+   */
+  protocolErrorCloses: bigint;
+
+  /**
+   * Delivery batches to peers, from first queued to acknowledged.
+   *
+   * @generated from field: websocket.v1.Histogram peer_delivery = 18;
+   */
+  peerDelivery?: Histogram | undefined;
+
+  /**
+   * The member's Join links, one per register it is configured with.
+   *
+   * @generated from field: repeated websocket.v1.RegisterLinkStats registers = 19;
+   */
+  registers: RegisterLinkStats[];
+
+  /**
+   * Resident memory of the member's process.
+   *
+   * @generated from field: uint64 rss_bytes = 20;
+   */
+  rssBytes: bigint;
+};
+
+/**
+ * Describes the message websocket.v1.MemberStats.
+ * Use `create(MemberStatsSchema)` to create a new message.
+ */
+export const MemberStatsSchema: GenMessage<MemberStats> = /*@__PURE__*/
+  messageDesc(file_websocket_v1_register, 9);
+
+/**
+ * A latency histogram, counted since the member started.
+ *
+ * @generated from message websocket.v1.Histogram
+ */
+export type Histogram = Message<"websocket.v1.Histogram"> & {
+  /**
+   * Upper bounds of the buckets, in seconds, ascending; a last bucket
+   * without a bound (+Inf) follows them.
+   *
+   * @generated from field: repeated double bounds = 1;
+   */
+  bounds: number[];
+
+  /**
+   * Observations per bucket (not cumulative): one more than `bounds`.
+   *
+   * @generated from field: repeated uint64 counts = 2;
+   */
+  counts: bigint[];
+
+  /**
+   * The sum of every observation, in seconds.
+   *
+   * @generated from field: double sum_seconds = 3;
+   */
+  sumSeconds: number;
+};
+
+/**
+ * Describes the message websocket.v1.Histogram.
+ * Use `create(HistogramSchema)` to create a new message.
+ */
+export const HistogramSchema: GenMessage<Histogram> = /*@__PURE__*/
+  messageDesc(file_websocket_v1_register, 10);
+
+/**
+ * One of a member's Join links as the member sees it.
+ *
+ * @generated from message websocket.v1.RegisterLinkStats
+ */
+export type RegisterLinkStats = Message<"websocket.v1.RegisterLinkStats"> & {
+  /**
+   * The register's address as the member dials it.
+   *
+   * @generated from field: string address = 1;
+   */
+  address: string;
+
+  /**
+   * The id of the register process that pushed the last list, if any.
+   *
+   * @generated from field: string register_id = 2;
+   */
+  registerId: string;
+
+  /**
+   * Whether the Join stream is open now.
+   *
+   * @generated from field: bool connected = 3;
+   */
+  connected: boolean;
+
+  /**
+   * For how long it has been open, in milliseconds; 0 when not connected.
+   *
+   * @generated from field: uint64 connected_ms = 4;
+   */
+  connectedMs: bigint;
+};
+
+/**
+ * Describes the message websocket.v1.RegisterLinkStats.
+ * Use `create(RegisterLinkStatsSchema)` to create a new message.
+ */
+export const RegisterLinkStatsSchema: GenMessage<RegisterLinkStats> = /*@__PURE__*/
+  messageDesc(file_websocket_v1_register, 11);
+
+/**
+ * Where a member is in its life.
+ *
+ * @generated from enum websocket.v1.MemberState
+ */
+export enum MemberState {
+  /**
+   * @generated from enum value: MEMBER_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Joined, not yet accepting clients (onStart runs, or no list yet).
+   *
+   * @generated from enum value: MEMBER_STATE_STARTING = 1;
+   */
+  STARTING = 1,
+
+  /**
+   * Accepting clients.
+   *
+   * @generated from enum value: MEMBER_STATE_READY = 2;
+   */
+  READY = 2,
+
+  /**
+   * Shutting down.
+   *
+   * @generated from enum value: MEMBER_STATE_CLOSING = 3;
+   */
+  CLOSING = 3,
+}
+
+/**
+ * Describes the enum websocket.v1.MemberState.
+ */
+export const MemberStateSchema: GenEnum<MemberState> = /*@__PURE__*/
+  enumDesc(file_websocket_v1_register, 0);
+
+/**
  * RegisterService keeps the list of gateway services in the cluster.
  *
  * @generated from service websocket.v1.RegisterService
@@ -199,6 +502,20 @@ export const RegisterService: GenService<{
     methodKind: "unary";
     input: typeof ListMembersRequestSchema;
     output: typeof ListMembersResponseSchema;
+  },
+  /**
+   * ReportStats gives the register a member's figures for its dashboard.
+   * A member calls it every `MemberList.stats_interval_ms` while its Join
+   * stream is open, on the same connection; the register keeps the last
+   * report of each member and forgets it when the member leaves. A member
+   * that never calls it (one from before it existed) stays a member.
+   *
+   * @generated from rpc websocket.v1.RegisterService.ReportStats
+   */
+  reportStats: {
+    methodKind: "unary";
+    input: typeof ReportStatsRequestSchema;
+    output: typeof ReportStatsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_websocket_v1_register, 0);
