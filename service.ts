@@ -10,7 +10,7 @@
  * variable (`--help` lists them):
  *
  * ```sh
- * deno run -A service.ts --app ./app.ts --register 127.0.0.1:8101 --port 9201
+ * deno task service --app ./app.ts --register 127.0.0.1:8101 --port 9201
  * ```
  *
  * It exits with 0 after a clean stop on SIGINT or SIGTERM (clients are
