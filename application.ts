@@ -81,6 +81,15 @@ export interface ServiceIdentity {
 export interface ConnectContext extends Context {
   /** The HTTP request that asked for the WebSocket upgrade. */
   readonly request: Request;
+  /**
+   * Set when a `wsgate.v1` client came back within the recovery window
+   * and got its session back (`ServiceOptions.recovery`): its uid, groups
+   * and info are as they were, and what it missed was delivered before
+   * anything this hook sends. `previousClientId` is the clientId it had:
+   * the same one on the same service; another service that took the
+   * session over gives it a new clientId. Undefined for a new client.
+   */
+  readonly resumed?: { readonly previousClientId: string };
 }
 
 /**
@@ -188,9 +197,10 @@ export type HandshakeResult = Response | HandshakeAccept | void;
  * WebSocket exists; then the hooks run one after another, never
  * overlapping: `onConnect` finishes (its promise settles) before the first
  * `onMessage`, each `onMessage` before the next, and `onClose` runs exactly
- * once, after the last `onMessage`. A hook that throws or rejects is logged
- * and affects nothing else (a failed `onHandshake` refuses the client with
- * 500).
+ * once, after the last `onMessage`; this holds across `service.reload`,
+ * which makes the next hook of a client run on the new application. A hook
+ * that throws or rejects is logged and affects nothing else (a failed
+ * `onHandshake` refuses the client with 500).
  *
  * Per service, `onStart` runs once the service has joined the cluster and
  * before it accepts clients; `onStop` runs when it closes, after every
@@ -247,7 +257,8 @@ export interface Application {
    * application's own set-up. It never runs on a service that no register
    * answered (see `joinTimeoutMs`). `startService` resolves after it; when
    * it throws or rejects, the service closes and `startService` rejects
-   * with that error.
+   * with that error. It also runs when `service.reload` puts this
+   * application in place of another, before the swap.
    */
   onStart?(ctx: Context): void | Promise<void>;
   /**
@@ -255,7 +266,9 @@ export interface Application {
    * and its `onClose` finished, and before the service stops talking to its
    * peers: the place for the application's own clean-up. The Api still
    * reaches the clients of the other services. A failure is logged;
-   * `close()` waits for it at most until `shutdownTimeoutMs` runs out.
+   * `close()` waits for it at most until `shutdownTimeoutMs` runs out. It
+   * also runs when `service.reload` replaced this application, once its
+   * running hooks settled, while the clients stay connected.
    */
   onStop?(ctx: Context): void | Promise<void>;
   /**
@@ -285,7 +298,10 @@ export interface Application {
   ): void | Promise<void>;
   /**
    * A client disconnected, or the service closed it. It has already left its
-   * uid and groups, and the Api no longer reaches it.
+   * uid and groups, and the Api no longer reaches it. For a `wsgate.v1`
+   * client whose connection broke, its session may be kept for a resume
+   * (`ServiceOptions.recovery`): it is offline meanwhile, and its uid,
+   * groups and info come back with it.
    */
   onClose?(clientId: string, ctx: Context): void | Promise<void>;
 }

@@ -15,7 +15,9 @@
  *
  * It exits with 0 after a clean stop on SIGINT or SIGTERM (clients are
  * closed with 1001), 2 for a bad flag or application module, and 1 when the
- * service cannot start (a port in use, say).
+ * service cannot start (a port in use, say). On SIGHUP it imports the
+ * application module again and reloads the service with it, every client
+ * staying connected (`Service.reload`; docs/hot_reload.md).
  *
  * @module
  */

@@ -243,7 +243,7 @@ export interface Target {
   /** name:pid of every server process, for --pids. */
   pids: string;
   /** --protocol of the load generator. */
-  protocol: "app" | "socketio";
+  protocol: "app" | "socketio" | "wsgate.v1";
 }
 
 /** The raw Deno ceiling: one process. */
@@ -264,8 +264,14 @@ export async function startRaw(): Promise<Target> {
   };
 }
 
-/** A register and `services` services running bench/app.ts. */
-export async function startCluster(services: number): Promise<Target> {
+/**
+ * A register and `services` services running bench/app.ts; `serviceArgs`
+ * are added to each service's command line.
+ */
+export async function startCluster(
+  services: number,
+  serviceArgs: readonly string[] = [],
+): Promise<Target> {
   const register = await spawn("register", [
     "run",
     "-A",
@@ -298,6 +304,7 @@ export async function startCluster(services: number): Promise<Target> {
       "0",
       "--log-level",
       "warn",
+      ...serviceArgs,
     ], { ready: / on http:\/\// });
     const port = Number(/ on http:\/\/[^/]+:(\d+)\//.exec(service.line)?.[1]);
     if (!Number.isInteger(port) || port <= 0) {

@@ -16,6 +16,15 @@
 //                        the binary attachment of an event "f" (a text
 //                        packet `451-["f",{"_placeholder":true,"num":0}]`
 //                        followed by the frame as a binary message).
+//   --protocol wsgate.v1 the app protocol inside wsgate's own client
+//                        protocol (docs/protocol.md): the subprotocol
+//                        wsgate.v1, a hello first, text sent as ":" + text,
+//                        every data frame from the service prefixed with
+//                        its sequence number (text "<seq>:", binary a LEB128
+//                        varint), an ack every 64 frames or 1 s after the
+//                        first unacknowledged one, a ping every 20 s. The
+//                        result's "v1" says whether the sequence numbers had
+//                        gaps.
 //
 // The test frame (little-endian), written and read only here; a server
 // looks at bytes 0 .. 2+L and relays the frame unchanged:
@@ -51,7 +60,7 @@
 // CPU time of all --pids processes per delivery.
 //
 // usage: deno run -A bench/load.ts --url ws://127.0.0.1:P/[,ws://...] [options]
-//   --protocol app|socketio (app)  --client ffi|tcp|native (ffi)
+//   --protocol app|socketio|wsgate.v1 (app)  --client ffi|tcp|native (ffi)
 //   --clients C (2000)  --size S (64)  --src-addrs 127.0.0.2-127.0.0.5
 //   --bcast M (200)  --bcast-window W,W (4,16)  --bcast-lat N (50)
 //   --p2p N (20000)  --p2p-window W (200)  --count N (0)
@@ -76,7 +85,7 @@ import {
 
 // ---------------------------------------------------------------- options
 
-type Protocol = "app" | "socketio";
+type Protocol = "app" | "socketio" | "wsgate.v1";
 
 interface Settings {
   urls: string[];
@@ -179,8 +188,10 @@ function parseSettings(argv: readonly string[]): Settings {
     }
   }
   const protocol = given.get("protocol") ?? "app";
-  if (protocol !== "app" && protocol !== "socketio") {
-    throw new Error("--protocol must be app or socketio");
+  if (
+    protocol !== "app" && protocol !== "socketio" && protocol !== "wsgate.v1"
+  ) {
+    throw new Error("--protocol must be app, socketio or wsgate.v1");
   }
   const client = given.get("client") ?? "ffi";
   if (client !== "ffi" && client !== "tcp" && client !== "native") {
@@ -343,6 +354,12 @@ interface Client {
   attachments: number;
   /** Waits for the answer to a text command. */
   answer: ((text: string) => void) | undefined;
+  /** wsgate.v1: the sequence number of the last data frame received. */
+  seq: number;
+  /** wsgate.v1: data frames received and not acknowledged yet. */
+  unacked: number;
+  /** wsgate.v1: when the first of them arrived. */
+  firstUnackedAt: number;
 }
 
 /** What a phase does with each test frame that arrives. */
@@ -389,8 +406,12 @@ function onText(
   text: string,
   ready: (id: string) => void,
   fail: (why: string) => void,
+  protocol: Protocol = settings.protocol,
 ): void {
-  if (settings.protocol === "app") {
+  if (protocol === "wsgate.v1") {
+    return v1Text(client, socket, text, ready, fail);
+  }
+  if (protocol === "app") {
     if (client.id === "") {
       if (text.startsWith("id:")) ready(text.slice(3));
     } else if (client.answer !== undefined) {
@@ -427,7 +448,104 @@ function onText(
   }
 }
 
+// ---------------------------------------------------------------- wsgate.v1
+
+const V1 = settings.protocol === "wsgate.v1";
+const V1_HELLO = '{"type":"hello"}';
+/** Frames that may stay unacknowledged, and for how long (the contract). */
+const V1_ACK_EVERY = 64;
+const V1_ACK_AFTER_MS = 1000;
+const V1_PING_EVERY_MS = 20_000;
+
+/**
+ * Bytes on the wire from the services to the clients, of data frames
+ * (WebSocket header included), and of the acknowledgements the clients
+ * send back (masked: 4 bytes of key in the header).
+ */
+const wire = { frames: 0, bytes: 0, acks: 0, ackBytes: 0 };
+const v1Stats = { seq_gaps: 0, acks: 0, pings: 0, pongs: 0, welcomes: 0 };
+
+/** Size of the header of an unmasked frame of `n` bytes (server to client). */
+function serverHeader(n: number): number {
+  return n < 126 ? 2 : n < 65536 ? 4 : 10;
+}
+
+/** Counts data frame `seq` of `client`; acknowledges every 64. */
+function v1Data(client: Client, seq: number): void {
+  if (seq !== client.seq + 1) v1Stats.seq_gaps++;
+  client.seq = seq;
+  if (client.unacked++ === 0) client.firstUnackedAt = performance.now();
+  if (client.unacked >= V1_ACK_EVERY) v1Control(client, "ack");
+}
+
+/** Sends an ack or a ping, which acknowledges everything received. */
+function v1Control(client: Client, type: "ack" | "ping"): void {
+  const text = `{"type":"${type}","seq":${client.seq}}`;
+  client.socket?.send(text);
+  client.unacked = 0;
+  wire.acks++;
+  wire.ackBytes += text.length + serverHeader(text.length) + 4;
+  if (type === "ack") v1Stats.acks++;
+  else v1Stats.pings++;
+}
+
+/** Acks what waited 1 s, and pings every 20 s, for every client. */
+function v1Sweep(): void {
+  const now = performance.now();
+  const ping = now - lastPing >= V1_PING_EVERY_MS;
+  if (ping) lastPing = now;
+  for (const client of clients) {
+    if (client?.socket === undefined || client.id === "") continue;
+    if (ping) v1Control(client, "ping");
+    else if (
+      client.unacked > 0 && now - client.firstUnackedAt >= V1_ACK_AFTER_MS
+    ) v1Control(client, "ack");
+  }
+}
+let lastPing = performance.now();
+const sweeper = V1 ? setInterval(v1Sweep, 250) : undefined;
+
+/** A text frame of wsgate.v1: control JSON, or `<seq>:` and the text. */
+function v1Text(
+  client: Client,
+  socket: ClientSocket,
+  text: string,
+  ready: (id: string) => void,
+  fail: (why: string) => void,
+): void {
+  if (text.charCodeAt(0) === 0x7b) {
+    const control = JSON.parse(text) as { type?: unknown };
+    if (control.type === "welcome") v1Stats.welcomes++;
+    else if (control.type === "pong") v1Stats.pongs++;
+    return;
+  }
+  const colon = text.indexOf(":");
+  const seq = colon > 0 ? Number(text.slice(0, colon)) : NaN;
+  if (!Number.isInteger(seq)) return fail(`not a wsgate.v1 frame: ${text}`);
+  v1Data(client, seq);
+  onText(client, socket, text.slice(colon + 1), ready, fail, "app");
+}
+
+/** A binary frame of wsgate.v1: a LEB128 sequence number, then the data. */
+function v1Binary(client: Client, bytes: Uint8Array): void {
+  let seq = 0;
+  let shift = 1;
+  let at = 0;
+  for (;;) {
+    const byte = bytes[at++];
+    if (byte === undefined) return void strays++;
+    seq += (byte & 0x7f) * shift;
+    if (byte < 0x80) break;
+    shift *= 128;
+  }
+  v1Data(client, seq);
+  received(client, bytes.subarray(at));
+}
+
 function onBinary(client: Client, bytes: Uint8Array): void {
+  wire.frames++;
+  wire.bytes += bytes.length + serverHeader(bytes.length);
+  if (V1) return v1Binary(client, bytes);
   if (settings.protocol === "socketio") {
     if (client.attachments === 0) return void strays++;
     client.attachments--;
@@ -445,6 +563,9 @@ function connectClient(index: number): Promise<Client> {
     idBytes: NO_ID,
     attachments: 0,
     answer: undefined,
+    seq: 0,
+    unacked: 0,
+    firstUnackedAt: 0,
   };
   const locals = settings.localAddresses;
   const localAddress = locals.length > 0
@@ -506,10 +627,15 @@ function connectClient(index: number): Promise<Client> {
           if (++lostClients <= 3) log(`client ${index} closed: ${reason}`);
         }
       },
-    }, { localAddress, timeoutMs: settings.connectTimeoutS * 1000 }).then(
+    }, {
+      localAddress,
+      timeoutMs: settings.connectTimeoutS * 1000,
+      protocol: V1 ? "wsgate.v1" : undefined,
+    }).then(
       (socket) => {
         client.socket = socket;
         if (failed) socket.close();
+        else if (V1) socket.send(V1_HELLO);
       },
       (error: Error) => settle(new Error(`client ${index}: ${error.message}`)),
     );
@@ -557,7 +683,7 @@ function ask(
       clearTimeout(timer);
       resolve(answer);
     };
-    client.socket!.send(text);
+    client.socket!.send(V1 ? `:${text}` : text);
   });
 }
 
@@ -618,6 +744,20 @@ function quantiles(values: Float64Array, n: number, prefix = ""): Json {
 // ---------------------------------------------------------------- phases
 
 /**
+ * Bytes on the wire per delivery since `before`: of the binary frames to
+ * the clients (header included) and of the acknowledgements back.
+ */
+function wireSince(before: typeof wire, delivered: number): Json {
+  const per = (bytes: number) =>
+    delivered > 0 ? round3(bytes / delivered) : null;
+  return {
+    wire_bytes_per_delivery: per(wire.bytes - before.bytes),
+    ack_bytes_per_delivery: per(wire.ackBytes - before.ackBytes),
+    acks: wire.acks - before.acks,
+  };
+}
+
+/**
  * `total` broadcasts from client 0, at most `window` not yet delivered to
  * every client. Resolves when all are complete or the phase times out.
  */
@@ -640,6 +780,7 @@ function broadcasts(
   const sender = clients[0]!;
   return new Promise((resolve) => {
     const before = sample();
+    const wireBefore = { ...wire };
     const fill = () => {
       while (sent - complete < window && sent < total) {
         const frame = testFrame(OP_BROADCAST, NO_ID, tag, sent);
@@ -668,6 +809,7 @@ function broadcasts(
         ...(measured ? quantiles(completion, complete, "all_") : {}),
         cpu_pct: cpuPct(before, after),
         server_cpu_us_per_msg: perUnitUs(before, after, delivered),
+        ...wireSince(wireBefore, delivered),
       });
     };
     const timer = setTimeout(() => end(true), settings.phaseTimeoutS * 1000);
@@ -716,6 +858,7 @@ function pointToPoint(
   let last = 0;
   return new Promise((resolve) => {
     const before = sample();
+    const wireBefore = { ...wire };
     const fill = () => {
       while (sent - delivered < window && sent < total) {
         const from = clients[sent % C]!;
@@ -744,6 +887,7 @@ function pointToPoint(
         ...(measured ? quantiles(latencies, delivered) : {}),
         cpu_pct: cpuPct(before, after),
         server_cpu_us_per_msg: perUnitUs(before, after, delivered),
+        ...wireSince(wireBefore, delivered),
       });
     };
     const timer = setTimeout(() => end(true), settings.phaseTimeoutS * 1000);
@@ -1004,6 +1148,8 @@ let printed = false;
 async function finish(): Promise<never> {
   result.strays = strays;
   result.client_io = { ...clientCounters };
+  if (V1) result.v1 = { ...v1Stats };
+  clearInterval(sweeper);
   result.unexpected_closes = lostClients;
   closing = true;
   progress("closing clients");

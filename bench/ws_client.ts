@@ -48,6 +48,11 @@ export interface OpenOptions {
   localAddress?: string | undefined;
   /** Give up the handshake after this long (default 30 s). */
   timeoutMs?: number | undefined;
+  /**
+   * A WebSocket subprotocol to offer (`Sec-WebSocket-Protocol`); the
+   * handshake fails unless the server selects it. None by default.
+   */
+  protocol?: string | undefined;
 }
 
 /** What the clients did, for the load generator's report. */
@@ -80,6 +85,7 @@ export function openClient(
     return Promise.reject(new Error("a local address needs the ffi client"));
   }
   const timeoutMs = options.timeoutMs ?? 30_000;
+  const protocol = options.protocol;
   switch (kind) {
     case "ffi":
       return EpollSocket.open(
@@ -87,11 +93,12 @@ export function openClient(
         listener,
         options.localAddress,
         timeoutMs,
+        protocol,
       );
     case "tcp":
-      return StreamSocket.open(target, listener, timeoutMs);
+      return StreamSocket.open(target, listener, timeoutMs, protocol);
     case "native":
-      return openNative(target, listener, timeoutMs);
+      return openNative(target, listener, timeoutMs, protocol);
   }
 }
 
@@ -167,8 +174,8 @@ function encodeControl(opcode: number, payload: Uint8Array): Uint8Array {
   return out;
 }
 
-/** The HTTP upgrade request for `target`. */
-function upgradeRequest(target: URL): Uint8Array {
+/** The HTTP upgrade request for `target`, offering `protocol` if set. */
+function upgradeRequest(target: URL, protocol?: string): Uint8Array {
   const nonce = new Uint8Array(16);
   crypto.getRandomValues(nonce);
   const key = btoa(String.fromCharCode(...nonce));
@@ -180,6 +187,9 @@ function upgradeRequest(target: URL): Uint8Array {
       "Connection: Upgrade",
       `Sec-WebSocket-Key: ${key}`,
       "Sec-WebSocket-Version: 13",
+      ...(protocol === undefined
+        ? []
+        : [`Sec-WebSocket-Protocol: ${protocol}`]),
       "",
       "",
     ].join("\r\n"),
@@ -199,14 +209,26 @@ function endOfHead(bytes: Uint8Array, length: number): number {
   return -1;
 }
 
-/** Throws unless the response head accepts the upgrade, plainly. */
-function checkUpgradeResponse(head: string): void {
+/**
+ * Throws unless the response head accepts the upgrade, plainly, and
+ * selects `protocol` when one was offered.
+ */
+function checkUpgradeResponse(head: string, protocol?: string): void {
   const status = head.slice(0, head.indexOf("\r\n"));
   if (!/^HTTP\/1\.1 101 /.test(status)) {
     throw new Error(`upgrade refused: ${status}`);
   }
   if (/\r\nsec-websocket-extensions:/i.test(head)) {
     throw new Error("the server chose an extension; none is supported");
+  }
+  const selected = /\r\nsec-websocket-protocol:[ \t]*([^\r]*)/i.exec(head)
+    ?.[1]?.trim();
+  if (selected !== protocol) {
+    throw new Error(
+      protocol === undefined
+        ? `the server selected a subprotocol that was not offered: ${selected}`
+        : `the server did not select the subprotocol ${protocol}`,
+    );
   }
 }
 
@@ -350,9 +372,10 @@ function openNative(
   target: URL,
   listener: Listener,
   timeoutMs: number,
+  protocol: string | undefined,
 ): Promise<ClientSocket> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(target);
+    const ws = new WebSocket(target, protocol === undefined ? [] : [protocol]);
     ws.binaryType = "arraybuffer";
     let open = false;
     let closed = false;
@@ -375,7 +398,12 @@ function openNative(
     ws.onopen = () => {
       open = true;
       clearTimeout(timer);
-      resolve(socket);
+      if (ws.protocol !== (protocol ?? "")) {
+        ws.close();
+        reject(
+          new Error(`the server did not select the subprotocol ${protocol}`),
+        );
+      } else resolve(socket);
     };
     ws.onmessage = (event) => {
       const data: unknown = event.data;
@@ -409,6 +437,7 @@ class StreamSocket extends FramedSocket {
     target: URL,
     listener: Listener,
     timeoutMs: number,
+    protocol: string | undefined,
   ): Promise<ClientSocket> {
     const conn = await Deno.connect({
       hostname: target.hostname.replace(/^\[(.*)\]$/, "$1"),
@@ -421,7 +450,7 @@ class StreamSocket extends FramedSocket {
     }, timeoutMs);
     try {
       conn.setNoDelay(true);
-      const request = upgradeRequest(target);
+      const request = upgradeRequest(target, protocol);
       for (let at = 0; at < request.length;) {
         at += await conn.write(request.subarray(at));
       }
@@ -442,7 +471,7 @@ class StreamSocket extends FramedSocket {
         length += n;
         end = endOfHead(buffer, length);
       }
-      checkUpgradeResponse(fromUtf8.decode(buffer.subarray(0, end)));
+      checkUpgradeResponse(fromUtf8.decode(buffer.subarray(0, end)), protocol);
       clearTimeout(timer);
       const socket = new StreamSocket(conn, listener);
       // Messages that came with the response wait until the caller holds
@@ -750,6 +779,8 @@ class EpollSocket extends FramedSocket {
   readonly #poller: Poller;
   #stage = CONNECTING;
   #request: Uint8Array;
+  /** The subprotocol offered, which the response must select. */
+  #protocol: string | undefined;
   /** Bytes received but not used yet (an incomplete frame or head). */
   #carry: Uint8Array | undefined;
   /** Bytes the kernel did not take yet. */
@@ -778,6 +809,7 @@ class EpollSocket extends FramedSocket {
     listener: Listener,
     localAddress: string | undefined,
     timeoutMs: number,
+    protocol: string | undefined,
   ): Promise<ClientSocket> {
     return new Promise((resolve, reject) => {
       let p: Poller;
@@ -822,7 +854,13 @@ class EpollSocket extends FramedSocket {
           return reject(new Error(`connect: errno ${errno}`));
         }
       }
-      const socket = new EpollSocket(fd, p, listener, upgradeRequest(target));
+      const socket = new EpollSocket(
+        fd,
+        p,
+        listener,
+        upgradeRequest(target, protocol),
+      );
+      socket.#protocol = protocol;
       socket.#settle = { resolve, reject };
       socket.#timer = setTimeout(
         () => socket.#fail("handshake timed out"),
@@ -964,7 +1002,10 @@ class EpollSocket extends FramedSocket {
       return;
     }
     try {
-      checkUpgradeResponse(fromUtf8.decode(inbox.subarray(0, end)));
+      checkUpgradeResponse(
+        fromUtf8.decode(inbox.subarray(0, end)),
+        this.#protocol,
+      );
     } catch (error) {
       return this.#fail((error as Error).message);
     }

@@ -13,33 +13,17 @@ import {
   localServiceOptions,
   startLocalRegister,
 } from "./helpers/local_cluster.ts";
+import {
+  BROWSER_ARGS,
+  executablePath,
+  skipBrowser,
+} from "./helpers/browser.ts";
 import { Child } from "./helpers/processes.ts";
 import { createChatApp, fetch } from "../examples/chat/app.ts";
 
-const executablePath = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
-const haveBrowser = await Deno.stat(executablePath).then(
-  () => true,
-  () => false,
-);
-const required = Deno.env.get("WSGATE_REQUIRE_BROWSER") === "1";
-if (!haveBrowser && !required) {
-  console.warn(
-    `chat_browser_test: no browser at ${executablePath}; skipped (apt-get install -y chromium)`,
-  );
-}
+const skip = skipBrowser("chat_browser_test");
 
 const WAIT = { timeout: 30_000 };
-
-const BROWSER_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
 /** The demo as a child process, with the URLs it printed. */
 async function startDemo() {
@@ -91,7 +75,7 @@ async function say(page: Page, text: string) {
 
 Deno.test({
   name: "chat demo: two pages on two services chat, list rooms and whisper",
-  ignore: !haveBrowser && !required,
+  ignore: skip,
   async fn() {
     const demo = await startDemo();
     const profile = await Deno.makeTempDir({ prefix: "wsgate-chrome-" });
@@ -104,7 +88,7 @@ Deno.test({
         executablePath,
         headless: true,
         viewport: { width: 1200, height: 760 },
-        args: BROWSER_ARGS,
+        args: [...BROWSER_ARGS],
       });
       const alice = await context.newPage();
       const bob = await context.newPage();
@@ -182,7 +166,7 @@ Deno.test({
 
 Deno.test({
   name: "chat page reconnects by itself when its service restarts",
-  ignore: !haveBrowser && !required,
+  ignore: skip,
   async fn() {
     await using register = await startLocalRegister({ logLevel: "error" });
     const options = localServiceOptions(register.address, {
@@ -198,7 +182,7 @@ Deno.test({
     const context = await chromium.launchPersistentContext(profile, {
       executablePath,
       headless: true,
-      args: BROWSER_ARGS,
+      args: [...BROWSER_ARGS],
     });
     try {
       const page = await context.newPage();

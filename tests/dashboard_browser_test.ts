@@ -27,35 +27,19 @@ import {
   localServiceOptions,
   startLocalRegister,
 } from "./helpers/local_cluster.ts";
+import {
+  BROWSER_ARGS,
+  executablePath,
+  skipBrowser,
+} from "./helpers/browser.ts";
 import { eventually } from "./helpers/waits.ts";
 
-const executablePath = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
-const haveBrowser = await Deno.stat(executablePath).then(
-  () => true,
-  () => false,
-);
-const required = Deno.env.get("WSGATE_REQUIRE_BROWSER") === "1";
-if (!haveBrowser && !required) {
-  console.warn(
-    `dashboard_browser_test: no browser at ${executablePath}; skipped (apt-get install -y chromium)`,
-  );
-}
+const skip = skipBrowser("dashboard_browser_test");
 const screenshot = Deno.env.get("WSGATE_SCREENSHOT");
 
 const WAIT = { timeout: 30_000 };
 /** Reports and polls this often, to keep the test short. */
 const INTERVAL_MS = 400;
-
-const BROWSER_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
 /**
  * Binds `?uid=` and joins `?room=` (default "lobby"); a message goes to
@@ -101,7 +85,7 @@ async function openBrowser(origin: string) {
       executablePath,
       headless: true,
       viewport: { width: 1360, height: 900 },
-      args: BROWSER_ARGS,
+      args: [...BROWSER_ARGS],
     },
   );
   /** Requests for anything but the register, refused. */
@@ -151,7 +135,7 @@ async function untilCell(
 Deno.test({
   name:
     "dashboard shows the registers and two services with their client counts, as clients come and go, with no network beyond the register",
-  ignore: !haveBrowser && !required,
+  ignore: skip,
   async fn() {
     await using register = await startLocalRegister({
       httpPort: 0,
@@ -260,7 +244,7 @@ Deno.test({
 Deno.test({
   name:
     "dashboard with a secret asks for its token: a wrong one and the cluster secret are refused, the right one shows the cluster",
-  ignore: !haveBrowser && !required,
+  ignore: skip,
   async fn() {
     const secret = "cluster-secret-for-the-test";
     const token = "dashboard-token-for-the-test";
@@ -327,7 +311,7 @@ Deno.test({
 Deno.test({
   name:
     "dashboard of a register with a secret and no dashboard token says how to set one",
-  ignore: !haveBrowser && !required,
+  ignore: skip,
   async fn() {
     await using register: Register = await startLocalRegister({
       httpPort: 0,

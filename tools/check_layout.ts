@@ -37,6 +37,7 @@ export const LAYERS: Readonly<Record<string, readonly string[]>> = {
   cli: ["base"],
   http: ["base"],
   websocket: ["base", "http"],
+  session: ["base", "hub", "api", "delivery", "cluster"],
   dashboard: ["base", "membership"],
   register: [
     "base",
@@ -61,6 +62,7 @@ export const LAYERS: Readonly<Record<string, readonly string[]>> = {
     "cli",
     "http",
     "websocket",
+    "session",
   ],
 };
 

@@ -263,9 +263,16 @@ async function main(): Promise<number> {
     const failed = started.find((r) => r.status === "rejected");
     if (failed !== undefined) throw failed.reason;
     // The addresses the children print are the ones they listen on, free
-    // ports included.
-    const [a, b] = children.slice(1).map((c) => {
-      const url = /on (http:\/\/\S+)/.exec(c.lines[0]!)?.[1] ?? c.lines[0];
+    // ports included. Each page also names the other service, which it
+    // falls back on when its own goes away (`?services=`).
+    const urls = children.slice(1).map((c) =>
+      /on (http:\/\/\S+)/.exec(c.lines[0]!)?.[1] ?? c.lines[0]!
+    );
+    const [a, b] = children.slice(1).map((c, i) => {
+      const other = URL.parse(urls[1 - i]!)?.host;
+      const url = other === undefined
+        ? urls[i]
+        : `${urls[i]}?services=${other}`;
       const rpc = /rpc (\S+?)[,)]/.exec(c.lines[0]!)?.[1];
       return rpc === undefined ? url : `${url}  (rpc ${rpc})`;
     });

@@ -26,6 +26,7 @@ import {
 import { DeliveryEncoder } from "../delivery/codec.ts";
 import { nodeIdOf } from "../hub/client_id.ts";
 import type { LocalHub } from "../hub/local_hub.ts";
+import type { ClientMoves } from "./client_moves.ts";
 import { CLUSTER_METHODS, type ClusterMethod } from "./cluster_methods.ts";
 import type { Members, Peer, Peers } from "./peers.ts";
 
@@ -36,6 +37,11 @@ export interface ClusterApiOptions {
   readonly members: Members;
   readonly peers: Peers;
   readonly limits: Limits;
+  /**
+   * Sessions that moved to another service: sends to their old clientId
+   * go to the new one (docs/recovery.md).
+   */
+  readonly moves?: ClientMoves | undefined;
 }
 
 const DONE = Promise.resolve();
@@ -81,7 +87,7 @@ function localShare(
 
 /** Makes the {@linkcode Api} of one service. */
 export function createClusterApi(options: ClusterApiOptions): Api {
-  const { nodeId, hub, members, peers, limits } = options;
+  const { nodeId, hub, members, peers, limits, moves } = options;
   const encoder = new DeliveryEncoder();
   const api = {} as Record<ApiMethod, AnyMethod>;
 
@@ -195,6 +201,9 @@ export function createClusterApi(options: ClusterApiOptions): Api {
           return (a, b, c) => {
             try {
               check(a, b, c, checked);
+              if (moves !== undefined && moves.size > 0) {
+                checked[0] = moves.resolve(checked[0] as string);
+              }
               const owner = ownerOf(checked[0]);
               if (owner === LOCAL) {
                 localShare(method, hub, checked);

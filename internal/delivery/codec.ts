@@ -10,6 +10,7 @@
 import type { Message } from "../../api.ts";
 import { GatewayError } from "../../errors.ts";
 import { maxMessageBytes } from "../api/message_size.ts";
+import { deliveryOrigin } from "./origin.ts";
 import { KIND, MAX_VARINT_BYTES, MESSAGE, varintSize } from "./wire.ts";
 
 /**
@@ -26,6 +27,12 @@ export interface DeliveryTarget {
     exclude?: ReadonlySet<string>,
   ): void;
   close(clientId: string, lastMessage?: Message): void;
+  /**
+   * A sender's fence in the takeover of session `clientId` by
+   * `newClientId` (wire.ts KIND.FENCE); `origin` is the sender's node id.
+   * Targets that take no part in takeovers leave it out.
+   */
+  fence?(origin: string, clientId: string, newClientId: string): void;
 }
 
 const encoder = new TextEncoder();
@@ -90,6 +97,21 @@ export class DeliveryEncoder {
     this.#begin(KIND.CLOSE, strSize(clientId) + messageSize(lastMessage));
     this.#str(clientId);
     this.#message(lastMessage);
+    return this.#end();
+  }
+
+  /**
+   * A fence of sender `origin` in the takeover of session `clientId` by
+   * `newClientId`; with both ids empty, only the sender's name.
+   */
+  fence(origin: string, clientId: string, newClientId: string): Uint8Array {
+    this.#begin(
+      KIND.FENCE,
+      strSize(origin) + strSize(clientId) + strSize(newClientId),
+    );
+    this.#str(origin);
+    this.#str(clientId);
+    this.#str(newClientId);
     return this.#end();
   }
 
@@ -249,6 +271,15 @@ export function applyBatch(target: DeliveryTarget, packed: Uint8Array): void {
         target.close(clientId, r.message());
         break;
       }
+      case KIND.FENCE: {
+        const origin = r.str();
+        const clientId = r.str();
+        const newClientId = r.str();
+        // What follows on this connection comes from `origin`.
+        deliveryOrigin.current = origin;
+        if (clientId !== "") target.fence?.(origin, clientId, newClientId);
+        break;
+      }
     }
   }
 }
@@ -276,6 +307,9 @@ function checkBatch(packed: Uint8Array): void {
         r.skipStrs();
         r.skipMessage();
         r.skipStrs();
+        break;
+      case KIND.FENCE:
+        for (let i = 0; i < 3; i++) r.skip(r.varint());
         break;
       default:
         throw malformed(`delivery kind ${kind} is unknown`);

@@ -25,6 +25,14 @@ interface Batch {
   readonly since: number;
 }
 
+/**
+ * How long after its last fence a link names its sender on each new
+ * connection: longer than a takeover can take (internal/session/), and
+ * short, so that a peer of an older version restarted at the same address
+ * (a rollback) is not sent a kind it does not know for long.
+ */
+export const ANNOUNCE_MS = 60_000;
+
 /** Batches written and not yet acknowledged, at most. */
 export const MAX_UNACKNOWLEDGED_BATCHES = 8;
 const INITIAL_BATCH_BYTES = 16 * 1024;
@@ -98,6 +106,15 @@ export class DeliveryLink {
   #nextReady = false;
   #flushing = false;
   #closed = false;
+  /**
+   * A FENCE delivery that names this service only (wire.ts), set by a
+   * fence: until `#announceUntil`, every connection's first batch starts
+   * with it, so that the peer knows who sends (internal/delivery/origin.ts).
+   */
+  #announcement: Uint8Array | undefined;
+  #announceUntil = 0;
+  /** The connection whose batches the peer knows to be from this service. */
+  #announced: BatchSender | undefined;
 
   /** A link to the peer at `address`, reached through `transport`. */
   constructor(
@@ -164,6 +181,18 @@ export class DeliveryLink {
       queueMicrotask(this.#flush);
     }
     return done.promise;
+  }
+
+  /**
+   * Queues a fence (wire.ts KIND.FENCE) like {@linkcode send}; for
+   * ANNOUNCE_MS from now, the peer is told on every new connection that
+   * the batches come from this service, with `announcement` (a FENCE that
+   * names it only, copied at once).
+   */
+  fence(delivery: Uint8Array, announcement: Uint8Array): Promise<void> {
+    this.#announcement ??= announcement.slice();
+    this.#announceUntil = Date.now() + ANNOUNCE_MS;
+    return this.send(delivery);
   }
 
   /** Resolves when everything queued so far was acknowledged or failed. */
@@ -247,7 +276,25 @@ export class DeliveryLink {
     this.#bytes = 0;
     this.#done = undefined;
     const call = this.#call ??= this.#open();
-    call.write(this.#batch, bytes);
+    if (
+      this.#announcement !== undefined && this.#announced !== call &&
+      Date.now() < this.#announceUntil
+    ) {
+      this.#announced = call;
+      // The first batch on this connection: the announcement before it.
+      const announcement = this.#announcement;
+      const first = new Uint8Array(
+        BATCH_HEADROOM + announcement.byteLength + bytes,
+      );
+      first.set(announcement, BATCH_HEADROOM);
+      first.set(
+        this.#batch.subarray(BATCH_HEADROOM, BATCH_HEADROOM + bytes),
+        BATCH_HEADROOM + announcement.byteLength,
+      );
+      call.write(first, announcement.byteLength + bytes);
+    } else {
+      call.write(this.#batch, bytes);
+    }
     if (this.#counts !== undefined) {
       if (call.via === "grpc") this.#counts.grpcBatches++;
       else this.#counts.portBatches++;

@@ -6,12 +6,14 @@
 // that batches that arrive in one read are acknowledged once.
 
 import { applyBatch, type DeliveryTarget } from "./codec.ts";
+import { deliveryOrigin, UNKNOWN_ORIGIN } from "./origin.ts";
 
 /** Applies one sender's batches to the clients of this service. */
 export class DeliveryReceiver {
   readonly #target: DeliveryTarget;
   readonly #acknowledge: (batches: number) => void;
   #applied = 0;
+  #origin: string = UNKNOWN_ORIGIN;
   #scheduled = false;
   #closed = false;
 
@@ -36,7 +38,15 @@ export class DeliveryReceiver {
    */
   receive(packed: Uint8Array): void {
     if (this.#closed) return;
-    applyBatch(this.#target, packed);
+    // The sender, as far as this connection knows it: a FENCE delivery in
+    // the batch names it (origin.ts).
+    deliveryOrigin.current = this.#origin;
+    try {
+      applyBatch(this.#target, packed);
+    } finally {
+      this.#origin = deliveryOrigin.current ?? UNKNOWN_ORIGIN;
+      deliveryOrigin.current = undefined;
+    }
     this.#applied++;
     if (!this.#scheduled) {
       this.#scheduled = true;

@@ -40,6 +40,13 @@ export const KIND = {
   GROUPS: 4,
   /** str client_id, message (the last message, may be none) */
   CLOSE: 5,
+  /**
+   * str origin, str client_id, str new_client_id: a sender's cut in a
+   * session takeover (internal/cluster/client_moves.ts); with both ids
+   * empty it only names the sender (`origin`, its node id). Sent only to
+   * services that take part in a takeover, which know the kind.
+   */
+  FENCE: 6,
 } as const;
 
 /** The tag byte before a packed message. */

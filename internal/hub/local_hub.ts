@@ -2,6 +2,9 @@
 // of their uids and groups. Synchronous, no I/O, no knowledge of peers. Its
 // methods are named for what they do here (bind, join, toAll), apart from
 // the names of the cluster-wide Api, whose calls are carried out with them.
+// A detached client (a session whose connection broke, kept for a resume)
+// is kept apart, with indexes of its own: what is sent to it still reaches
+// its socket (the session), but it is offline to every query.
 
 import type { ClientInfo, Message } from "../../api.ts";
 import {
@@ -22,11 +25,17 @@ export interface ClientSocket {
 }
 
 interface LocalClient {
-  readonly socket: ClientSocket;
+  socket: ClientSocket;
   uid: string | undefined;
   groups: Set<string> | undefined;
   info: ClientInfo;
   infoSize: InfoSize;
+}
+
+/** The clientIds of each uid and each group. */
+interface Indexes {
+  readonly uids: Map<string, Set<string>>;
+  readonly groups: Map<string, Set<string>>;
 }
 
 /** Options of {@linkcode LocalHub}. */
@@ -45,6 +54,17 @@ export class LocalHub {
   readonly #clients = new Map<string, LocalClient>();
   readonly #clientsOfUid = new Map<string, Set<string>>();
   readonly #clientsOfGroup = new Map<string, Set<string>>();
+  readonly #detached = new Map<string, LocalClient>();
+  readonly #detachedOfUid = new Map<string, Set<string>>();
+  readonly #detachedOfGroup = new Map<string, Set<string>>();
+  readonly #online: Indexes = {
+    uids: this.#clientsOfUid,
+    groups: this.#clientsOfGroup,
+  };
+  readonly #offline: Indexes = {
+    uids: this.#detachedOfUid,
+    groups: this.#detachedOfGroup,
+  };
   readonly #infoBounds: InfoBounds;
 
   constructor(options: LocalHubOptions = {}) {
@@ -71,10 +91,19 @@ export class LocalHub {
     });
   }
 
-  /** Removes a client with its uid and groups; false if it was not here. */
+  /**
+   * Removes a client, online or detached, with its uid and groups; false
+   * if it was not here.
+   */
   remove(clientId: string): boolean {
     const client = this.#clients.get(clientId);
-    if (client === undefined) return false;
+    if (client === undefined) {
+      const detached = this.#detached.get(clientId);
+      if (detached === undefined) return false;
+      this.#move(clientId, detached, this.#offline, undefined);
+      this.#detached.delete(clientId);
+      return true;
+    }
     this.#unbind(clientId, client);
     if (client.groups !== undefined) {
       for (const group of client.groups) {
@@ -83,6 +112,84 @@ export class LocalHub {
     }
     this.#clients.delete(clientId);
     return true;
+  }
+
+  /**
+   * Takes an online client offline and keeps it, with its uid, groups and
+   * info: what is sent to it still reaches its socket, but no query sees
+   * it until {@linkcode reattach}; false if it was not online.
+   */
+  detach(clientId: string): boolean {
+    const client = this.#clients.get(clientId);
+    if (client === undefined) return false;
+    this.#clients.delete(clientId);
+    this.#detached.set(clientId, client);
+    this.#move(clientId, client, this.#online, this.#offline);
+    return true;
+  }
+
+  /** Brings a detached client online again; false if it was not detached. */
+  reattach(clientId: string): boolean {
+    const client = this.#detached.get(clientId);
+    if (client === undefined) return false;
+    this.#detached.delete(clientId);
+    this.#clients.set(clientId, client);
+    this.#move(clientId, client, this.#offline, this.#online);
+    return true;
+  }
+
+  /**
+   * Gives a client, online or detached, another socket, keeping its uid,
+   * groups and info (a session takeover puts a gate in front of the
+   * session, or the session in place of a pending client); false if it is
+   * not here.
+   */
+  replaceSocket(clientId: string, socket: ClientSocket): boolean {
+    const client = this.#clients.get(clientId) ?? this.#detached.get(clientId);
+    if (client === undefined) return false;
+    client.socket = socket;
+    return true;
+  }
+
+  /** How many detached clients this service keeps. */
+  get detachedCount(): number {
+    return this.#detached.size;
+  }
+
+  /**
+   * The uid, groups and info of a detached client (for a session that
+   * another service takes over); undefined if it is not detached.
+   */
+  detachedState(
+    clientId: string,
+  ):
+    | { uid: string | undefined; groups: string[]; info: ClientInfo }
+    | undefined {
+    const client = this.#detached.get(clientId);
+    if (client === undefined) return undefined;
+    return {
+      uid: client.uid,
+      groups: client.groups === undefined ? [] : [...client.groups],
+      info: { ...client.info },
+    };
+  }
+
+  /** Moves a client's uid and groups from one pair of indexes to another. */
+  #move(
+    clientId: string,
+    client: LocalClient,
+    from: Indexes | undefined,
+    to: Indexes | undefined,
+  ): void {
+    if (client.uid !== undefined) {
+      if (from !== undefined) removeFromIndex(from.uids, client.uid, clientId);
+      if (to !== undefined) addToIndex(to.uids, client.uid, clientId);
+    }
+    if (client.groups === undefined) return;
+    for (const group of client.groups) {
+      if (from !== undefined) removeFromIndex(from.groups, group, clientId);
+      if (to !== undefined) addToIndex(to.groups, group, clientId);
+    }
   }
 
   has(clientId: string): boolean {
@@ -160,16 +267,11 @@ export class LocalHub {
     removeFromIndex(this.#clientsOfGroup, group, clientId);
   }
 
-  /** Removes every member of a group. */
+  /** Removes every member of a group, detached ones too. */
   disband(group: string): void {
-    const members = this.#clientsOfGroup.get(group);
-    if (members === undefined) return;
-    this.#clientsOfGroup.delete(group);
-    for (const clientId of members) {
-      const client = this.#clients.get(clientId);
-      if (client?.groups === undefined) continue;
-      client.groups.delete(group);
-      if (client.groups.size === 0) client.groups = undefined;
+    disbandIn(group, this.#clientsOfGroup, this.#clients);
+    if (this.#detachedOfGroup.size > 0) {
+      disbandIn(group, this.#detachedOfGroup, this.#detached);
     }
   }
 
@@ -275,28 +377,28 @@ export class LocalHub {
 
   // ----------------------------------------------------------- delivery
 
+  /** Sends to every client, detached ones too (their sessions keep it). */
   toAll(message: Message, exclude?: ReadonlySet<string>): void {
-    if (exclude === undefined || exclude.size === 0) {
-      for (const client of this.#clients.values()) client.socket.send(message);
-      return;
-    }
-    for (const [id, client] of this.#clients) {
-      if (!exclude.has(id)) client.socket.send(message);
-    }
+    toAllIn(this.#clients, message, exclude);
+    if (this.#detached.size > 0) toAllIn(this.#detached, message, exclude);
   }
 
   toClient(clientId: string, message: Message): void {
-    this.#clients.get(clientId)?.socket.send(message);
+    (this.#clients.get(clientId) ?? this.#detached.get(clientId))?.socket
+      .send(message);
   }
 
   toUids(uids: readonly string[], message: Message): void {
+    const detached = this.#detachedOfUid.size > 0;
     if (uids.length === 1) {
       this.#toEach(this.#clientsOfUid.get(uids[0]!), message);
+      if (detached) this.#toEach(this.#detachedOfUid.get(uids[0]!), message);
       return;
     }
     // A client has one uid, so no client is in two of the sets.
     for (const uid of new Set(uids)) {
       this.#toEach(this.#clientsOfUid.get(uid), message);
+      if (detached) this.#toEach(this.#detachedOfUid.get(uid), message);
     }
   }
 
@@ -305,30 +407,34 @@ export class LocalHub {
     message: Message,
     exclude?: ReadonlySet<string>,
   ): void {
+    const detached = this.#detachedOfGroup.size > 0;
     if (groups.length === 1 && (exclude === undefined || exclude.size === 0)) {
       this.#toEach(this.#clientsOfGroup.get(groups[0]!), message);
+      if (detached) {
+        this.#toEach(this.#detachedOfGroup.get(groups[0]!), message);
+      }
       return;
     }
     const sent = new Set<string>(exclude);
-    for (const group of groups) {
-      const members = this.#clientsOfGroup.get(group);
-      if (members === undefined) continue;
-      for (const id of members) {
-        if (sent.has(id)) continue;
-        sent.add(id);
-        this.#clients.get(id)?.socket.send(message);
-      }
+    toMembersIn(groups, this.#clientsOfGroup, this.#clients, sent, message);
+    if (detached) {
+      toMembersIn(groups, this.#detachedOfGroup, this.#detached, sent, message);
     }
   }
 
   #toEach(clientIds: Set<string> | undefined, message: Message): void {
     if (clientIds === undefined) return;
-    for (const id of clientIds) this.#clients.get(id)?.socket.send(message);
+    for (const id of clientIds) {
+      (this.#clients.get(id) ?? this.#detached.get(id))?.socket.send(message);
+    }
   }
 
-  /** Closes a client normally, after a last message if given. */
+  /**
+   * Closes a client normally, after a last message if given; a detached
+   * client's socket (its session) is closed too, which ends it.
+   */
   close(clientId: string, lastMessage?: Message): void {
-    const client = this.#clients.get(clientId);
+    const client = this.#clients.get(clientId) ?? this.#detached.get(clientId);
     if (client === undefined) return;
     if (lastMessage !== undefined) client.socket.send(lastMessage);
     client.socket.close(1000, "");
@@ -339,6 +445,55 @@ export class LocalHub {
     for (const client of this.#clients.values()) {
       client.socket.close(code, reason);
     }
+  }
+}
+
+function toAllIn(
+  clients: Map<string, LocalClient>,
+  message: Message,
+  exclude: ReadonlySet<string> | undefined,
+): void {
+  if (exclude === undefined || exclude.size === 0) {
+    for (const client of clients.values()) client.socket.send(message);
+    return;
+  }
+  for (const [id, client] of clients) {
+    if (!exclude.has(id)) client.socket.send(message);
+  }
+}
+
+/** Sends once to each member of the groups that is not in `sent`. */
+function toMembersIn(
+  groups: readonly string[],
+  index: Map<string, Set<string>>,
+  clients: Map<string, LocalClient>,
+  sent: Set<string>,
+  message: Message,
+): void {
+  for (const group of groups) {
+    const members = index.get(group);
+    if (members === undefined) continue;
+    for (const id of members) {
+      if (sent.has(id)) continue;
+      sent.add(id);
+      clients.get(id)?.socket.send(message);
+    }
+  }
+}
+
+function disbandIn(
+  group: string,
+  index: Map<string, Set<string>>,
+  clients: Map<string, LocalClient>,
+): void {
+  const members = index.get(group);
+  if (members === undefined) return;
+  index.delete(group);
+  for (const clientId of members) {
+    const client = clients.get(clientId);
+    if (client?.groups === undefined) continue;
+    client.groups.delete(group);
+    if (client.groups.size === 0) client.groups = undefined;
   }
 }
 

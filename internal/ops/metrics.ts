@@ -62,6 +62,8 @@ export interface ServiceGauges {
   readonly uids: number;
   readonly groups: number;
   readonly members: number;
+  /** Sessions of `wsgate.v1` clients kept for a resume (detached). */
+  readonly detachedSessions: number;
 }
 
 /** The Prometheus text for a service. */
@@ -171,6 +173,11 @@ export function formatServiceMetrics(
     )
     .gauge("wsgate_uids", "Uids bound on this service.", g.uids)
     .gauge("wsgate_groups", "Non-empty groups on this service.", g.groups)
+    .gauge(
+      "wsgate_sessions_detached",
+      "Sessions of wsgate.v1 clients whose connection broke, kept for a resume.",
+      g.detachedSessions,
+    )
     .with(httpCounterLines(m.http))
     .gauge(
       "process_resident_memory_bytes",

@@ -19,14 +19,25 @@ import type { DeliveryTarget } from "../delivery/codec.ts";
 import { serveDeliverStream } from "../delivery/grpc_endpoint.ts";
 import { toConnectError } from "../grpc/grpc_status.ts";
 import { CALLER } from "../grpc/rpc_auth.ts";
+import type { SessionCalls } from "../cluster/peers.ts";
 import type { RpcHandlers } from "./handlers.ts";
+import { sessionHandlers } from "./session_rpc.ts";
+
+/** Methods that only peers call: Deliver and the session takeover. */
+const NODE_ONLY_METHODS: ReadonlySet<unknown> = new Set([
+  GatewayService.method.deliver,
+  GatewayService.method.takeOverSession,
+  GatewayService.method.fenceSession,
+  GatewayService.method.handOverSession,
+]);
 
 /**
  * The paths that backends may call with the bearer secret: every method
- * but Deliver, which only peers send (and node scope, refused below).
+ * but Deliver and the session takeover, which only peers send (and node
+ * scope, refused below).
  */
 export const BACKEND_PATHS: readonly string[] = GatewayService.methods
-  .filter((method) => method !== GatewayService.method.deliver)
+  .filter((method) => !NODE_ONLY_METHODS.has(method))
   .map((method) => `/${GatewayService.typeName}/${method.name}`);
 
 /** What the service is made of. */
@@ -37,16 +48,22 @@ export interface GatewayServiceParts {
   readonly backends: RpcHandlers;
   /** Where Deliver batches are applied. */
   readonly target: DeliveryTarget;
+  /**
+   * What answers the session takeover RPCs; without it they answer
+   * `unimplemented`.
+   */
+  readonly sessions?: SessionCalls | undefined;
 }
 
 /** Makes the GatewayService implementation of one service. */
 export function createGatewayService(
   parts: GatewayServiceParts,
 ): ServiceImpl<typeof GatewayService> {
-  const { peers, backends, target } = parts;
+  const { peers, backends, target, sessions } = parts;
   const impl: Record<string, unknown> = {
     deliver: (requests: AsyncIterable<DeliverRequest>) =>
       mapErrors(serveDeliverStream(target, requests)),
+    ...(sessions === undefined ? {} : sessionHandlers(sessions)),
   };
   for (const rpc of Object.keys(peers) as RpcMethod[]) {
     const peer = peers[rpc];

@@ -36,6 +36,7 @@ import {
   type RpcChannelOptions,
 } from "../grpc/rpc_channel.ts";
 import { fromRpcError } from "../grpc/grpc_status.ts";
+import { sessionCallsTo } from "./session_rpc.ts";
 
 /** Options of {@linkcode PeerPool}. */
 export interface PeerPoolOptions extends RpcChannelOptions {
@@ -58,6 +59,8 @@ export interface PeerPoolOptions extends RpcChannelOptions {
 interface GrpcPeer extends Peer {
   readonly channel: RpcChannel;
   readonly deliveries: DeliveryLink;
+  /** Calls not answered yet: a peer that leaves gets to answer them. */
+  readonly inflight: Set<Promise<unknown>>;
 }
 
 /** The peers this service talks to, by RPC address. */
@@ -75,16 +78,33 @@ export class PeerPool implements Peers {
     if (peer === undefined) {
       const channel = openRpcChannel(address, this.#options);
       const { deadlineMs } = this.#options;
+      const inflight = new Set<Promise<unknown>>();
+      const track = <T>(call: Promise<T>): Promise<T> => {
+        inflight.add(call);
+        call.finally(() => inflight.delete(call)).catch(() => {});
+        return call;
+      };
+      const sessions = sessionCallsTo(channel, address, deadlineMs);
       peer = {
         address,
         channel,
+        inflight,
         call: <M extends ApiMethod>(method: M, args: ApiArgs<M>) =>
-          callPeer(channel, address, deadlineMs, method, args),
+          track(callPeer(channel, address, deadlineMs, method, args)),
         deliveries: new DeliveryLink(
           this.#linkTransport(address, channel),
           address,
           this.#options,
         ),
+        sessions: {
+          takeOver: (request) => track(sessions.takeOver(request)),
+          fence: (clientId, newClientId) =>
+            track(sessions.fence(clientId, newClientId)),
+          handOver: (clientId, newClientId) =>
+            track(sessions.handOver(clientId, newClientId)),
+          received: (clientId, newClientId) =>
+            track(sessions.received(clientId, newClientId)),
+        },
       };
       this.#peers.set(address, peer);
     }
@@ -173,7 +193,16 @@ async function callPeer<M extends ApiMethod>(
   }
 }
 
+/**
+ * Closes a peer's link and channel; the channel of a peer that left stays
+ * until the calls on their way have their answers (the last step of a
+ * session takeover, say, that a closing peer answered as it left).
+ */
 function closePeer(peer: GrpcPeer, left = false): void {
   peer.deliveries.close(left);
-  peer.channel.close();
+  if (!left || peer.inflight.size === 0) {
+    peer.channel.close();
+    return;
+  }
+  Promise.allSettled([...peer.inflight]).then(() => peer.channel.close());
 }

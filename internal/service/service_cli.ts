@@ -3,7 +3,8 @@
 // It loads the application module, starts the service with the options
 // its flags (or environment variables) give, prints one line once the
 // service has joined, closes it gracefully on SIGINT or SIGTERM, and
-// prints one more line once it has stopped.
+// prints one more line once it has stopped. On SIGHUP it imports the
+// module again and reloads the service with it (docs/hot_reload.md).
 
 import { resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -32,10 +33,12 @@ import {
   type Need,
   refuseMissingPermissions,
 } from "../cli/permissions.ts";
-import type { LogLevel } from "../base/logger.ts";
+import { createLogger, type Logger, type LogLevel } from "../base/logger.ts";
 import { describe, messageOf } from "../base/describe.ts";
 import { SERVICE_DEFAULTS, type ServiceOptions } from "./service_options.ts";
-import { startService } from "./start_service.ts";
+import { type Service, startService } from "./start_service.ts";
+import { upgradeRequired } from "./service_handler.ts";
+import { GatewayError } from "../../errors.ts";
 
 /** The options that take a whole number, by flag. */
 const NUMBER_FLAGS = [
@@ -88,6 +91,11 @@ const NUMBER_FLAGS = [
     "shutdown-timeout-ms",
     "shutdownTimeoutMs",
     "the longest a graceful close waits",
+  ],
+  [
+    "hello-timeout-ms",
+    "helloTimeoutMs",
+    "the longest a wsgate.v1 client may take to send its hello",
   ],
 ] as const satisfies readonly (readonly [
   string,
@@ -148,7 +156,7 @@ const COMMAND: CommandSpec = {
   usage:
     "deno run --allow-net=ADDRESSES --allow-env=WSGATE_* --allow-read=MODULE[,FILES] service.ts --app MODULE [flags]",
   summary:
-    "Runs one service of a wsgate cluster: client WebSockets on one port, gRPC to its peers and backends on another. MODULE's default export is the Application; it may also export `fetch`, which answers the other HTTP requests of the WebSocket port. It needs --allow-net for the addresses it listens on, its registers and its peers, --allow-env=WSGATE_*, and --allow-read for MODULE and the files its flags name (docs/permissions.md).",
+    "Runs one service of a wsgate cluster: client WebSockets on one port, gRPC to its peers and backends on another. MODULE's default export is the Application; it may also export `fetch`, which answers the other HTTP requests of the WebSocket port. SIGHUP imports MODULE again and swaps it in without dropping a client (docs/hot_reload.md). It needs --allow-net for the addresses it listens on, its registers and its peers, --allow-env=WSGATE_*, and --allow-read for MODULE and the files its flags name (docs/permissions.md).",
   flags: [
     flag("app", "string", "the application module (a path or a URL)"),
     flag(
@@ -205,6 +213,23 @@ const COMMAND: CommandSpec = {
     ...NUMBER_FLAGS.map(([name, option, description]) =>
       flag(name, "integer", description, d[option])
     ),
+    flag(
+      "recovery-window-ms",
+      "integer",
+      "how long the session of a wsgate.v1 client whose connection broke is kept",
+      d.recovery.windowMs,
+    ),
+    flag(
+      "recovery-max-bytes",
+      "integer",
+      "bytes one such session keeps for its client",
+      d.recovery.maxBytes,
+    ),
+    flag(
+      "no-recovery",
+      "boolean",
+      "keep no sessions: wsgate.v1 clients never recover",
+    ),
     logLevelFlag(d.logLevel, "WSGATE_LOG_LEVEL"),
   ],
 };
@@ -220,13 +245,22 @@ interface AppModule {
  * directory) or a URL. Its default export is the Application; an optional
  * `fetch` export becomes {@linkcode ServiceOptions.fetch}.
  */
-async function loadApp(specifier: string): Promise<AppModule> {
+async function loadApp(
+  specifier: string,
+  reload?: number,
+): Promise<AppModule> {
   const url = /^[a-z][a-z0-9+.-]+:/i.test(specifier)
     ? specifier
     : pathToFileURL(resolve(specifier)).href;
   let module: Record<string, unknown>;
   try {
-    module = await import(url);
+    // Another URL is another module: evaluated afresh (its own imports
+    // stay as they were: they resolve to the URLs they had).
+    module = await import(
+      reload === undefined
+        ? url
+        : `${url}${url.includes("?") ? "&" : "?"}reload=${reload}`
+    );
   } catch (error) {
     // A module it imports (that this command line does not) may need
     // --allow-read too: name the folder.
@@ -306,7 +340,28 @@ async function optionsOf(
   }
   const logLevel = text("log-level");
   if (logLevel !== undefined) options.logLevel = logLevel as LogLevel;
+  const recovery = recoveryOf(flags);
+  if (recovery !== undefined) options.recovery = recovery;
   return options;
+}
+
+/** `recovery` from `--no-recovery` and `--recovery-*`; undefined: default. */
+function recoveryOf(flags: FlagValues): ServiceOptions["recovery"] {
+  const windowMs = flags["recovery-window-ms"];
+  const maxBytes = flags["recovery-max-bytes"];
+  if (flags["no-recovery"] === true) {
+    if (windowMs !== undefined || maxBytes !== undefined) {
+      throw new UsageError(
+        "Cannot start: --no-recovery turns sessions off; drop it or the --recovery-* flags",
+      );
+    }
+    return false;
+  }
+  if (windowMs === undefined && maxBytes === undefined) return undefined;
+  return {
+    ...(windowMs === undefined ? {} : { windowMs: Number(windowMs) }),
+    ...(maxBytes === undefined ? {} : { maxBytes: Number(maxBytes) }),
+  };
 }
 
 /**
@@ -367,13 +422,23 @@ export async function main(): Promise<number> {
     console.error(`${COMMAND.name}: ${error.message}`);
     return 2;
   }
-  if (module.fetch !== undefined) options.fetch = module.fetch;
+  const running = { module };
+  // Through `running`, so that a reload swaps the fetch export too.
+  options.fetch = (request) =>
+    running.module.fetch?.(request) ?? upgradeRequired();
   let service;
   try {
     service = await startService(module.app, options);
   } catch (error) {
     return reportStartFailure(COMMAND.name, error);
   }
+  using _hangups = reloadOnHangup(String(flags.app), service, running, {
+    logger: createLogger(
+      `service ${service.name}`,
+      options.logLevel ?? d.logLevel,
+    ),
+    stopping: stop.signal,
+  });
   const host = service.hostname === "0.0.0.0" || service.hostname === "::"
     ? "127.0.0.1"
     : service.hostname;
@@ -387,4 +452,82 @@ export async function main(): Promise<number> {
   await service.close();
   console.log(`service ${service.name} stopped`);
   return 0;
+}
+
+/** What {@linkcode reloadOnHangup} works with. */
+interface HangupOptions {
+  /** Where the failures go (a success is logged by the service). */
+  readonly logger: Logger;
+  /** Aborted when the service begins to stop: no reload from then on. */
+  readonly stopping: AbortSignal;
+}
+
+/**
+ * Until disposed, reloads `service` on SIGHUP with the module `specifier`
+ * imported afresh, and puts that module in `running`. Hangups that come
+ * during a reload make one more reload after it. A module that fails to
+ * load, has no Application, or whose Application the service refuses
+ * leaves the running one in place, with one line that says why.
+ */
+function reloadOnHangup(
+  specifier: string,
+  service: Service,
+  running: { module: AppModule },
+  options: HangupOptions,
+): Disposable {
+  if (Deno.build.os === "windows") return { [Symbol.dispose]() {} };
+  const { logger, stopping } = options;
+  let imports = 0;
+  let busy = false;
+  let again = false;
+  async function reload(): Promise<void> {
+    let module: AppModule;
+    try {
+      module = await loadApp(specifier, ++imports);
+      if (stopping.aborted) return;
+      await service.reload(module.app);
+    } catch (error) {
+      // A failed onStart is logged by the service already.
+      if (
+        !stopping.aborted &&
+        (error instanceof UsageError || error instanceof GatewayError)
+      ) {
+        logger.error("reload failed; the running application stays", {
+          reason: oneLine(error.message),
+        });
+      }
+      return;
+    }
+    running.module = module;
+  }
+  async function onHangup(): Promise<void> {
+    if (busy) {
+      again = true;
+      return;
+    }
+    busy = true;
+    do {
+      again = false;
+      await reload();
+    } while (again && !stopping.aborted);
+    busy = false;
+  }
+  const listener = () => void onHangup();
+  Deno.addSignalListener("SIGHUP", listener);
+  return {
+    [Symbol.dispose]() {
+      Deno.removeSignalListener("SIGHUP", listener);
+    },
+  };
+}
+
+/**
+ * An error message on one line: its first line, and where it points when a
+ * later line says (a syntax error names the file and position there).
+ */
+function oneLine(message: string): string {
+  const lines = message.split("\n").map((line) => line.trim())
+    .filter((line) => line !== "");
+  const at = lines.slice(1).find((line) => line.startsWith("at "));
+  return [lines[0] ?? "", ...(at === undefined ? [] : [`(${at})`])].join(" ");
 }

@@ -39,9 +39,14 @@ export function createServiceHandler<Info>(
       return httpApi(request);
     }
     if (fetch !== undefined) return fetch(request);
-    return new Response(
-      "This is a wsgate service: connect with a WebSocket.\n",
-      { status: 426, headers: { upgrade: "websocket" } },
-    );
+    return upgradeRequired();
   };
+}
+
+/** What a service answers a plain request that no `fetch` takes. */
+export function upgradeRequired(): Response {
+  return new Response(
+    "This is a wsgate service: connect with a WebSocket.\n",
+    { status: 426, headers: { upgrade: "websocket" } },
+  );
 }

@@ -346,6 +346,36 @@ export interface ServiceOptions {
    * @default {16384}
    */
   maxInfoBytes?: number;
+  /**
+   * Sessions of the clients that speak the `wsgate.v1` subprotocol
+   * (docs/protocol.md; `client.ts` does). When such a client's connection
+   * ends without its own close (code 1000): the network failed, the
+   * heartbeat gave up, or the service closed (1012), its session is kept
+   * for `windowMs`: its uid, groups and info stay, and what is sent to its
+   * clientId, uid or groups (and to all) is kept for it, up to `maxBytes`
+   * (bytes of binary, UTF-16 units of text, plus 8 a message); past
+   * that, or once the window passes, the session is released (uid, groups
+   * and info with it) and cannot recover. Meanwhile the client counts as
+   * offline: the online checks, the counts and the lists of the
+   * {@linkcode Api} leave it out. When the client comes back in time with its token, it
+   * gets the same clientId back (another service takes the session over
+   * and gives it a new one), then every frame it missed, then live ones;
+   * `onConnect` runs with `ctx.resumed`. So a service holds up to
+   * `maxBytes` for each detached session. `false` keeps no sessions:
+   * `wsgate.v1` clients still get seqs, and always `recovered: false`.
+   * Raw WebSocket clients are not affected.
+   *
+   * @default {{ windowMs: 120000, maxBytes: 1048576 }}
+   */
+  recovery?: { windowMs?: number; maxBytes?: number } | false;
+  /**
+   * How long a `wsgate.v1` client may take to send its hello after the
+   * upgrade, in milliseconds; it is closed with 1002 if it does not. Its
+   * `onConnect` runs once the hello came.
+   *
+   * @default {10000}
+   */
+  helloTimeoutMs?: number;
 }
 
 /**
@@ -375,6 +405,8 @@ export const SERVICE_DEFAULTS = {
   maxPendingConnections: 1024,
   maxInfoKeys: 64,
   maxInfoBytes: 16 * 1024,
+  recovery: { windowMs: 120_000, maxBytes: 1024 * 1024 },
+  helloTimeoutMs: 10_000,
 } as const;
 
 /** {@linkcode ServiceOptions} with every default applied, checked. */
@@ -415,6 +447,9 @@ export interface ResolvedServiceOptions {
   readonly maxPendingConnections: number;
   readonly maxInfoKeys: number;
   readonly maxInfoBytes: number;
+  /** Undefined: recovery is off (`recovery: false`). */
+  readonly recovery: { windowMs: number; maxBytes: number } | undefined;
+  readonly helloTimeoutMs: number;
 }
 
 /**
@@ -469,6 +504,7 @@ export function resolveServiceOptions(
     maxPendingConnections = d.maxPendingConnections,
     maxInfoKeys = d.maxInfoKeys,
     maxInfoBytes = d.maxInfoBytes,
+    helloTimeoutMs = d.helloTimeoutMs,
   } = options;
   const registers = typeof options.register === "string"
     ? [options.register]
@@ -528,6 +564,8 @@ export function resolveServiceOptions(
   checkPositive("maxPendingConnections", maxPendingConnections);
   checkPositive("maxInfoKeys", maxInfoKeys);
   checkPositive("maxInfoBytes", maxInfoBytes);
+  checkPositive("helloTimeoutMs", helloTimeoutMs);
+  const recovery = checkRecovery(options.recovery);
   const rateLimit = options.rateLimit === false
     ? undefined
     : checkRateLimit("start", options.rateLimit ?? d.rateLimit);
@@ -576,5 +614,28 @@ export function resolveServiceOptions(
     maxPendingConnections,
     maxInfoKeys,
     maxInfoBytes,
+    recovery,
+    helloTimeoutMs,
   };
+}
+
+/** Checks {@linkcode ServiceOptions.recovery}; undefined for `false`. */
+function checkRecovery(
+  value: ServiceOptions["recovery"],
+): { windowMs: number; maxBytes: number } | undefined {
+  if (value === false) return undefined;
+  if (value !== undefined && (typeof value !== "object" || value === null)) {
+    throw new TypeError(
+      `Cannot start: 'recovery' must be { windowMs?, maxBytes? } or false: current value is ${
+        JSON.stringify(value)
+      }`,
+    );
+  }
+  const {
+    windowMs = SERVICE_DEFAULTS.recovery.windowMs,
+    maxBytes = SERVICE_DEFAULTS.recovery.maxBytes,
+  } = value ?? {};
+  checkPositive("recovery.windowMs", windowMs);
+  checkPositive("recovery.maxBytes", maxBytes);
+  return { windowMs, maxBytes };
 }

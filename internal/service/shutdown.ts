@@ -4,6 +4,7 @@
 import type { RegisterLinks } from "../membership/register_link.ts";
 import type { WebSocketEndpoint } from "./websocket_endpoint.ts";
 import type { LocalHub } from "../hub/local_hub.ts";
+import type { SessionStore } from "../session/session_store.ts";
 import type { PeerPool } from "../rpc/peer_pool.ts";
 import type { MemberTable } from "../membership/member_table.ts";
 import type { RpcServer } from "../grpc/rpc_server.ts";
@@ -20,6 +21,11 @@ export interface ServiceParts {
   /** The clients' WebSockets. */
   readonly endpoint: WebSocketEndpoint;
   readonly hub: LocalHub;
+  /**
+   * The sessions of `wsgate.v1` clients: kept, once their clients are
+   * closed (1012), while other services may take them over.
+   */
+  readonly sessions: SessionStore;
   readonly peers: PeerPool;
   readonly members: MemberTable;
   /**
@@ -39,9 +45,13 @@ export interface ServiceParts {
 /**
  * Stops a service gracefully, within about `shutdownTimeoutMs`: leaves the
  * registers, stops accepting clients, closes every client with 1001 (going
- * away) after what is queued for it, waits for their close handshakes and
- * onClose hooks, runs onStop, waits until deliveries queued for peers are
+ * away; `wsgate.v1` clients with 1012, service restart) after what is
+ * queued for it, waits for their close handshakes and onClose hooks, waits
+ * while other services take over the sessions of `wsgate.v1` clients (when
+ * there are other services), releases the sessions left, runs onStop, waits until deliveries queued for peers are
  * acknowledged, then stops the servers (giving them a second at least).
+ * A service that has sessions leaves the registers only after the wait for
+ * their takeovers, so that peers find it and keep sending to it meanwhile.
  * A step that fails or runs out of time does not hold up the ones after it.
  */
 export async function shutDownService(
@@ -53,14 +63,22 @@ export async function shutDownService(
     parts;
   const deadline = Date.now() + shutdownTimeoutMs;
   const left = () => Math.max(0, deadline - Date.now());
-  logger.debug("closing: leaving the registers");
-  // Peers stop routing to this service once the registers say it left.
-  await within(links.close(), left());
+  const leave = async () => {
+    logger.debug("closing: leaving the registers");
+    // Peers stop routing to this service once the registers say it left.
+    await within(links.close(), left());
+  };
+  // A service that has sessions to hand over stays a member until other
+  // services took them over: they find it, and peers keep sending to it
+  // meanwhile, so that what is sent to those sessions is kept
+  // (docs/recovery.md). Without any, it leaves first, as ever.
+  const leavesLate = parts.sessions.recovers && parts.sessions.size > 0;
+  if (!leavesLate) await leave();
   endpoint.stopAccepting();
   logger.debug("closing: closing the clients", { clients: hub.size });
   // Each close frame goes out after what is queued for that client;
   // clients leave the hub at once and their onClose is queued.
-  endpoint.closeAll(GOING_AWAY, "service is going away");
+  endpoint.closeAll(GOING_AWAY, "service is going away", true);
   await waitUntil(() => endpoint.size === 0, left());
   if (endpoint.size > 0) {
     logger.warn("some clients did not finish closing in time", {
@@ -68,6 +86,16 @@ export async function shutDownService(
       shutdownTimeoutMs,
     });
   }
+  const { sessions } = parts;
+  if (sessions.held > 0 && members.peerAddresses().length > 0) {
+    // Their clients come back to other services, which take them over.
+    logger.debug("closing: waiting for sessions to be taken over", {
+      sessions: sessions.held,
+    });
+    await within(sessions.whenNoneHeld(), left());
+  }
+  if (leavesLate) await leave();
+  sessions.releaseAll();
   const onStop = parts.onStop();
   if (onStop !== undefined) {
     logger.debug("closing: running onStop");

@@ -24,6 +24,9 @@ import {
 } from "../delivery/port_listener.ts";
 import { joinRegisters } from "../membership/register_link.ts";
 import { WebSocketEndpoint } from "./websocket_endpoint.ts";
+import { SessionStore } from "../session/session_store.ts";
+import { Takeovers } from "../session/takeover.ts";
+import { ClientMoves } from "../cluster/client_moves.ts";
 import { formatHostPort, isLoopback } from "../base/address.ts";
 import { createLogger, errorText } from "../base/logger.ts";
 import { onAbort } from "../base/options.ts";
@@ -40,8 +43,15 @@ import { maxPeerAnswerBytes } from "../api/answer_size.ts";
 import { timeUnaryCalls } from "../grpc/rpc_timing.ts";
 import { createHttpApi } from "../ops/http_api.ts";
 import { createServiceHandler } from "./service_handler.ts";
+import { ApplicationSlot } from "./application_slot.ts";
 import { memberFigures } from "./member_figures.ts";
 import type { BackoffOptions } from "../base/backoff.ts";
+
+/**
+ * How long sends to a moved clientId go to its new one when recovery is
+ * off (then only sessions of other services come here, never from here).
+ */
+const DEFAULT_FORWARD_MS = 120_000;
 
 /** How a service retries a register: capped, jittered, exponential. */
 const REGISTER_BACKOFF: BackoffOptions = { minMs: 100, maxMs: 3000 };
@@ -164,6 +174,62 @@ export interface Service extends AsyncDisposable {
     request: Request,
     info: Pick<Deno.ServeHandlerInfo, "remoteAddr">,
   ) => Promise<Response>;
+  /**
+   * Replaces the application's hooks while every client stays connected
+   * (hot reload; docs/hot_reload.md). Runs `app.onStart`, then swaps: each
+   * hook call from then on runs on `app`. A client's hooks still run one
+   * after another: one that is running finishes on the old application,
+   * the next one of that client runs on the new one (its `onClose` too,
+   * when its `onConnect` ran on the old one). Once the calls still running
+   * on the old application settled (waited for at most
+   * `shutdownTimeoutMs`), its `onStop` runs, and the promise resolves.
+   * State that the old application kept for itself is not carried over.
+   * Reloads asked for at once run one after another.
+   *
+   * Rejects with a `GatewayError`: `invalid_argument` when `app` is not an
+   * Application (an object whose hooks are functions) or is the one
+   * running, `closed` once the service closes; with the error of
+   * `app.onStart` when that fails, and then the old application stays.
+   *
+   * @example New code for a client that stays connected
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { type Application, startRegister, startService } from "@wsgate/gateway";
+   *
+   * const handled: string[] = [];
+   * function version(name: string): Application {
+   *   return {
+   *     onMessage(_clientId, message) {
+   *       handled.push(`${name} ${message}`);
+   *     },
+   *   };
+   * }
+   * await using register = await startRegister({ hostname: "127.0.0.1", port: 0 });
+   * await using service = await startService(version("v1"), {
+   *   register: `127.0.0.1:${register.port}`,
+   *   hostname: "127.0.0.1",
+   *   port: 0,
+   *   rpcPort: 0,
+   * });
+   * const socket = new WebSocket(`ws://127.0.0.1:${service.port}/`);
+   * await new Promise((resolve) => socket.onopen = resolve);
+   * socket.send("a");
+   * while (handled.length < 1) await new Promise((resolve) => setTimeout(resolve, 10));
+   * await service.reload(version("v2"));
+   * socket.send("b");
+   * while (handled.length < 2) await new Promise((resolve) => setTimeout(resolve, 10));
+   * assert.deepEqual(handled, ["v1 a", "v2 b"]);
+   * assert.equal(socket.readyState, WebSocket.OPEN);
+   * const closed = new Promise((resolve) => socket.onclose = resolve);
+   * await service.close();
+   * await closed;
+   * ```
+   *
+   * @param app The new hooks.
+   * @returns Resolves when `app` runs every new hook call and the old
+   *   application has stopped.
+   */
+  reload(app: Application): Promise<void>;
 }
 
 /**
@@ -260,11 +326,52 @@ export async function startService(
   });
   const limits = { maxSendBytes: config.maxSendBytes, ...infoBounds };
   const guard = new RejectionGuard(logger);
-  const cluster = createClusterApi({ nodeId, hub, members, peers, limits });
+  // Sessions that moved to another service, and this service's fences
+  // (docs/recovery.md).
+  const moves = new ClientMoves({
+    nodeId,
+    members,
+    peers,
+    forwardMs: config.recovery?.windowMs ?? DEFAULT_FORWARD_MS,
+  });
+  const cluster = createClusterApi({
+    nodeId,
+    hub,
+    members,
+    peers,
+    limits,
+    moves,
+  });
   const api = createMeteredApi(cluster, metrics.api, guard.track);
   const ctx: Context = { api, service: { nodeId, name } };
+  const slot = new ApplicationSlot(app, {
+    ctx,
+    logger,
+    drainTimeoutMs: config.shutdownTimeoutMs,
+  });
+  // The sessions of wsgate.v1 clients (internal/session/).
+  const sessions = new SessionStore({
+    hub,
+    nodeId,
+    recovery: config.recovery,
+    logger,
+  });
+  // Takes sessions over from other services, and hands them over.
+  const takeovers = new Takeovers({
+    nodeId,
+    hub,
+    store: sessions,
+    members,
+    peers,
+    moves,
+    logger,
+    graceMs: config.deadlineMs,
+  });
+  sessions.setTakeover(takeovers.take);
+  // Where peers' deliveries (and their fences) are applied.
+  const target = takeovers.deliveryTarget(hub);
   const endpoint = new WebSocketEndpoint({
-    app,
+    app: slot,
     ctx,
     hub,
     ids: new ClientIdAllocator(nodeId),
@@ -277,6 +384,8 @@ export async function startService(
     maxQueuedMessages: config.maxQueuedMessages,
     allowedOrigins: config.allowedOrigins,
     infoBounds,
+    sessions,
+    helloTimeoutMs: config.helloTimeoutMs,
   });
 
   // Callers of the RPC and delivery ports prove the secret (nodes), or
@@ -294,7 +403,7 @@ export async function startService(
         : listenDeliveryPort({
           hostname: config.rpcHostname,
           port: config.deliveryPort,
-          target: hub,
+          target,
           verifier: nodeAuth?.verifier,
           tls: config.tls,
           readMaxBytes,
@@ -325,10 +434,11 @@ export async function startService(
           createGatewayService({
             peers: createPeerHandlers(hub, nodeId, limits),
             backends: createBackendHandlers(api),
-            target: hub,
+            target,
+            sessions: takeovers,
           }),
         ),
-      rawMethods: [deliverEndpoint(hub, () => deliveryPort?.port)],
+      rawMethods: [deliverEndpoint(target, () => deliveryPort?.port)],
     });
   } catch (error) {
     await deliveryPort?.close();
@@ -365,6 +475,7 @@ export async function startService(
         uids: hub.uidCount,
         groups: hub.groupCount,
         members: members.size,
+        detachedSessions: sessions.held,
       }),
   };
   const httpApi = config.httpApiSecret === undefined
@@ -428,25 +539,31 @@ export async function startService(
   const close = () => {
     closing ??= (async () => {
       stopWatching();
+      const reloads = slot.close();
       await shutDownService(
         {
           links,
           endpoint,
           hub,
+          sessions,
           peers,
           members,
           server,
           rpc,
           deliveryPort,
           onStop: () =>
-            started && app.onStop !== undefined
-              ? () => app.onStop!(ctx)
+            started && slot.app.onStop !== undefined
+              ? () => slot.app.onStop!(ctx)
               : undefined,
         },
         config.shutdownTimeoutMs,
         logger,
       );
+      // A replaced application that is still being stopped.
+      await reloads;
       guard[Symbol.dispose]();
+      takeovers[Symbol.dispose]();
+      moves[Symbol.dispose]();
       logger.info("service stopped");
     })();
     return closing;
@@ -506,6 +623,7 @@ export async function startService(
     close,
     [Symbol.asyncDispose]: close,
     handler: async (request, info) => await handler(request, info),
+    reload: (next) => slot.replace(next),
   };
 }
 

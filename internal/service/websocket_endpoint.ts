@@ -6,12 +6,8 @@
 // idleTimeout is the heartbeat).
 
 import type { ClientInfo } from "../../api.ts";
-import type {
-  Application,
-  Context,
-  HandshakeAccept,
-  RateLimit,
-} from "../../application.ts";
+import type { Context, HandshakeAccept, RateLimit } from "../../application.ts";
+import type { ApplicationSlot } from "./application_slot.ts";
 import type { ConnectionInfo } from "../http/http_server.ts";
 import { upgradeWebSocket } from "../websocket/handshake.ts";
 import { FrameEncoder } from "../websocket/frames.ts";
@@ -22,7 +18,10 @@ import { checkRateLimit } from "./service_options.ts";
 import {
   ClientConnection,
   GOING_AWAY as GOING_AWAY_CODE,
+  SERVICE_RESTART,
 } from "./client_connection.ts";
+import type { SessionStore } from "../session/session_store.ts";
+import { offersSubprotocol, SUBPROTOCOL } from "../session/protocol.ts";
 import type { ClientIdAllocator } from "../hub/client_id.ts";
 import type { LocalHub } from "../hub/local_hub.ts";
 import { errorText, type Logger } from "../base/logger.ts";
@@ -32,7 +31,8 @@ import type { InfoBounds } from "../hub/info_size.ts";
 
 /** What the endpoint works with. */
 export interface WebSocketEndpointOptions {
-  readonly app: Application;
+  /** The running application (see service.reload). */
+  readonly app: ApplicationSlot;
   /** What the hooks get: the Api and the service's identity. */
   readonly ctx: Context;
   readonly hub: LocalHub;
@@ -50,6 +50,10 @@ export interface WebSocketEndpointOptions {
   readonly allowedOrigins: ReadonlySet<string> | undefined;
   /** Bounds of the info map that onHandshake gives a client. */
   readonly infoBounds: InfoBounds;
+  /** The sessions of the clients that speak `wsgate.v1`. */
+  readonly sessions: SessionStore;
+  /** How long a `wsgate.v1` client may take to send its hello. */
+  readonly helloTimeoutMs: number;
 }
 
 /** How long a close handshake may take before the connection is cut. */
@@ -107,11 +111,12 @@ export class WebSocketEndpoint implements Disposable {
    * upgrades it.
    */
   upgrade(request: Request, info: ConnectionInfo): Promise<Response> {
-    return this.#admit(request, info.remoteAddr, () => {
+    return this.#admit(request, info.remoteAddr, (protocol) => {
       const upgraded = upgradeWebSocket(request, info, {
         maxMessageBytes: this.#options.maxMessageBytes,
         frames: this.#frames,
         closeTimeoutMs: CLOSE_TIMEOUT_MS,
+        protocol,
       });
       const heartbeat = this.#heartbeat;
       if (upgraded instanceof Response || heartbeat === undefined) {
@@ -133,24 +138,27 @@ export class WebSocketEndpoint implements Disposable {
     return this.#admit(
       request,
       remoteAddressOf(info.remoteAddr),
-      () =>
+      (protocol) =>
         upgradeStandardWebSocket(request, {
           maxMessageBytes: this.#options.maxMessageBytes,
           closeTimeoutMs: CLOSE_TIMEOUT_MS,
           idleTimeoutMs: this.#options.idleTimeoutMs,
+          protocol,
         }),
     );
   }
 
   /**
-   * The origin check and onHandshake, then `accept` upgrades and a
-   * ClientConnection takes over the socket.
+   * The origin check and onHandshake, then `upgrade` (selecting
+   * `wsgate.v1` when the client offers it) and a ClientConnection takes
+   * over the socket.
    */
   async #admit(
     request: Request,
     remoteAddr: RemoteAddress,
-    accept: () => Accepted | Response,
+    upgrade: (protocol: string | undefined) => Accepted | Response,
   ): Promise<Response> {
+    const v1 = offersSubprotocol(request);
     if (!this.#accepting) return unavailable();
     const { app, logger, allowedOrigins } = this.#options;
     const origin = request.headers.get("origin");
@@ -163,13 +171,16 @@ export class WebSocketEndpoint implements Disposable {
     }
     let clientInfo: ClientInfo = {};
     let rateLimit = this.#options.rateLimit;
-    if (app.onHandshake !== undefined) {
+    if (app.app.onHandshake !== undefined) {
       try {
-        const result = await app.onHandshake(request, {
-          ...this.#options.ctx,
-          remoteAddr,
-        });
-        if (result instanceof Response) return result;
+        const result = await app.run((current) =>
+          current.onHandshake?.(request, { ...this.#options.ctx, remoteAddr })
+        );
+        if (result instanceof Response) {
+          return v1 && result.status >= 400
+            ? await refuseAfterUpgrade(result, upgrade(SUBPROTOCOL))
+            : result;
+        }
         const accept = result as HandshakeAccept | undefined | null;
         if (typeof accept === "object" && accept !== null) {
           if (accept.info !== undefined) {
@@ -194,23 +205,36 @@ export class WebSocketEndpoint implements Disposable {
       }
       if (!this.#accepting) return unavailable();
     }
-    const accepted = accept();
+    const accepted = upgrade(v1 ? SUBPROTOCOL : undefined);
     if (accepted instanceof Response) return accepted;
     const client = new ClientConnection(
       this.#options.ids.next(),
       accepted.socket,
       request,
       clientInfo,
-      { ...this.#options, rateLimit, onFinished: this.#onFinished },
+      {
+        ...this.#options,
+        rateLimit,
+        onFinished: this.#onFinished,
+        sessions: v1 ? this.#options.sessions : undefined,
+      },
     );
     this.#connections.set(client, accepted);
     return accepted.response;
   }
 
-  /** Refuses new clients and closes the open ones with `code`. */
-  closeAll(code: number, reason: string): void {
+  /**
+   * Refuses new clients and closes the open ones with `code`; with
+   * `restart`, the `wsgate.v1` ones with 1012 (service restart: they
+   * resume elsewhere).
+   */
+  closeAll(code: number, reason: string, restart = false): void {
     this.#accepting = false;
-    for (const client of this.#connections.keys()) client.close(code, reason);
+    for (const client of this.#connections.keys()) {
+      if (restart && client.speaksV1) {
+        client.close(SERVICE_RESTART, "service restart");
+      } else client.close(code, reason);
+    }
   }
 
   /**
@@ -228,6 +252,38 @@ export class WebSocketEndpoint implements Disposable {
   [Symbol.dispose](): void {
     this.#heartbeat?.[Symbol.dispose]();
   }
+}
+
+/**
+ * Refuses a `wsgate.v1` client after the upgrade, since a browser cannot
+ * read the status of a refused one: the socket is closed at once with
+ * 4000 + the status, the reason being the first 120 bytes of the body.
+ */
+async function refuseAfterUpgrade(
+  refusal: Response,
+  accepted: Accepted | Response,
+): Promise<Response> {
+  if (accepted instanceof Response) return accepted;
+  const code = 4000 + Math.min(refusal.status, 999);
+  const reason = firstBytes(await refusal.text().catch(() => ""), 120);
+  const { socket } = accepted;
+  socket.listen({
+    open: () => socket.close(code, reason),
+    message() {},
+    close: () => accepted.release?.(),
+    refused() {},
+  });
+  return accepted.response;
+}
+
+/** The longest start of `text` that takes at most `max` bytes in UTF-8. */
+function firstBytes(text: string, max: number): string {
+  const bytes = new TextEncoder().encode(text);
+  if (bytes.length <= max) return text;
+  let end = max;
+  // Not in the middle of a character: back up over continuation bytes.
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  return new TextDecoder().decode(bytes.subarray(0, end));
 }
 
 /**

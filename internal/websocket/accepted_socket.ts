@@ -36,6 +36,11 @@ export interface AcceptedSocket {
   /** Sends a message; nothing when the socket is not open. */
   send(message: Message): void;
   /**
+   * Sends `message` as the `wsgate.v1` data frame of `seq` (its payload
+   * behind the seq: docs/protocol.md); nothing when the socket is not open.
+   */
+  sendNumbered(seq: number, message: Message): void;
+  /**
    * Starts the closing handshake after what is queued; the socket reports
    * `close` when the client answers, or after a timeout at the latest.
    */

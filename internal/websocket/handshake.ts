@@ -18,6 +18,15 @@ export function isWebSocketRequest(request: Request): boolean {
   return /\bwebsocket\b/i.test(request.headers.get("upgrade") ?? "");
 }
 
+/** Options of {@linkcode upgradeWebSocket}. */
+export interface UpgradeOptions extends ServerWebSocketOptions {
+  /**
+   * The subprotocol the 101 selects (`Sec-WebSocket-Protocol`), one that
+   * the client offered; undefined selects none.
+   */
+  readonly protocol?: string | undefined;
+}
+
 /**
  * Accepts a WebSocket upgrade: returns the socket (open once the answer is
  * written) and the 101 answer to return from the handler, or the answer
@@ -26,15 +35,19 @@ export function isWebSocketRequest(request: Request): boolean {
 export function upgradeWebSocket(
   request: Request,
   info: ConnectionInfo,
-  options: ServerWebSocketOptions,
+  options: UpgradeOptions,
 ): { socket: ServerWebSocket; response: Response } | Response {
   const key = checkHandshakeRequest(request);
   if (key instanceof Response) return key;
   const accept = createHash("sha1").update(key + GUID).digest("base64");
-  const response = new Response(null, {
-    status: 101,
-    headers: { upgrade: "websocket", "sec-websocket-accept": accept },
-  });
+  const headers: Record<string, string> = {
+    upgrade: "websocket",
+    "sec-websocket-accept": accept,
+  };
+  if (options.protocol !== undefined) {
+    headers["sec-websocket-protocol"] = options.protocol;
+  }
+  const response = new Response(null, { status: 101, headers });
   const socket = new ServerWebSocket(options);
   info.takeOver(response).then(
     ({ conn, rest }) => socket.attach(conn, rest),

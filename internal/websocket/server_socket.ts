@@ -123,6 +123,14 @@ export class ServerWebSocket implements AcceptedSocket {
     this.#writer!.write(this.#options.frames.frame(message));
   }
 
+  /** Sends `message` as the `wsgate.v1` data frame of `seq`. */
+  sendNumbered(seq: number, message: Message): void {
+    if (this.#state !== OPEN) return;
+    const [head, payload] = this.#options.frames.numbered(seq, message);
+    this.#writer!.write(head);
+    this.#writer!.write(payload);
+  }
+
   /** Sends a ping. */
   ping(): void {
     if (this.#state !== OPEN) return;

@@ -16,6 +16,11 @@ export interface StandardUpgradeOptions extends StandardSocketOptions {
    * turns it off.
    */
   readonly idleTimeoutMs: number;
+  /**
+   * The subprotocol the 101 selects, one that the client offered;
+   * undefined selects none.
+   */
+  readonly protocol?: string | undefined;
 }
 
 /**
@@ -34,6 +39,7 @@ export function upgradeStandardWebSocket(
   try {
     upgraded = Deno.upgradeWebSocket(request, {
       idleTimeout: options.idleTimeoutMs / 1000,
+      ...(options.protocol === undefined ? {} : { protocol: options.protocol }),
     });
   } catch (error) {
     throw new TypeError(

@@ -71,6 +71,26 @@ export class StandardSocket implements AcceptedSocket {
     if (this.isOpen) this.#socket.send(message as Uint8Array<ArrayBuffer>);
   }
 
+  sendNumbered(seq: number, message: Message): void {
+    if (!this.isOpen) return;
+    if (typeof message === "string") {
+      this.#socket.send(`${seq}:${message}`);
+      return;
+    }
+    let head = 1;
+    for (let n = seq; n >= 0x80; n = Math.floor(n / 0x80)) head++;
+    const bytes = new Uint8Array(head + message.length);
+    let at = 0;
+    let value = seq;
+    while (value >= 0x80) {
+      bytes[at++] = (value % 0x80) | 0x80;
+      value = Math.floor(value / 0x80);
+    }
+    bytes[at] = value;
+    bytes.set(message, head);
+    this.#socket.send(bytes);
+  }
+
   close(code: number, reason: string): void {
     if (this.#closed || this.#closeSent !== undefined) return;
     this.#closeSent = [code, reason];

@@ -1,6 +1,11 @@
-// The chat page: plain JavaScript, no build step. It talks JSON to the
-// service that served it (see ../app.ts for the events) and reconnects by
-// itself with backoff when that service goes away.
+// The chat page: plain JavaScript, no build step. It talks JSON (see
+// ../app.ts for the events) to the service that served it, through the
+// client library (/client.js, built from ../../../client.ts), which
+// reconnects by itself, resumes the session and replays what the page
+// missed. Other services of the cluster to fall back on go in the page's
+// address: `?services=host:port,host:port`.
+
+import { connect } from "/client.js";
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -9,11 +14,10 @@ const ROOM = /^[a-z0-9][a-z0-9_-]{0,23}$/;
 
 const state = {
   nick: "",
-  socket: undefined,
+  /** The client library's connection (see /client.js). */
+  client: undefined,
   connected: false,
   everConnected: false,
-  retry: 0,
-  retryTimer: undefined,
   service: undefined,
   online: 0,
   rooms: [],
@@ -318,12 +322,20 @@ function renderAll() {
 
 // ------------------------------------------------------------ actions
 
+/**
+ * Sends an event; while the connection is down the client library holds it
+ * and sends it after reconnecting. False when it cannot be sent.
+ */
 function send(event) {
-  if (state.socket?.readyState === WebSocket.OPEN) {
-    state.socket.send(JSON.stringify(event));
-    return true;
+  if (state.client === undefined || state.client.state === "closed") {
+    return false;
   }
-  return false;
+  try {
+    state.client.send(JSON.stringify(event));
+    return true;
+  } catch {
+    return false; // the library holds as much as it may while reconnecting
+  }
 }
 
 function openView(key) {
@@ -358,7 +370,6 @@ const handlers = {
     state.online = event.online;
     state.rooms = event.rooms;
     state.connected = true;
-    state.retry = 0;
     $("#banner").hidden = true;
     if (state.everConnected) {
       notice(`Reconnected, now through service ${event.service.name}`);
@@ -418,15 +429,25 @@ const handlers = {
   },
 };
 
-function connect() {
-  clearTimeout(state.retryTimer);
+/** The WebSocket URLs of this page's service, then of the others given. */
+function serviceUrls() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const socket = new WebSocket(
-    `${scheme}//${location.host}/?nick=${encodeURIComponent(state.nick)}`,
-  );
-  state.socket = socket;
+  const hosts = [location.host];
+  const others = new URLSearchParams(location.search).get("services") ?? "";
+  for (const host of others.split(",").map((h) => h.trim())) {
+    if (host !== "" && !hosts.includes(host)) hosts.push(host);
+  }
+  const nick = encodeURIComponent(state.nick);
+  return hosts.map((host) => `${scheme}//${host}/?nick=${nick}`);
+}
+
+function start() {
+  state.client?.close();
   state.rejected = false;
-  socket.onmessage = (message) => {
+  const client = connect(serviceUrls());
+  state.client = client;
+  client.addEventListener("message", (message) => {
+    if (typeof message.data !== "string") return;
     let event;
     try {
       event = JSON.parse(message.data);
@@ -434,22 +455,23 @@ function connect() {
       return;
     }
     handlers[event.type]?.(event);
-  };
-  socket.onclose = () => {
-    if (state.socket !== socket) return;
+  });
+  client.addEventListener("close", (event) => {
+    if (state.client !== client) return;
     state.connected = false;
-    state.socket = undefined;
     renderStatus();
     if (state.rejected) return;
-    const delay = Math.min(8000, 500 * 2 ** state.retry++) *
-      (0.5 + Math.random() / 2);
     const banner = $("#banner");
-    banner.textContent = `Lost the connection to ${
-      state.service ? `service ${state.service.name}` : "the service"
-    }. Reconnecting in ${Math.ceil(delay / 1000)} s…`;
+    const from = state.service
+      ? `service ${state.service.name}`
+      : "the service";
+    banner.textContent = event.detail.reconnecting
+      ? `Lost the connection to ${from}. Reconnecting…`
+      : `Disconnected from ${from} (${
+        event.detail.reason || `code ${event.detail.code}`
+      }). Reload the page to try again.`;
     banner.hidden = false;
-    state.retryTimer = setTimeout(connect, delay);
-  };
+  });
 }
 
 // ------------------------------------------------------------ forms
@@ -477,7 +499,7 @@ $("#nick-form").addEventListener("submit", (event) => {
   $("#me").hidden = false;
   $("#me .nick").textContent = nick;
   $("#me .avatar").replaceWith(avatar(nick, true));
-  connect();
+  start();
 });
 
 $("#join-form").addEventListener("submit", (event) => {
