@@ -33,6 +33,15 @@ export interface DeliverySink {
    * applied it, rejects with a GatewayError when it could not.
    */
   send(delivery: Uint8Array): Promise<void>;
+  /**
+   * Queues a holder announcement where the peer applies it after this
+   * service's snapshot; resolves when the peer applied it (or the snapshot
+   * that carries it), undefined when there is nothing to wait for. Unset:
+   * the peer is told nothing of holdings.
+   */
+  announce?(delivery: Uint8Array): Promise<void> | undefined;
+  /** Opens the connection now, so that the peer gets the snapshot. */
+  connect?(): void;
 }
 
 /** The peers, by RPC address. */

@@ -19,6 +19,7 @@ import {
   BATCHES_TAG,
   DELIVER_PATH,
   DELIVERY_PORT_HEADER,
+  HOLDINGS_HEADER,
   PACKED_TAG,
   readVarint,
   varintSize,
@@ -103,7 +104,10 @@ export class GrpcBatchSender implements BatchSender {
       status = statusError(headers, address);
       if (status !== undefined) return this.#end(status);
       if (this.#ended) return;
+      if (headers[HOLDINGS_HEADER] === "1") this.#events.onHoldings?.();
+      if (this.#ended) return;
       this.#events.onReady();
+      if (this.#ended) return;
       const port = Number(headers[DELIVERY_PORT_HEADER]);
       if (Number.isInteger(port) && port > 0 && port < 65536) {
         this.#events.onDeliveryPort(port);

@@ -15,7 +15,7 @@ import { type ListenOptionNames, toListenError } from "../base/listen_error.ts";
 import { grpcCodeOf } from "../grpc/grpc_status.ts";
 import type { DeliveryTarget } from "./codec.ts";
 import { closeQuietly, ConnWriter, ReadBuffer } from "../base/conn_io.ts";
-import { DeliveryReceiver } from "./receiver.ts";
+import { DeliveryReceiver, type ReceiverOptions } from "./receiver.ts";
 import {
   BATCH_LENGTH_BYTES,
   HELLO_HEADER_BYTES,
@@ -36,6 +36,12 @@ export interface DeliveryPortOptions {
   readonly port: number;
   /** Where batches are applied: this service's clients. */
   readonly target: DeliveryTarget;
+  /**
+   * Where holder announcements go, and what is counted.
+   *
+   * @default {{}}
+   */
+  readonly receiving?: ReceiverOptions | undefined;
   /**
    * Checks the node proof of each hello (the RPC server's verifier: the
    * proof is the one a peer's gRPC calls carry); unset, any hello is let in.
@@ -132,6 +138,7 @@ async function serve(conn: Deno.Conn, options: DeliveryPortOptions) {
   const receiver = new DeliveryReceiver(
     target,
     (batches) => writer.write(encodeAck(batches)),
+    options.receiving,
   );
   try {
     const refused = await readHello(

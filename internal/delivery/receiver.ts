@@ -5,12 +5,38 @@
 // previous one, and is written a microtask after the first of them, so
 // that batches that arrive in one read are acknowledged once.
 
-import { applyBatch, type DeliveryTarget } from "./codec.ts";
+import {
+  applyBatch,
+  type DeliveryTarget,
+  type HoldingsStream,
+} from "./codec.ts";
+
+/**
+ * What a receiving end does besides applying deliveries to the clients,
+ * the same for every connection of a service.
+ */
+export interface ReceiverOptions {
+  /**
+   * Opens where the holder announcements of one connection go; unset, they
+   * are skipped (and the Deliver endpoint does not offer them to peers).
+   */
+  readonly holdings?: (() => HoldingsStream) | undefined;
+  /** Counts the deliveries of messages applied from peers. */
+  readonly counts?: ReceivedCounts | undefined;
+}
+
+/** What a service applied from its peers. */
+export interface ReceivedCounts {
+  /** Deliveries of messages applied (one per message per receiving service). */
+  deliveries: number;
+}
 
 /** Applies one sender's batches to the clients of this service. */
 export class DeliveryReceiver {
   readonly #target: DeliveryTarget;
   readonly #acknowledge: (batches: number) => void;
+  readonly #holdings: HoldingsStream | undefined;
+  readonly #counts: ReceivedCounts | undefined;
   #applied = 0;
   #scheduled = false;
   #closed = false;
@@ -18,13 +44,17 @@ export class DeliveryReceiver {
   /**
    * @param target Where batches are applied: this service's clients.
    * @param acknowledge Writes one acknowledgement of `batches` batches.
+   * @param options Where holder announcements go, and what is counted.
    */
   constructor(
     target: DeliveryTarget,
     acknowledge: (batches: number) => void,
+    options: ReceiverOptions = {},
   ) {
     this.#target = target;
     this.#acknowledge = acknowledge;
+    this.#holdings = options.holdings?.();
+    this.#counts = options.counts;
   }
 
   /**
@@ -36,7 +66,8 @@ export class DeliveryReceiver {
    */
   receive(packed: Uint8Array): void {
     if (this.#closed) return;
-    applyBatch(this.#target, packed);
+    const applied = applyBatch(this.#target, packed, this.#holdings);
+    if (this.#counts !== undefined) this.#counts.deliveries += applied;
     this.#applied++;
     if (!this.#scheduled) {
       this.#scheduled = true;
@@ -55,7 +86,9 @@ export class DeliveryReceiver {
 
   /** Stops acknowledging: the connection is gone or ends. */
   close(): void {
+    if (this.#closed) return;
     this.#closed = true;
+    this.#holdings?.end();
   }
 
   readonly #onTick = (): void => this.flush();

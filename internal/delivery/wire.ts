@@ -40,7 +40,25 @@ export const KIND = {
   GROUPS: 4,
   /** str client_id, message (the last message, may be none) */
   CLOSE: 5,
+  // Holder announcements (internal/cluster/holder_index.ts): which uids and
+  // groups the sender holds members of. Sent only to peers whose Deliver
+  // endpoint answered with HOLDINGS_HEADER; each connection of a link
+  // starts them with HOLD_RESET.
+  /** str node_id, varint epoch: the sender's holdings start over */
+  HOLD_RESET: 10,
+  /** u8 holding, strs names: the sender now holds members of these */
+  HOLD: 11,
+  /** u8 holding, strs names: the sender holds no member of these any more */
+  RELEASE: 12,
+  /** nothing: the snapshot that HOLD_RESET began is complete */
+  HOLD_SYNCED: 13,
 } as const;
+
+/** The holding byte of HOLD and RELEASE: uids or groups. */
+export const HOLDING = { UID: 0, GROUP: 1 } as const;
+
+/** {@linkcode HOLDING.UID} or {@linkcode HOLDING.GROUP}. */
+export type Holding = typeof HOLDING[keyof typeof HOLDING];
 
 /** The tag byte before a packed message. */
 export const MESSAGE = { NONE: 0, TEXT: 1, BINARY: 2 } as const;
@@ -65,6 +83,13 @@ export const BATCHES_TAG = 0x08;
  * peer that it has a delivery port, and which.
  */
 export const DELIVERY_PORT_HEADER = "wsgate-delivery-port";
+
+/**
+ * The response header (value `1`) with which a service's Deliver endpoint
+ * tells a peer that it applies holder announcements (KIND.HOLD_RESET and
+ * after); a peer without it is sent none.
+ */
+export const HOLDINGS_HEADER = "wsgate-holdings";
 
 // ------------------------------------------------------- delivery port
 

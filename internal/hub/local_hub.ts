@@ -29,8 +29,24 @@ interface LocalClient {
   infoSize: InfoSize;
 }
 
+/**
+ * Told when this service gains its first member of a uid or group, and
+ * when it loses its last one (holder routing: internal/cluster/).
+ * Called synchronously, inside the hub's method.
+ */
+export interface HoldingsObserver {
+  held(kind: "uid" | "group", name: string): void;
+  released(kind: "uid" | "group", name: string): void;
+}
+
 /** Options of {@linkcode LocalHub}. */
 export interface LocalHubOptions {
+  /**
+   * Told when the first member of a uid or group comes and the last goes.
+   *
+   * @default {nobody}
+   */
+  readonly holdings?: HoldingsObserver | undefined;
   /**
    * How large one client's info map may grow through
    * {@linkcode LocalHub.replaceInfo} and {@linkcode LocalHub.mergeInfo}.
@@ -46,10 +62,12 @@ export class LocalHub {
   readonly #clientsOfUid = new Map<string, Set<string>>();
   readonly #clientsOfGroup = new Map<string, Set<string>>();
   readonly #infoBounds: InfoBounds;
+  readonly #holdings: HoldingsObserver | undefined;
 
   constructor(options: LocalHubOptions = {}) {
-    const { infoBounds = UNBOUNDED } = options;
+    const { infoBounds = UNBOUNDED, holdings } = options;
     this.#infoBounds = infoBounds;
+    this.#holdings = holdings;
   }
 
   /** How many clients this service holds. */
@@ -78,7 +96,9 @@ export class LocalHub {
     this.#unbind(clientId, client);
     if (client.groups !== undefined) {
       for (const group of client.groups) {
-        removeFromIndex(this.#clientsOfGroup, group, clientId);
+        if (removeFromIndex(this.#clientsOfGroup, group, clientId)) {
+          this.#holdings?.released("group", group);
+        }
       }
     }
     this.#clients.delete(clientId);
@@ -102,7 +122,9 @@ export class LocalHub {
     if (client.uid === uid) return true;
     this.#unbind(clientId, client);
     client.uid = uid;
-    addToIndex(this.#clientsOfUid, uid, clientId);
+    if (addToIndex(this.#clientsOfUid, uid, clientId)) {
+      this.#holdings?.held("uid", uid);
+    }
     return true;
   }
 
@@ -112,9 +134,12 @@ export class LocalHub {
   }
 
   #unbind(clientId: string, client: LocalClient): void {
-    if (client.uid === undefined) return;
-    removeFromIndex(this.#clientsOfUid, client.uid, clientId);
+    const uid = client.uid;
+    if (uid === undefined) return;
     client.uid = undefined;
+    if (removeFromIndex(this.#clientsOfUid, uid, clientId)) {
+      this.#holdings?.released("uid", uid);
+    }
   }
 
   uidOf(clientId: string): string | undefined {
@@ -149,7 +174,9 @@ export class LocalHub {
     const client = this.#clients.get(clientId);
     if (client === undefined) return false;
     (client.groups ??= new Set()).add(group);
-    addToIndex(this.#clientsOfGroup, group, clientId);
+    if (addToIndex(this.#clientsOfGroup, group, clientId)) {
+      this.#holdings?.held("group", group);
+    }
     return true;
   }
 
@@ -157,7 +184,9 @@ export class LocalHub {
     const client = this.#clients.get(clientId);
     if (client?.groups === undefined || !client.groups.delete(group)) return;
     if (client.groups.size === 0) client.groups = undefined;
-    removeFromIndex(this.#clientsOfGroup, group, clientId);
+    if (removeFromIndex(this.#clientsOfGroup, group, clientId)) {
+      this.#holdings?.released("group", group);
+    }
   }
 
   /** Removes every member of a group. */
@@ -171,6 +200,7 @@ export class LocalHub {
       client.groups.delete(group);
       if (client.groups.size === 0) client.groups = undefined;
     }
+    this.#holdings?.released("group", group);
   }
 
   clientsOfGroup(group: string): Iterable<string> {
@@ -342,23 +372,31 @@ export class LocalHub {
   }
 }
 
+/** Adds to an index; true when `key` is new in it. */
 function addToIndex(
   index: Map<string, Set<string>>,
   key: string,
   clientId: string,
-): void {
+): boolean {
   const set = index.get(key);
-  if (set === undefined) index.set(key, new Set([clientId]));
-  else set.add(clientId);
+  if (set !== undefined) {
+    set.add(clientId);
+    return false;
+  }
+  index.set(key, new Set([clientId]));
+  return true;
 }
 
+/** Removes from an index; true when `key` left it. */
 function removeFromIndex(
   index: Map<string, Set<string>>,
   key: string,
   clientId: string,
-): void {
+): boolean {
   const set = index.get(key);
-  if (set === undefined) return;
+  if (set === undefined) return false;
   set.delete(clientId);
-  if (set.size === 0) index.delete(key);
+  if (set.size > 0) return false;
+  index.delete(key);
+  return true;
 }

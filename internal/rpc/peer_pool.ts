@@ -26,6 +26,7 @@ import type { Peer, Peers } from "../cluster/peers.ts";
 import {
   type DeliveryCounts,
   DeliveryLink,
+  type LinkHoldings,
   type LinkTransport,
 } from "../delivery/delivery_link.ts";
 import { GrpcBatchSender } from "../delivery/grpc_sender.ts";
@@ -53,6 +54,11 @@ export interface PeerPoolOptions extends RpcChannelOptions {
   readonly logger?: Logger | undefined;
   /** Counts the deliveries queued and the batches written. */
   readonly counts?: DeliveryCounts | undefined;
+  /**
+   * Keeps each peer's view of this service's holdings (holder routing);
+   * unset, links carry no holder announcements.
+   */
+  readonly holdings?: LinkHoldings | undefined;
 }
 
 interface GrpcPeer extends Peer {
@@ -130,6 +136,15 @@ export class PeerPool implements Peers {
       this.#peers.delete(address);
       closePeer(peer, true);
     }
+  }
+
+  /** Bytes of deliveries that wait for peers (queued, not acknowledged). */
+  get queuedBytes(): number {
+    let bytes = 0;
+    for (const peer of this.#peers.values()) {
+      bytes += peer.deliveries.queuedBytes;
+    }
+    return bytes;
   }
 
   /** Resolves when every delivery queued so far was acknowledged or failed. */

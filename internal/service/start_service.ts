@@ -10,6 +10,9 @@ import { LocalHub } from "../hub/local_hub.ts";
 import { MemberTable } from "../membership/member_table.ts";
 import { PeerPool } from "../rpc/peer_pool.ts";
 import { createClusterApi } from "../cluster/cluster_api.ts";
+import { HolderAnnouncer } from "../cluster/holder_announcer.ts";
+import { HolderIndex } from "../cluster/holder_index.ts";
+import type { ReceiverOptions } from "../delivery/receiver.ts";
 import { BACKEND_PATHS, createGatewayService } from "../rpc/gateway_service.ts";
 import { createPeerHandlers } from "../rpc/peer_handler.ts";
 import { createBackendHandlers } from "../rpc/backend_handler.ts";
@@ -233,7 +236,20 @@ export async function startService(
     maxInfoKeys: config.maxInfoKeys,
     maxInfoBytes: config.maxInfoBytes,
   };
-  const hub = new LocalHub({ infoBounds });
+  // Holder routing (docs/holder_routing.md): the hub tells the announcer
+  // of its first and last members of each uid and group, the links carry
+  // the announcements, and the index of what peers hold routes calls.
+  const announcer = config.holderRouting
+    ? new HolderAnnouncer({ nodeId, deadlineMs: config.deadlineMs })
+    : undefined;
+  const holderIndex = config.holderRouting
+    ? new HolderIndex(nodeId)
+    : undefined;
+  const receiving: ReceiverOptions = {
+    holdings: holderIndex && (() => holderIndex.openStream()),
+    counts: metrics.peerReceived,
+  };
+  const hub = new LocalHub({ infoBounds, holdings: announcer });
   const members = new MemberTable(nodeId, {
     settleMs: 2 * REGISTER_BACKOFF.maxMs,
   });
@@ -253,14 +269,28 @@ export async function startService(
     deliveryLatency: metrics.peerDelivery,
     logger,
     counts: metrics.peerTraffic,
+    holdings: announcer,
   });
+  announcer?.attach({ holdings: hub, members, peers });
   members.onChange(() => {
     peers.retain(members.peerAddresses());
+    holderIndex?.retain(members.members());
+    announcer?.connectAll();
     logger.debug("member list changed", { members: members.size });
   });
   const limits = { maxSendBytes: config.maxSendBytes, ...infoBounds };
   const guard = new RejectionGuard(logger);
-  const cluster = createClusterApi({ nodeId, hub, members, peers, limits });
+  const cluster = createClusterApi({
+    nodeId,
+    hub,
+    members,
+    peers,
+    limits,
+    holders: holderIndex && announcer && {
+      peersFor: (kind, names) => holderIndex.peersFor(kind, names),
+      settled: () => announcer.settled(),
+    },
+  });
   const api = createMeteredApi(cluster, metrics.api, guard.track);
   const ctx: Context = { api, service: { nodeId, name } };
   const endpoint = new WebSocketEndpoint({
@@ -295,6 +325,7 @@ export async function startService(
           hostname: config.rpcHostname,
           port: config.deliveryPort,
           target: hub,
+          receiving,
           verifier: nodeAuth?.verifier,
           tls: config.tls,
           readMaxBytes,
@@ -323,12 +354,18 @@ export async function startService(
         router.service(
           GatewayService,
           createGatewayService({
-            peers: createPeerHandlers(hub, nodeId, limits),
+            peers: createPeerHandlers(hub, nodeId, limits, {
+              settled: announcer && (() => announcer.settled()),
+              calls: metrics.peerCalls,
+            }),
             backends: createBackendHandlers(api),
             target: hub,
+            receiving,
           }),
         ),
-      rawMethods: [deliverEndpoint(hub, () => deliveryPort?.port)],
+      rawMethods: [
+        deliverEndpoint(hub, () => deliveryPort?.port, receiving),
+      ],
     });
   } catch (error) {
     await deliveryPort?.close();
@@ -365,6 +402,9 @@ export async function startService(
         uids: hub.uidCount,
         groups: hub.groupCount,
         members: members.size,
+        peerQueuedBytes: peers.queuedBytes,
+        holderFallbackPeers: holderIndex?.fallbackPeers,
+        holderNames: holderIndex?.size,
       }),
   };
   const httpApi = config.httpApiSecret === undefined
