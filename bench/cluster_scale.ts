@@ -91,6 +91,12 @@ export interface ScaleOptions {
    * silent, and services then drop and re-join the register.
    */
   pingIntervalMs: number;
+  /**
+   * Open every link between services before the phases (a broadcast from
+   * a client of each), as a cluster in use has them: the idle CPU then
+   * includes the full mesh's keepalives.
+   */
+  openLinks: boolean;
   quietMax: number;
   quietWaitS: number;
   json: string | undefined;
@@ -100,8 +106,8 @@ export interface ScaleOptions {
 
 const USAGE =
   `usage: deno task bench:scale [--code PATH] [--label TEXT] [--services 2,4,8,16]
-  [--big 16] [--idle 100000] [--sends 4000] [--window 200] [--online 300]
-  [--repeat 2] [--ping-interval-ms 3000] [--quiet-max 15] [--quiet-wait 20] [--json FILE]
+  (--services none: only the big point) [--big 16] [--idle 100000] [--sends 4000] [--window 200] [--online 300]
+  [--repeat 2] [--ping-interval-ms 3000] [--open-links] [--quiet-max 15] [--quiet-wait 20] [--json FILE]
   [--report a.json,b.json]`;
 
 /** Parses the flags of bench:scale (also given through `deno task bench`). */
@@ -117,6 +123,7 @@ export function parseScaleOptions(args: readonly string[]): ScaleOptions {
     online: 300,
     repeat: 2,
     pingIntervalMs: 3000,
+    openLinks: false,
     quietMax: 15,
     quietWaitS: 20,
     json: undefined,
@@ -144,7 +151,7 @@ export function parseScaleOptions(args: readonly string[]): ScaleOptions {
         o.label = value();
         break;
       case "--services":
-        o.services = value().split(",").map((v) => {
+        o.services = value().split(",").filter((v) => v !== "none").map((v) => {
           const n = Number(v);
           if (!Number.isInteger(n) || n < 2) {
             throw new Error(`--services: ${v} is not a size of at least 2`);
@@ -172,6 +179,9 @@ export function parseScaleOptions(args: readonly string[]): ScaleOptions {
         break;
       case "--ping-interval-ms":
         o.pingIntervalMs = int();
+        break;
+      case "--open-links":
+        o.openLinks = true;
         break;
       case "--quiet-max":
         o.quietMax = int();
@@ -205,6 +215,8 @@ export interface Point {
   services: number;
   repeat: number;
   idle: number;
+  /** Every link between services was opened before the phases. */
+  openLinks?: boolean;
   readyMs: number | undefined;
   joinedMs: number | undefined;
   /** Idle clients: ms to connect them all, RSS of each service. */
@@ -271,6 +283,7 @@ function activeArgs(o: ScaleOptions, services: number): string[] {
     "--online",
     String(o.online),
     "--stats",
+    ...(o.openLinks ? ["--open-links"] : []),
     "--phase-timeout",
     "120",
   ];
@@ -287,6 +300,7 @@ async function measurePoint(
     services,
     repeat,
     idle,
+    openLinks: o.openLinks,
     readyMs: undefined,
     joinedMs: undefined,
     load: {},
@@ -320,7 +334,8 @@ async function measurePoint(
         onProgress: (n, total) => showProgress(`${n}/${total} idle connected`),
       });
       point.idleConnectMs = await clients.connected;
-      await sleep(3000);
+      // Lets the connect burst settle (GC, the first heartbeats).
+      await sleep(10_000);
       point.rssKibAfter = pids.map(residentKib);
       point.registerRssKib = [registerBefore, residentKib(register)];
     }
@@ -364,17 +379,65 @@ function spread(values: unknown[], f = n0, unit = ""): string {
   })`;
 }
 
-/** Points grouped by code, services and idle clients, in run order. */
+/**
+ * Points grouped by code, services and idle clients: by idle clients,
+ * then size, then code in the order of the runs.
+ */
 function groups(points: Point[]): Point[][] {
+  const codes = [...new Set(points.map((p) => p.code))];
   const out = new Map<string, Point[]>();
   for (const p of points) {
-    const key = `${p.code}|${p.services}|${p.idle}`;
+    const key = `${p.code}|${p.services}|${p.idle}|${p.openLinks === true}`;
     out.set(key, [...(out.get(key) ?? []), p]);
   }
   return [...out.values()].sort((a, b) =>
     a[0]!.idle - b[0]!.idle || a[0]!.services - b[0]!.services ||
-    a[0]!.code.localeCompare(b[0]!.code)
+    codes.indexOf(a[0]!.code) - codes.indexOf(b[0]!.code) ||
+    Number(a[0]!.openLinks ?? false) - Number(b[0]!.openLinks ?? false)
   );
+}
+
+/**
+ * The services' idle CPU in % of one core: the mean of the measurements
+ * before and after the phases.
+ */
+function idlePct(p: Point): number | undefined {
+  const xs = [
+    num(get(p.load, "idle_cpu", "server_cpu_pct")),
+    num(get(p.load, "idle_cpu_after", "server_cpu_pct")),
+  ].filter((x): x is number => x !== undefined);
+  return xs.length === 0 ? undefined : xs.reduce((a, b) => a + b) / xs.length;
+}
+
+/**
+ * Server CPU per send or call of a phase, in µs, less the idle CPU over
+ * the phase's time (older results: as the load generator computed it).
+ */
+function netCpuUs(p: Point, phase: string): number | undefined {
+  const units = num(get(p.load, phase, "sends")) ??
+    num(get(p.load, phase, "calls"));
+  const cpu = num(get(p.load, phase, "server_cpu_s"));
+  const elapsed = num(get(p.load, phase, "elapsed_s"));
+  const idle = idlePct(p);
+  if (
+    !units || cpu === undefined || elapsed === undefined || idle === undefined
+  ) {
+    return num(get(p.load, phase, "server_cpu_us_per_send_net")) ??
+      num(get(p.load, phase, "server_cpu_us_per_call_net"));
+  }
+  return (cpu - idle / 100 * elapsed) * 1e6 / units;
+}
+
+/**
+ * The code of a point, whether its links were opened first and, with
+ * `idle`, its idle clients.
+ */
+function codeOf(p: Point, idle = false): string {
+  return [
+    p.code,
+    p.openLinks ? "links open" : "",
+    idle && p.idle > 0 ? `${n0.format(p.idle)} idle` : "",
+  ].filter(Boolean).join(", ");
 }
 
 /** Per-send value of a keyed phase. */
@@ -410,12 +473,12 @@ function keyedTable(all: Point[][], title: string): string {
     ) {
       const first = g[0]!;
       rows.push([
-        first.code,
+        codeOf(first, true),
         String(first.services),
         what,
         spread(g.map((p) => get(p.load, phase, "sends_per_s"))),
         spread(
-          g.map((p) => get(p.load, phase, "server_cpu_us_per_send_net")),
+          g.map((p) => netCpuUs(p, phase)),
           n0,
           " µs",
         ),
@@ -459,13 +522,13 @@ function onlineTable(all: Point[][], title: string): string {
     ) {
       const calls = (p: Point) => num(get(p.load, phase, "calls"));
       rows.push([
-        g[0]!.code,
+        codeOf(g[0]!, true),
         String(g[0]!.services),
         what,
         spread(g.map((p) => get(p.load, phase, "calls_per_s"))),
         spread(g.map((p) => get(p.load, phase, "p50_ms")), n2, " ms"),
         spread(
-          g.map((p) => get(p.load, phase, "server_cpu_us_per_call_net")),
+          g.map((p) => netCpuUs(p, phase)),
           n0,
           " µs",
         ),
@@ -497,9 +560,12 @@ function onlineTable(all: Point[][], title: string): string {
 
 function joinTable(all: Point[][]): string {
   const rows = all.map((g) => [
-    g[0]!.code,
+    codeOf(g[0]!),
     String(g[0]!.services),
-    g[0]!.idle > 0 ? `${n0.format(g[0]!.idle)} idle` : "",
+    [
+      g[0]!.idle > 0 ? `${n0.format(g[0]!.idle)} idle` : "",
+      g[0]!.openLinks ? "all links open" : "",
+    ].filter(Boolean).join(", "),
     spread(g.map((p) => p.readyMs), n0, " ms"),
     spread(g.map((p) => p.joinedMs), n0, " ms"),
     spread(
@@ -512,7 +578,7 @@ function joinTable(all: Point[][]): string {
       " ms",
     ),
     spread(
-      g.map((p) => get(p.load, "idle_cpu", "server_cpu_pct")),
+      g.map(idlePct),
       n1,
       "%",
     ),
@@ -541,7 +607,7 @@ function idleTable(all: Point[][]): string {
       return a === undefined || b === undefined ? undefined : (a - b) / p.idle;
     };
     rows.push([
-      g[0]!.code,
+      codeOf(g[0]!),
       String(g[0]!.services),
       n0.format(g[0]!.idle),
       spread(g.map((p) => sum(p.rssKibBefore)! / 1024), n0, " MiB"),

@@ -72,6 +72,8 @@
 //   --phase-timeout S (60)  --deadline S (600: the whole run)
 //   --pids name:pid,...  --stats (read /metrics counters around each phase)
 //   --label TEXT  --smoke
+//   --open-links (before the keyed phases, a client on every URL sends one
+//                broadcast: every service then has a link to every other)
 
 import {
   clientCounters,
@@ -116,6 +118,7 @@ interface Settings {
   pids: { name: string; pid: number }[];
   stats: boolean;
   smoke: boolean;
+  openLinks: boolean;
   label: string;
 }
 
@@ -145,7 +148,7 @@ const VALUED = [
   "pids",
   "label",
 ];
-const SWITCHES = ["stats", "smoke"];
+const SWITCHES = ["stats", "smoke", "open-links"];
 
 /** "127.0.0.2-127.0.0.5,127.0.1.2" as a list of loopback addresses. */
 function loopbackRange(spec: string): string[] {
@@ -244,6 +247,7 @@ function parseSettings(argv: readonly string[]): Settings {
     }),
     stats: given.has("stats"),
     smoke: given.has("smoke"),
+    openLinks: given.has("open-links"),
     label: given.get("label") ?? "",
   };
 }
@@ -323,15 +327,19 @@ function perUnitUs(a: Sample, b: Sample, units: number): number | null {
  */
 let idleServerCpu = 0;
 
-/** Measures {@linkcode idleServerCpu} over `ms` of quiet. */
+/**
+ * Measures the server CPU over `ms` of quiet; the first measurement sets
+ * {@linkcode idleServerCpu}.
+ */
 async function measureIdleCpu(ms: number): Promise<Json> {
   const a = sample();
   await sleep(ms);
   const b = sample();
-  idleServerCpu = serverSeconds(a, b) / ((b.at - a.at) / 1000);
+  const idle = serverSeconds(a, b) / ((b.at - a.at) / 1000);
+  if (idleServerCpu === 0) idleServerCpu = idle;
   return {
     ms: round1(b.at - a.at),
-    server_cpu_pct: round1(idleServerCpu * 100),
+    server_cpu_pct: round1(idle * 100),
     cpu_pct: cpuPct(a, b),
   };
 }
@@ -922,6 +930,8 @@ function keyedSends(
         cpu_pct: cpuPct(before, after),
         server_cpu_us_per_send: perUnitUs(before, after, complete),
         server_cpu_us_per_send_net: perUnitNetUs(before, after, complete),
+        server_cpu_s: round3(serverSeconds(before, after)),
+        elapsed_s: round3((after.at - before.at) / 1000),
       });
     };
     const timer = setTimeout(() => end(true), settings.phaseTimeoutS * 1000);
@@ -1001,6 +1011,8 @@ async function onlineCalls(
     cpu_pct: cpuPct(before, after),
     server_cpu_us_per_call: perUnitUs(before, after, total),
     server_cpu_us_per_call_net: perUnitNetUs(before, after, total),
+    server_cpu_s: round3(serverSeconds(before, after)),
+    elapsed_s: round3((after.at - before.at) / 1000),
   };
 }
 
@@ -1211,6 +1223,12 @@ async function measure(): Promise<void> {
   }
   if (settings.keyed > 0 || settings.online > 0) {
     const holders = await bindHolders();
+    if (settings.openLinks) {
+      for (const client of holders.all) {
+        sendFrame(client, testFrame(OP_BROADCAST, NO_ID, 99, 0));
+      }
+      await sleep(1500);
+    }
     await sleep(500);
     result.idle_cpu = await measureIdleCpu(3000);
     const keyed: [string, number, string, Client[]][] = [
@@ -1251,6 +1269,8 @@ async function measure(): Promise<void> {
         return onlineCalls(uid, on, settings.online);
       });
     }
+    // Idle CPU again: the drivers may subtract the mean of both.
+    result.idle_cpu_after = await measureIdleCpu(3000);
   }
 }
 

@@ -5,7 +5,12 @@
 // acknowledges one. So an idle link sends a delivery at once, and a busy
 // one sends fewer, bigger batches (fewer writes and acknowledgements) as
 // its round trip grows. The peer applies batches in order and acknowledges
-// them in order.
+// them in order. When a connection ends, what it had not acknowledged fails
+// and is never sent again; the next connection carries only what is queued
+// after. Each connection is named (link_id.ts, by the transport), and the
+// peer drops what an older one still delivers once a newer one has
+// (newest_connections.ts): so batches are applied in the order written,
+// each at most once, across reconnections too.
 //
 // Batches start on the first transport (the gRPC Deliver stream). When the
 // peer names its delivery port there, the link connects to it in the
@@ -442,6 +447,14 @@ export class DeliveryLink {
   #ended(error: GatewayError, call: BatchSender): void {
     if (call !== this.#call) return;
     this.#call = undefined;
+    // A delivery port connection that this call named goes too: the next
+    // call names the port again. So connections are used in the order they
+    // were opened, as the peer requires (newest_connections.ts): one
+    // opened before the next call never carries batches after it.
+    const next = this.#next;
+    this.#next = undefined;
+    this.#nextReady = false;
+    next?.abort(error);
     this.#stopHolding();
     this.#fail(error);
     this.#scheduleReconnect();

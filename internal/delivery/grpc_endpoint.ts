@@ -5,7 +5,10 @@
 // deliveries themselves; the others (another codec, compression) reach
 // Connect's handler, which hands its decoded requests to
 // `serveDeliverStream`. Both apply and acknowledge through one
-// DeliveryReceiver.
+// DeliveryReceiver. A plain call that names its connection (LINK_HEADER)
+// is checked against its sender's other connections
+// (newest_connections.ts); Connect's path is not (services send plain
+// calls).
 
 import type * as http2 from "node:http2";
 import type { MessageInitShape } from "npm:@bufbuild/protobuf@2.17.0";
@@ -23,12 +26,14 @@ import {
 import type { RawGrpcMethod } from "../grpc/rpc_server.ts";
 import type { DeliveryTarget } from "./codec.ts";
 import { batchOfBytes, batchOfRequest } from "./grpc_request.ts";
+import { type LinkId, parseLinkId } from "./link_id.ts";
 import { DeliveryReceiver, type ReceiverOptions } from "./receiver.ts";
 import {
   BATCHES_TAG,
   DELIVER_PATH,
   DELIVERY_PORT_HEADER,
   HOLDINGS_HEADER,
+  LINK_HEADER,
   writeVarint,
 } from "./wire.ts";
 
@@ -45,13 +50,25 @@ export function deliverEndpoint(
   return {
     path: DELIVER_PATH,
     serve(req, res, { readMaxBytes, signal }) {
+      const named = req.headers[LINK_HEADER];
+      let link: LinkId | undefined;
+      try {
+        link = typeof named === "string" ? parseLinkId(named) : undefined;
+      } catch (error) {
+        res.writeHead(200, {
+          "content-type": "application/grpc",
+          ...statusTrailers(GatewayError.from(error)),
+        });
+        res.end();
+        return;
+      }
       const port = deliveryPort();
       res.writeHead(200, {
         "content-type": "application/grpc",
         ...(port === undefined ? {} : { [DELIVERY_PORT_HEADER]: String(port) }),
         ...(receiving.holdings === undefined ? {} : { [HOLDINGS_HEADER]: "1" }),
       });
-      new DeliverCall(target, req, res, readMaxBytes, signal, receiving);
+      new DeliverCall(target, req, res, readMaxBytes, signal, receiving, link);
     },
   };
 }
@@ -75,12 +92,17 @@ class DeliverCall {
     readMaxBytes: number,
     signal: AbortSignal,
     receiving: ReceiverOptions,
+    link: LinkId | undefined,
   ) {
     this.#res = res;
     this.#reader = new GrpcFrameReader(readMaxBytes);
-    this.#receiver = new DeliveryReceiver(target, (batches) => {
-      res.write(encodeResponse(batches));
-    }, receiving);
+    this.#receiver = new DeliveryReceiver(
+      target,
+      (batches) => res.write(encodeResponse(batches)),
+      receiving,
+      // A newer connection of the same sender took over.
+      link && { link, end: (error) => this.#finish(error) },
+    );
     this.#signal = signal;
     if (signal.aborted) {
       this.#onAbort();

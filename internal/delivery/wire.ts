@@ -17,7 +17,9 @@
 //                        the `authorization` token of the gRPC channel to
 //                        the same service, from its challenge
 //                        (internal/base/node_proof.ts), never the secret
-//                        itself; then batches.
+//                        itself; in version 3, then u8 length and the
+//                        connection's link id `sender.seq` (ASCII,
+//                        link_id.ts); then batches.
 //     service → client   READY; ACK u32 n; ERROR u8 gRPC code, u16 length,
 //                        UTF-8 message.
 //
@@ -85,6 +87,14 @@ export const BATCHES_TAG = 0x08;
 export const DELIVERY_PORT_HEADER = "wsgate-delivery-port";
 
 /**
+ * The request header of a Deliver call that names the connection:
+ * `sender.seq` (link_id.ts). A receiver applies one sender's batches from
+ * its newest connection only (newest_connections.ts); a call without it
+ * is not checked against others.
+ */
+export const LINK_HEADER = "wsgate-link";
+
+/**
  * The response header (value `1`) with which a service's Deliver endpoint
  * tells a peer that it applies holder announcements (KIND.HOLD_RESET and
  * after); a peer without it is sent none.
@@ -100,6 +110,11 @@ export const MAGIC: Uint8Array = new Uint8Array([0x57, 0x53, 0x47, 0x44]); // "W
  * since the hello carries a node proof instead of the secret.
  */
 export const VERSION = 2;
+/**
+ * The version of a hello that names its connection after the node proof
+ * (a link id, link_id.ts); a delivery port takes both.
+ */
+export const LINK_VERSION = 3;
 /** Magic, version and the node proof's length. */
 export const HELLO_HEADER_BYTES: number = MAGIC.length + 1 + 2;
 /** Bytes before each batch on the delivery port: its length. */

@@ -30,6 +30,7 @@ import {
   type LinkTransport,
 } from "../delivery/delivery_link.ts";
 import { GrpcBatchSender } from "../delivery/grpc_sender.ts";
+import { LinkIds } from "../delivery/link_id.ts";
 import { PortBatchSender } from "../delivery/port_sender.ts";
 import {
   openRpcChannel,
@@ -70,6 +71,12 @@ interface GrpcPeer extends Peer {
 export class PeerPool implements Peers {
   readonly #options: PeerPoolOptions;
   readonly #peers = new Map<string, GrpcPeer>();
+  /**
+   * Names every delivery connection this service opens, to any peer and
+   * across links (a peer that left and came back gets a new link), so that
+   * a receiver applies batches from the newest one only.
+   */
+  readonly #linkIds = new LinkIds();
 
   constructor(options: PeerPoolOptions) {
     this.#options = options;
@@ -113,7 +120,13 @@ export class PeerPool implements Peers {
       return conn;
     };
     return {
-      open: (events) => new GrpcBatchSender(channel.openCall, address, events),
+      open: (events) =>
+        new GrpcBatchSender(
+          channel.openCall,
+          address,
+          events,
+          this.#linkIds.next(),
+        ),
       // The hello carries the proof of the gRPC channel to the same peer.
       openPort: (port, events) =>
         new PortBatchSender(
@@ -124,6 +137,7 @@ export class PeerPool implements Peers {
           },
           address,
           events,
+          this.#linkIds.next(),
         ),
     };
   }

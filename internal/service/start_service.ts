@@ -13,6 +13,7 @@ import { createClusterApi } from "../cluster/cluster_api.ts";
 import { HolderAnnouncer } from "../cluster/holder_announcer.ts";
 import { HolderIndex } from "../cluster/holder_index.ts";
 import type { ReceiverOptions } from "../delivery/receiver.ts";
+import { NewestConnections } from "../delivery/newest_connections.ts";
 import { BACKEND_PATHS, createGatewayService } from "../rpc/gateway_service.ts";
 import { createPeerHandlers } from "../rpc/peer_handler.ts";
 import { createBackendHandlers } from "../rpc/backend_handler.ts";
@@ -248,6 +249,8 @@ export async function startService(
   const receiving: ReceiverOptions = {
     holdings: holderIndex && (() => holderIndex.openStream()),
     counts: metrics.peerReceived,
+    // One sender's batches are applied from its newest connection only.
+    connections: new NewestConnections(),
   };
   const hub = new LocalHub({ infoBounds, holdings: announcer });
   const members = new MemberTable(nodeId, {
