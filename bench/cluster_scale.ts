@@ -29,7 +29,7 @@
 //
 //   deno task bench:scale                          the full run (~10 min)
 //   deno task bench:scale --services 2,4 --idle 4000 --sends 500 --repeat 1
-//   deno task bench:scale --code /work/wt-before --label before --json b.json
+//   deno task bench:scale --code ../before --label before --json b.json
 //   deno task bench:scale --report b.json,a.json
 //
 // Everything listens on 127.0.0.1; every process it starts is stopped by
