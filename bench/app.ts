@@ -9,13 +9,22 @@
 //   - a binary frame whose byte 0 is 'P' (0x50), byte 1 = L and bytes
 //     2 .. 2+L the target clientId (UTF-8) goes unchanged to that client,
 //     wherever it lives: `api.sendToClient(target, frame)`;
+//   - a binary frame whose byte 0 is 'U' (0x55) or 'G' (0x47), byte 1 = L
+//     and bytes 2 .. 2+L a uid or group name (UTF-8) goes unchanged to that
+//     uid's or group's clients: `api.sendToUid` / `api.sendToGroup`;
 //   - the text `count` answers `count:<n>` from `api.getAllClientCount()`;
+//   - the text `bind:<uid>` binds the sender to the uid, `join:<group>`
+//     adds it to the group; both answer `ok` once the call has resolved;
+//   - the text `online:<uid>` answers `online:true|false` from
+//     `api.isUidOnline(uid)`;
 //   - anything else is ignored.
 
 import type { Api, Application } from "../mod.ts";
 
 const OP_BROADCAST = 0x42;
 const OP_POINT_TO_POINT = 0x50;
+const OP_UID = 0x55;
+const OP_GROUP = 0x47;
 const decoder = new TextDecoder();
 
 /**
@@ -42,16 +51,30 @@ const benchApp: Application = {
     } else if (op === OP_POINT_TO_POINT) {
       const target = decoder.decode(message.subarray(2, 2 + message[1]!));
       api.sendToClient(target, message).catch(ignore);
+    } else if (op === OP_UID || op === OP_GROUP) {
+      const key = decoder.decode(message.subarray(2, 2 + message[1]!));
+      const sent = op === OP_UID
+        ? api.sendToUid(key, message)
+        : api.sendToGroup(key, message);
+      sent.catch(ignore);
     }
   },
 };
 
 function command(clientId: string, text: string, api: Api): void {
-  if (text === "count") {
-    api.getAllClientCount().then(
-      (n) => api.sendToClient(clientId, `count:${n}`),
-      (error) => api.sendToClient(clientId, `count:error ${error}`),
+  const answer = (done: Promise<string>) =>
+    done.then(
+      (reply) => api.sendToClient(clientId, reply),
+      (error) => api.sendToClient(clientId, `error ${error}`),
     ).catch(ignore);
+  if (text === "count") {
+    answer(api.getAllClientCount().then((n) => `count:${n}`));
+  } else if (text.startsWith("bind:")) {
+    answer(api.bindUid(clientId, text.slice(5)).then(() => "ok"));
+  } else if (text.startsWith("join:")) {
+    answer(api.joinGroup(clientId, text.slice(5)).then(() => "ok"));
+  } else if (text.startsWith("online:")) {
+    answer(api.isUidOnline(text.slice(7)).then((on) => `online:${on}`));
   }
 }
 

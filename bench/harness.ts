@@ -244,6 +244,11 @@ export interface Target {
   pids: string;
   /** --protocol of the load generator. */
   protocol: "app" | "socketio" | "wsgate.v1";
+  /**
+   * For a cluster: ms from the first service's start until every service
+   * had printed its listening line, and until every one saw all services.
+   */
+  timing?: { readyMs: number; joinedMs: number };
 }
 
 /** The raw Deno ceiling: one process. */
@@ -264,14 +269,28 @@ export async function startRaw(): Promise<Target> {
   };
 }
 
-/**
- * A register and `services` services running bench/app.ts; `serviceArgs`
- * are added to each service's command line.
- */
+/** How {@linkcode startCluster} starts a cluster. */
+export interface ClusterOptions {
+  /**
+   * The folder of the code under test: register.ts and service.ts are run
+   * from there (default: this repository), always with this repository's
+   * bench/app.ts.
+   */
+  code?: string;
+  /** Start the services all at once instead of one after the other. */
+  parallel?: boolean;
+  /** How long every service may take to see all the others (20 s). */
+  joinTimeoutMs?: number;
+  /** More flags for every service (none). */
+  serviceArgs?: string[];
+}
+
+/** A register and `services` services running bench/app.ts. */
 export async function startCluster(
   services: number,
-  serviceArgs: readonly string[] = [],
+  options: ClusterOptions = {},
 ): Promise<Target> {
+  const cwd = options.code ?? root;
   const register = await spawn("register", [
     "run",
     "-A",
@@ -280,20 +299,20 @@ export async function startCluster(
     "0",
     "--log-level",
     "warn",
-  ], { ready: /listening on / });
+  ], { ready: /listening on /, cwd });
   const address = /listening on (\S+)/.exec(register.line)?.[1];
   if (address === undefined) {
     throw new Error(`unexpected register line: ${register.line}`);
   }
   const urls: string[] = [];
   const pids = [`register:${register.pid}`];
-  for (let i = 1; i <= services; i++) {
-    const service = await spawn(`service${i}`, [
+  const start = (i: number) =>
+    spawn(`service${i}`, [
       "run",
       "-A",
       "service.ts",
       "--app",
-      "bench/app.ts",
+      `${root}bench/app.ts`,
       "--register",
       address,
       "--hostname",
@@ -304,17 +323,35 @@ export async function startCluster(
       "0",
       "--log-level",
       "warn",
-      ...serviceArgs,
-    ], { ready: / on http:\/\// });
+      ...options.serviceArgs ?? [],
+    ], { ready: / on http:\/\//, cwd, timeoutMs: 30_000 + 2000 * services });
+  const t0 = performance.now();
+  const started: Child[] = [];
+  if (options.parallel) {
+    const all = await Promise.allSettled(
+      Array.from({ length: services }, (_, i) => start(i + 1)),
+    );
+    const failed = all.find((r) => r.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    for (const r of all) {
+      started.push((r as PromiseFulfilledResult<Child>).value);
+    }
+  } else {
+    for (let i = 1; i <= services; i++) started.push(await start(i));
+  }
+  const readyMs = performance.now() - t0;
+  for (const [k, service] of started.entries()) {
     const port = Number(/ on http:\/\/[^/]+:(\d+)\//.exec(service.line)?.[1]);
     if (!Number.isInteger(port) || port <= 0) {
       throw new Error(`unexpected service line: ${service.line}`);
     }
     urls.push(`ws://127.0.0.1:${port}/`);
-    pids.push(`s${i}:${service.pid}`);
+    pids.push(`s${k + 1}:${service.pid}`);
   }
-  await waitForMembers(urls, services);
+  await waitForMembers(urls, services, options.joinTimeoutMs ?? 20_000);
+  const joinedMs = performance.now() - t0;
   return {
+    timing: { readyMs, joinedMs },
     label: services === 1
       ? "wsgate, 1 service"
       : `wsgate, ${services} services`,
@@ -325,11 +362,15 @@ export async function startCluster(
 }
 
 /**
- * Waits (at most 20 s) until every service's /metrics says it is ready
- * and has all `n` services in its member list.
+ * Waits (at most `timeoutMs`) until every service's /metrics says it is
+ * ready and has all `n` services in its member list.
  */
-async function waitForMembers(urls: string[], n: number): Promise<void> {
-  const deadline = Date.now() + 20_000;
+async function waitForMembers(
+  urls: string[],
+  n: number,
+  timeoutMs: number,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
   for (const url of urls) {
     const metrics = new URL("/metrics", url.replace(/^ws/, "http"));
     for (;;) {

@@ -49,6 +49,17 @@
 //              which lives on the next URL.
 //   count      --count "count" commands from client 0, one at a time
 //              (protocol app; bench/app.ts answers "count:<n>").
+//   uid_one, group_one, uid_all, group_all (--keyed N, protocol app)
+//              first client 0 (URL 1) and, for each URL k, client k bind
+//              the uid "u-all" and join the group "g-all"; client N+1 (on
+//              URL 2 when there are N ≥ 2 URLs) binds "u-one" and joins
+//              "g-one", each acknowledged once the call resolved. Then
+//              client 0 sends N 'U' / 'G' frames (sendToUid,
+//              sendToGroup) to each key, at most --keyed-window whose
+//              delivery to every holder is not complete.
+//   online_one, online_none (--online N, protocol app) N isUidOnline
+//              calls from client 0, one at a time, for "u-one" (held on
+//              one other service) and for a uid nobody holds.
 // --smoke replaces the phases with a check of the routing: every id is
 // distinct, a broadcast from the first and from the last client reaches
 // every client exactly once, and each client's point-to-point frame reaches
@@ -64,11 +75,14 @@
 //   --clients C (2000)  --size S (64)  --src-addrs 127.0.0.2-127.0.0.5
 //   --bcast M (200)  --bcast-window W,W (4,16)  --bcast-lat N (50)
 //   --p2p N (20000)  --p2p-window W (200)  --count N (0)
+//   --keyed N (0)  --keyed-window W (200)  --online N (0)
 //   --warmup-bcast N (10)  --warmup-p2p N (2000)  --hold S (0)
 //   --connect-concurrency N (200)  --connect-timeout S (60)
 //   --phase-timeout S (60)  --deadline S (600: the whole run)
 //   --pids name:pid,...  --stats (read /metrics counters around each phase)
 //   --label TEXT  --smoke
+//   --open-links (before the keyed phases, a client on every URL sends one
+//                broadcast: every service then has a link to every other)
 
 import {
   clientCounters,
@@ -100,6 +114,9 @@ interface Settings {
   p2p: number;
   p2pWindow: number;
   count: number;
+  keyed: number;
+  keyedWindow: number;
+  online: number;
   warmupBcast: number;
   warmupP2p: number;
   holdS: number;
@@ -110,6 +127,7 @@ interface Settings {
   pids: { name: string; pid: number }[];
   stats: boolean;
   smoke: boolean;
+  openLinks: boolean;
   label: string;
 }
 
@@ -126,6 +144,9 @@ const VALUED = [
   "p2p",
   "p2p-window",
   "count",
+  "keyed",
+  "keyed-window",
+  "online",
   "warmup-bcast",
   "warmup-p2p",
   "hold",
@@ -136,7 +157,7 @@ const VALUED = [
   "pids",
   "label",
 ];
-const SWITCHES = ["stats", "smoke"];
+const SWITCHES = ["stats", "smoke", "open-links"];
 
 /** "127.0.0.2-127.0.0.5,127.0.1.2" as a list of loopback addresses. */
 function loopbackRange(spec: string): string[] {
@@ -220,6 +241,9 @@ function parseSettings(argv: readonly string[]): Settings {
     p2p: count("p2p", 20000),
     p2pWindow: count("p2p-window", 200, 1),
     count: count("count", 0),
+    keyed: count("keyed", 0),
+    keyedWindow: count("keyed-window", 200, 1),
+    online: count("online", 0),
     warmupBcast: count("warmup-bcast", 10),
     warmupP2p: count("warmup-p2p", 2000),
     holdS: count("hold", 0),
@@ -234,6 +258,7 @@ function parseSettings(argv: readonly string[]): Settings {
     }),
     stats: given.has("stats"),
     smoke: given.has("smoke"),
+    openLinks: given.has("open-links"),
     label: given.get("label") ?? "",
   };
 }
@@ -307,6 +332,36 @@ function perUnitUs(a: Sample, b: Sample, units: number): number | null {
     : null;
 }
 
+/**
+ * Server CPU seconds per second while nothing is sent (heartbeats,
+ * pings, timers), measured before the keyed phases; 0 until then.
+ */
+let idleServerCpu = 0;
+
+/**
+ * Measures the server CPU over `ms` of quiet; the first measurement sets
+ * {@linkcode idleServerCpu}.
+ */
+async function measureIdleCpu(ms: number): Promise<Json> {
+  const a = sample();
+  await sleep(ms);
+  const b = sample();
+  const idle = serverSeconds(a, b) / ((b.at - a.at) / 1000);
+  if (idleServerCpu === 0) idleServerCpu = idle;
+  return {
+    ms: round1(b.at - a.at),
+    server_cpu_pct: round1(idle * 100),
+    cpu_pct: cpuPct(a, b),
+  };
+}
+
+/** Like perUnitUs, less the idle server CPU over the same time. */
+function perUnitNetUs(a: Sample, b: Sample, units: number): number | null {
+  if (settings.pids.length === 0 || units === 0) return null;
+  const busy = serverSeconds(a, b) - idleServerCpu * (b.at - a.at) / 1000;
+  return round3(busy * 1e6 / units);
+}
+
 function residentAll(): Record<string, number> {
   const out: Record<string, number> = {};
   for (const { name, pid } of settings.pids) out[name] = residentKib(pid);
@@ -317,6 +372,8 @@ function residentAll(): Record<string, number> {
 
 const OP_BROADCAST = 0x42;
 const OP_POINT = 0x50;
+const OP_UID = 0x55;
+const OP_GROUP = 0x47;
 /** Bytes after the target id: phase tag, sequence number, send time. */
 const TAIL = 13;
 const encoder = new TextEncoder();
@@ -693,16 +750,28 @@ interface PeerCounters {
   unaryCalls: number;
   deliveries: number;
   batches: number;
+  /**
+   * wsgate_peer_deliveries_received_total of each URL's service (NaN
+   * where the service does not have that counter).
+   */
+  received: number[];
 }
 
 /** The peer counters of every server's /metrics, summed (--stats). */
 async function peerCounters(): Promise<PeerCounters | undefined> {
   if (!settings.stats) return undefined;
-  const sum: PeerCounters = { unaryCalls: 0, deliveries: 0, batches: 0 };
+  const sum: PeerCounters = {
+    unaryCalls: 0,
+    deliveries: 0,
+    batches: 0,
+    received: [],
+  };
   for (const url of settings.urls) {
     const metrics = new URL("/metrics", url.replace(/^ws/, "http"));
+    // Generous: a service with many idle clients on a busy machine may
+    // take seconds to answer.
     const response = await fetch(metrics, {
-      signal: AbortSignal.timeout(5000),
+      signal: AbortSignal.timeout(20_000),
     });
     const text = await response.text();
     const total = (re: RegExp) => {
@@ -715,6 +784,10 @@ async function peerCounters(): Promise<PeerCounters | undefined> {
     );
     sum.deliveries += total(/^wsgate_peer_deliveries_total (\S+)$/gm);
     sum.batches += total(/^wsgate_peer_batches_total\{[^}]*\} (\S+)$/gm);
+    const received = /^wsgate_peer_deliveries_received_total (\S+)$/m.exec(
+      text,
+    );
+    sum.received.push(received ? Number(received[1]) : NaN);
   }
   return sum;
 }
@@ -939,6 +1012,154 @@ async function countCalls(total: number): Promise<Json> {
   };
 }
 
+/**
+ * `total` sendToUid ('U') or sendToGroup ('G') frames from client 0 to
+ * `key`, at most `window` whose delivery to every one of `holders` is not
+ * complete. A copy at a client that is not a holder is misrouted.
+ */
+function keyedSends(
+  tag: number,
+  op: number,
+  key: string,
+  holders: readonly Client[],
+  total: number,
+  window: number,
+): Promise<Json> {
+  const keyBytes = encoder.encode(key);
+  const isHolder = new Uint8Array(C);
+  for (const h of holders) isHolder[h.index] = 1;
+  const expected = holders.length;
+  const copies = new Uint32Array(total);
+  const sentAt = new Float64Array(total);
+  const completion = new Float64Array(total);
+  let delivered = 0;
+  let sent = 0;
+  let complete = 0;
+  let duplicates = 0;
+  let misrouted = 0;
+  let first = 0;
+  let last = 0;
+  const sender = clients[0]!;
+  return new Promise((resolve) => {
+    const before = sample();
+    const fill = () => {
+      while (sent - complete < window && sent < total) {
+        sentAt[sent] = performance.now();
+        if (sent === 0) first = sentAt[0]!;
+        sendFrame(sender, testFrame(op, keyBytes, tag, sent));
+        sent++;
+      }
+    };
+    const end = (timedOut: boolean) => {
+      clearTimeout(timer);
+      clearInterval(ticker);
+      receiver = undefined;
+      const after = sample();
+      const ms = last - first;
+      resolve({
+        key,
+        sends: total,
+        window,
+        holders: expected,
+        holder_urls: new Set(holders.map((h) => h.node)).size,
+        expected: total * expected,
+        delivered,
+        dups: duplicates,
+        misrouted,
+        timed_out: timedOut,
+        duration_ms: round1(ms),
+        sends_per_s: ms > 0 ? Math.round(complete / (ms / 1000)) : null,
+        msgs_per_s: ms > 0 ? Math.round(delivered / (ms / 1000)) : null,
+        ...quantiles(completion, complete, "all_"),
+        cpu_pct: cpuPct(before, after),
+        server_cpu_us_per_send: perUnitUs(before, after, complete),
+        server_cpu_us_per_send_net: perUnitNetUs(before, after, complete),
+        server_cpu_s: round3(serverSeconds(before, after)),
+        elapsed_s: round3((after.at - before.at) / 1000),
+      });
+    };
+    const timer = setTimeout(() => end(true), settings.phaseTimeoutS * 1000);
+    const ticker = setInterval(
+      () => progress(`${key}: ${complete}/${total}`),
+      500,
+    );
+    receiver = {
+      tag,
+      frame(client, frameOp, seq) {
+        if (frameOp !== op || seq >= total) return void strays++;
+        if (isHolder[client.index] !== 1) return void misrouted++;
+        const n = ++copies[seq]!;
+        if (n > expected) return void duplicates++;
+        delivered++;
+        last = performance.now();
+        if (n < expected) return;
+        completion[complete++] = last - sentAt[seq]!;
+        if (complete === total) end(false);
+        else fill();
+      },
+    };
+    if (total === 0) end(false);
+    else fill();
+  });
+}
+
+/**
+ * The holders of the keyed phases: client k (k < number of URLs) holds
+ * "u-all" and "g-all", client N+1 holds "u-one" and "g-one". Each bind and
+ * join is acknowledged by the app once the Api call has resolved.
+ */
+async function bindHolders(): Promise<{ all: Client[]; one: Client[] }> {
+  if (settings.protocol !== "app") {
+    throw new Error("--keyed and --online need --protocol app");
+  }
+  const n = settings.urls.length;
+  const all = clients.slice(0, n);
+  const one = [clients[(n + 1) % C]!];
+  for (const [holders, suffix] of [[all, "all"], [one, "one"]] as const) {
+    for (const client of holders) {
+      for (const command of [`bind:u-${suffix}`, `join:g-${suffix}`]) {
+        const answer = await ask(client, command);
+        if (answer !== "ok") {
+          throw new Error(`${command} from client ${client.index}: ${answer}`);
+        }
+      }
+    }
+  }
+  return { all, one };
+}
+
+/** `total` isUidOnline calls from client 0, one at a time. */
+async function onlineCalls(
+  uid: string,
+  expected: boolean,
+  total: number,
+): Promise<Json> {
+  const latencies = new Float64Array(total);
+  const before = sample();
+  let wrong = 0;
+  for (let i = 0; i < total; i++) {
+    if (i % 50 === 0) progress(`isUidOnline(${uid}): ${i}/${total}`);
+    const t = performance.now();
+    const answer = await ask(clients[0]!, `online:${uid}`);
+    latencies[i] = performance.now() - t;
+    if (answer !== `online:${expected}`) wrong++;
+  }
+  const after = sample();
+  const ms = after.at - before.at;
+  return {
+    uid,
+    calls: total,
+    wrong,
+    calls_per_s: ms > 0 ? Math.round(total / (ms / 1000)) : null,
+    ...quantiles(latencies, total),
+    cpu_pct: cpuPct(before, after),
+    server_cpu_us_per_call: perUnitUs(before, after, total),
+    server_cpu_us_per_call_net: perUnitNetUs(before, after, total),
+    server_cpu_s: round3(serverSeconds(before, after)),
+    elapsed_s: round3((after.at - before.at) / 1000),
+  };
+}
+
 // ---------------------------------------------------------------- smoke
 
 /** Waits until `check` holds or `ms` passed; returns whether it held. */
@@ -1035,10 +1256,13 @@ async function phase(
     });
     const after = await peerCounters();
     if (before !== undefined && after !== undefined) {
+      const received = after.received.map((n, i) => n - before!.received[i]!);
       out.rpc = {
         unaryCalls: after.unaryCalls - before.unaryCalls,
         deliveries: after.deliveries - before.deliveries,
         batches: after.batches - before.batches,
+        // null (in JSON) where the services have no such counter.
+        received_by_url: received,
       };
     }
     result[name] = out;
@@ -1140,6 +1364,57 @@ async function measure(): Promise<void> {
       await mark();
       return countCalls(settings.count);
     });
+  }
+  if (settings.keyed > 0 || settings.online > 0) {
+    const holders = await bindHolders();
+    if (settings.openLinks) {
+      for (const client of holders.all) {
+        sendFrame(client, testFrame(OP_BROADCAST, NO_ID, 99, 0));
+      }
+      await sleep(1500);
+    }
+    await sleep(500);
+    result.idle_cpu = await measureIdleCpu(3000);
+    const keyed: [string, number, string, Client[]][] = [
+      ["uid_one", OP_UID, "u-one", holders.one],
+      ["group_one", OP_GROUP, "g-one", holders.one],
+      ["uid_all", OP_UID, "u-all", holders.all],
+      ["group_all", OP_GROUP, "g-all", holders.all],
+    ];
+    for (const [k, [name, op, key, who]] of keyed.entries()) {
+      if (settings.keyed === 0) break;
+      await phase(name, async (mark) => {
+        const warm = Math.min(200, settings.keyed);
+        warmedUp(
+          await keyedSends(20 + k, op, key, who, warm, settings.keyedWindow),
+          name,
+        );
+        await sleep(200);
+        await mark();
+        return keyedSends(
+          30 + k,
+          op,
+          key,
+          who,
+          settings.keyed,
+          settings.keyedWindow,
+        );
+      });
+    }
+    for (
+      const [name, uid, on] of [
+        ["online_one", "u-one", true],
+        ["online_none", "u-nobody", false],
+      ] as const
+    ) {
+      if (settings.online === 0) break;
+      await phase(name, async (mark) => {
+        await mark();
+        return onlineCalls(uid, on, settings.online);
+      });
+    }
+    // Idle CPU again: the drivers may subtract the mean of both.
+    result.idle_cpu_after = await measureIdleCpu(3000);
   }
 }
 

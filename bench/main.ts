@@ -7,6 +7,12 @@
 //   deno task bench                 raw Deno vs register + 2 services (~1 min)
 //   deno task bench --conns 50000   50,000 idle clients on one service vs raw
 //   deno task bench --scale         2, 4 and 8 services: the cost curve
+//   deno task bench --cluster       only the cluster-scale run below
+//
+// After the comparison, `deno task bench` runs bench/cluster_scale.ts once
+// (16 services, 100,000 idle clients, sendToUid/sendToGroup at 2-16
+// services; several minutes): --no-cluster leaves it out, --cluster-idle N
+// and --cluster-services 2,4 make it smaller (bench:scale has every flag).
 //
 // Options: --rounds N (1), --clients C (2000), --p2p N (50000),
 // --bcast M (200), --size S (64), --quiet-max PCT (15), --quiet-wait S (20),
@@ -44,12 +50,18 @@ import {
   utcNow,
   waitQuiet,
 } from "./harness.ts";
+import { parseScaleOptions, runClusterScale } from "./cluster_scale.ts";
+import { CLIENTS_PER_LOADER, startIdleClients } from "./idle_clients.ts";
 import { machineBusyPct, machineTicks } from "./proc.ts";
 
 // ---------------------------------------------------------------- options
 
 interface Options {
-  mode: "compare" | "conns" | "scale";
+  mode: "compare" | "conns" | "scale" | "cluster";
+  /** Run bench/cluster_scale.ts after the comparison (or alone). */
+  cluster: boolean;
+  /** Its flags: --idle and --services, when given. */
+  clusterArgs: string[];
   rounds: number;
   clients: number;
   conns: number;
@@ -64,6 +76,8 @@ interface Options {
 function parseOptions(args: readonly string[]): Options {
   const o: Options = {
     mode: "compare",
+    cluster: true,
+    clusterArgs: ["--repeat", "1"],
     rounds: 1,
     clients: 2000,
     conns: 50000,
@@ -89,6 +103,18 @@ function parseOptions(args: readonly string[]): Options {
     switch (arg) {
       case "--scale":
         o.mode = "scale";
+        break;
+      case "--cluster":
+        o.mode = "cluster";
+        break;
+      case "--no-cluster":
+        o.cluster = false;
+        break;
+      case "--cluster-idle":
+        o.clusterArgs.push("--idle", String(int()));
+        break;
+      case "--cluster-services":
+        o.clusterArgs.push("--services", next());
         break;
       case "--conns":
         o.mode = "conns";
@@ -121,7 +147,7 @@ function parseOptions(args: readonly string[]): Options {
       case "-h":
       case "--help":
         console.log(
-          "usage: deno task bench [--scale | --conns [N]] [--rounds N] [--clients C] [--p2p N] [--bcast M] [--size S] [--json FILE]",
+          "usage: deno task bench [--scale | --conns [N] | --cluster] [--no-cluster] [--cluster-idle N] [--cluster-services 2,4,8,16] [--rounds N] [--clients C] [--p2p N] [--bcast M] [--size S] [--json FILE]",
         );
         Deno.exit(0);
         break;
@@ -393,9 +419,6 @@ async function compare(o: Options): Promise<string> {
   return out.join("\n");
 }
 
-/** Clients per load process: each stays well under the file limit. */
-const CLIENTS_PER_LOADER = 15_000;
-
 interface Held {
   /** Clients accepted per second, all load processes together. */
   perS: number;
@@ -416,7 +439,6 @@ async function hold(
   pid: number,
   clients: number,
 ): Promise<Held> {
-  const loaders = Math.ceil(clients / CLIENTS_PER_LOADER);
   const rssOf = () =>
     Number(
       /VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))
@@ -431,52 +453,18 @@ async function hold(
   const ticks0 = ticksOf();
   const machine0 = machineTicks();
   const t0 = performance.now();
-  let connected = 0;
-  let allConnected!: () => void;
-  const all = new Promise<void>((resolve) => allConnected = resolve);
-  const counts = new Array<number>(loaders).fill(0);
-  const runs: Promise<Json>[] = [];
-  let first = 0;
-  for (let k = 0; k < loaders; k++) {
-    const n = Math.round(clients * (k + 1) / loaders) - first;
-    first += n;
-    // Each source address gives about 28k ports toward one server port.
-    const address = `127.0.${1 + k}.2-127.0.${1 + k}.3`;
-    runs.push(runLoad(target, [
-      "--clients",
-      String(n),
-      "--src-addrs",
-      address,
-      "--bcast",
-      "0",
-      "--bcast-lat",
-      "0",
-      "--p2p",
-      "0",
-      "--hold",
-      String(10 + loaders),
-      "--connect-timeout",
-      "120",
-      "--connect-concurrency",
-      String(Math.ceil(200 / loaders)),
-    ], (line) => {
-      const m = /^connecting (\d+)\//.exec(line);
-      if (m) counts[k] = Number(m[1]);
-      if (line.startsWith("connected ")) {
-        counts[k] = n;
-        if (++connected === loaders) allConnected();
-      }
-      showProgress(`${counts.reduce((a, b) => a + b, 0)}/${clients} connected`);
-    }));
-  }
-  const failed = Promise.all(runs).then((results) => results);
-  await Promise.race([all, failed]);
+  const idle = startIdleClients(target, clients, {
+    holdS: 10 + Math.ceil(clients / CLIENTS_PER_LOADER),
+    onProgress: (n, total) => showProgress(`${n}/${total} connected`),
+  });
+  await idle.connected.catch(() => {});
   const connectS = (performance.now() - t0) / 1000;
   const ticks1 = ticksOf();
   const machine1 = machineTicks();
   await sleep(2000);
   const rssAfter = rssOf();
-  const results = await failed;
+  const results = await idle.done;
+  allResults.push(...results);
   const busyTicks = machine1.busy - machine0.busy;
   const ourTicks = ticks1 - ticks0;
   return {
@@ -687,7 +675,20 @@ async function main(): Promise<void> {
       ? await conns(o)
       : o.mode === "scale"
       ? await scale(o)
-      : await compare(o);
+      : o.mode === "compare"
+      ? await compare(o)
+      : "";
+    if (o.mode === "cluster" || (o.mode === "compare" && o.cluster)) {
+      const cluster = await runClusterScale(parseScaleOptions([
+        ...o.clusterArgs,
+        "--quiet-max",
+        String(o.quietMax),
+        "--quiet-wait",
+        String(o.quietWaitS),
+      ]));
+      allResults.push(...cluster.points as unknown as Json[]);
+      report = report === "" ? cluster.text : `${report}\n\n${cluster.text}`;
+    }
   } finally {
     await stopAll();
     undoSignals();

@@ -415,7 +415,7 @@ async function main(): Promise<void> {
         await waitQuiet(o.quietMax, o.quietWaitS);
         // Client 0 sends every broadcast, faster than the default rate
         // limit allows: the limit is not what is measured here.
-        const cluster = await startCluster(2, ["--rate-limit", "off"]);
+        const cluster = await startCluster(2, { serviceArgs: ["--rate-limit", "off"] });
         const result = await runLoad(
           { ...cluster, protocol, label },
           phases,

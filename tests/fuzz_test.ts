@@ -571,7 +571,13 @@ Deno.test("fuzz: 10,000+ random requests leave register and service correct", as
       tasks.push(async () => {
         const noise = fuzz.bytes(fuzz.chance(0.1) ? 16_384 : 256);
         const prefix = i % 3 === 2
-          ? encodeHello(fuzz.chance(0.8) ? token : "not it")
+          ? encodeHello(
+            fuzz.chance(0.8) ? token : "not it",
+            // Half of them version 3, naming a connection of one sender.
+            fuzz.chance(0.5)
+              ? { sender: "fuzz", seq: 1 + fuzz.int(50) }
+              : undefined,
+          )
           : PREFACE;
         const bytes = fuzz.chance(0.5)
           ? new Uint8Array([...prefix, ...noise])

@@ -19,7 +19,8 @@ import {
   peerBinding,
   REGISTER_BINDING,
 } from "../internal/base/node_proof.ts";
-import { MAGIC, VERSION } from "../internal/delivery/wire.ts";
+import { LINK_VERSION, MAGIC } from "../internal/delivery/wire.ts";
+import { parseLinkId } from "../internal/delivery/link_id.ts";
 import {
   FakeDeliveryPort,
   FakeNode,
@@ -127,15 +128,21 @@ Deno.test("no node sends the cluster secret to a register or a peer", async (t) 
         const [authorization] = authorizationsOf(peer, path);
         assert.match(String(authorization), PROOF, path);
       }
-      // The hello of version 2 carries the proof of the gRPC channel.
+      // The hello of version 3 carries the proof of the gRPC channel,
+      // then the connection's link id.
       const [hello] = port.hellos;
       assert.ok(hello !== undefined);
-      assert.deepEqual([...hello.subarray(0, 5)], [...MAGIC, VERSION]);
-      const token = new TextDecoder().decode(hello.subarray(7));
+      assert.deepEqual([...hello.subarray(0, 5)], [...MAGIC, LINK_VERSION]);
+      const tokenEnd = 7 + (hello[5]! << 8 | hello[6]!);
+      const token = new TextDecoder().decode(hello.subarray(7, tokenEnd));
       assert.equal(
         `${NODE_PROOF_SCHEME} ${token}`,
         authorizationsOf(peer, DELIVER)[0],
       );
+      const link = new TextDecoder().decode(
+        hello.subarray(tokenEnd + 1, tokenEnd + 1 + hello[tokenEnd]!),
+      );
+      assert.ok(parseLinkId(link).seq > 0, link);
     },
   );
 

@@ -5,7 +5,10 @@
 // member in parallel and merge the answers; sends go out as deliveries on
 // the peers' ordered links. This service's own share is served from the
 // LocalHub, without RPC. Peers are reached through the `Peers` interface
-// (peers.ts): over gRPC in a service, in memory in unit tests.
+// (peers.ts): over gRPC in a service, in memory in unit tests. With holder
+// routing (`holders`), calls and sends about uids and groups reach only the
+// peers that hold them (holder_index.ts), and calls that made this service
+// a holder resolve once the peers know (holder_announcer.ts).
 
 import type { Api } from "../../api.ts";
 import {
@@ -28,6 +31,7 @@ import { nodeIdOf } from "../hub/client_id.ts";
 import type { LocalHub } from "../hub/local_hub.ts";
 import type { ClientMoves } from "./client_moves.ts";
 import { CLUSTER_METHODS, type ClusterMethod } from "./cluster_methods.ts";
+import type { HolderKind } from "./holder_index.ts";
 import type { Members, Peer, Peers } from "./peers.ts";
 
 /** What the cluster Api works with. */
@@ -42,6 +46,23 @@ export interface ClusterApiOptions {
    * go to the new one (docs/recovery.md).
    */
   readonly moves?: ClientMoves | undefined;
+  /**
+   * Holder routing; unset, calls about uids and groups ask every peer.
+   *
+   * @default {undefined}
+   */
+  readonly holders?: HolderRouting | undefined;
+}
+
+/** What the cluster Api needs of holder routing. */
+export interface HolderRouting {
+  /** The peer addresses that hold any of `names`, or may. */
+  peersFor(kind: HolderKind, names: readonly string[]): readonly string[];
+  /**
+   * Resolves once the peers know of the gains made so far; undefined when
+   * there are none.
+   */
+  settled(): Promise<void> | undefined;
 }
 
 const DONE = Promise.resolve();
@@ -87,7 +108,7 @@ function localShare(
 
 /** Makes the {@linkcode Api} of one service. */
 export function createClusterApi(options: ClusterApiOptions): Api {
-  const { nodeId, hub, members, peers, limits, moves } = options;
+  const { nodeId, hub, members, peers, limits, moves, holders } = options;
   const encoder = new DeliveryEncoder();
   const api = {} as Record<ApiMethod, AnyMethod>;
 
@@ -107,8 +128,8 @@ export function createClusterApi(options: ClusterApiOptions): Api {
     local: unknown,
     ask: (peer: Peer) => Promise<unknown>,
     merge: (parts: unknown[]) => unknown,
+    addresses: readonly string[],
   ): Promise<unknown> {
-    const addresses = members.peerAddresses();
     const parts = [local];
     if (addresses.length === 0) return merge(parts);
     const results = await Promise.allSettled(
@@ -123,9 +144,11 @@ export function createClusterApi(options: ClusterApiOptions): Api {
     return merged;
   }
 
-  /** Sends one encoded delivery to every peer. */
-  async function deliverToPeers(delivery: Uint8Array): Promise<void> {
-    const addresses = members.peerAddresses();
+  /** Sends one encoded delivery to the peers at `addresses`. */
+  async function deliverToPeers(
+    delivery: Uint8Array,
+    addresses: readonly string[],
+  ): Promise<void> {
     if (addresses.length === 1) {
       const address = addresses[0]!;
       return await peers.get(address).deliveries.send(delivery).catch(
@@ -146,6 +169,23 @@ export function createClusterApi(options: ClusterApiOptions): Api {
     }
   }
 
+  /**
+   * The peers that a call about the names in `first` goes to: their
+   * holders with holder routing, else every peer.
+   */
+  function peersOf(
+    kind: HolderKind | undefined,
+    first: unknown,
+  ): readonly string[] {
+    if (kind === undefined || holders === undefined) {
+      return members.peerAddresses();
+    }
+    return holders.peersFor(
+      kind,
+      typeof first === "string" ? [first] : first as readonly string[],
+    );
+  }
+
   /** The function that carries out `name`, never throwing: it rejects. */
   function route(name: ApiMethod): AnyMethod {
     const method = CLUSTER_METHODS[name] as ClusterMethod<ApiMethod>;
@@ -159,7 +199,13 @@ export function createClusterApi(options: ClusterApiOptions): Api {
             const checked = check(a, b, c, []);
             const owner = ownerOf(checked[0]);
             if (owner === LOCAL) {
-              return Promise.resolve(localShare(method, hub, checked));
+              const result = localShare(method, hub, checked);
+              // A bind or join that made this service a holder resolves
+              // once the peers know (read-your-writes).
+              const known = holders?.settled();
+              return known === undefined
+                ? Promise.resolve(result)
+                : known.then(() => result);
             }
             if (owner === undefined) return Promise.resolve(method.offline);
             return call(owner, checked);
@@ -177,6 +223,7 @@ export function createClusterApi(options: ClusterApiOptions): Api {
               local,
               (peer) => call(peer, checked),
               method.merge as (parts: unknown[]) => unknown,
+              peersOf(method.holders, checked[0]),
             );
           } catch (error) {
             return Promise.reject(error);
@@ -216,6 +263,7 @@ export function createClusterApi(options: ClusterApiOptions): Api {
             }
           };
         }
+        const kind = method.holders;
         return (a, b, c) => {
           try {
             check(a, b, c, checked);
@@ -223,8 +271,9 @@ export function createClusterApi(options: ClusterApiOptions): Api {
               return DONE;
             }
             localShare(method, hub, checked);
-            if (members.peerAddresses().length === 0) return DONE;
-            return deliverToPeers(encoded());
+            const addresses = peersOf(kind, checked[0]);
+            if (addresses.length === 0) return DONE;
+            return deliverToPeers(encoded(), addresses);
           } catch (error) {
             return Promise.reject(error);
           }

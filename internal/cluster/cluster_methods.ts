@@ -8,6 +8,7 @@ import type { Message, SendOptions } from "../../api.ts";
 import type { ApiArgs, ApiMethod, ApiResult } from "../api/method_table.ts";
 import type { DeliveryEncoder } from "../delivery/codec.ts";
 import type { LocalHub } from "../hub/local_hub.ts";
+import type { HolderKind } from "./holder_index.ts";
 
 /** This service's share of a call: what it does with its own clients. */
 export type LocalShare<M extends ApiMethod> = (
@@ -35,6 +36,11 @@ export interface Gathered<M extends ApiMethod> {
   merge(parts: ApiResult<M>[]): ApiResult<M>;
   /** Whether this service's answer is the answer: peers are not asked. */
   readonly enough?: (local: ApiResult<M>) => boolean;
+  /**
+   * With holder routing, only the peers that hold the uid or group named
+   * by the first argument are asked (holder_index.ts); unset, every peer.
+   */
+  readonly holders?: HolderKind;
 }
 
 /**
@@ -64,6 +70,11 @@ export interface Delivered<M extends ApiMethod> {
   encode(encoder: DeliveryEncoder, ...args: ApiArgs<M>): Uint8Array;
   /** Whether the call reaches nobody (an empty list of names). */
   readonly skip?: (...args: ApiArgs<M>) => boolean;
+  /**
+   * With holder routing, a send to everyone goes only to the peers that
+   * hold the uids or groups named by the first argument.
+   */
+  readonly holders?: HolderKind;
 }
 
 /** The cluster implementation of one method. */
@@ -132,6 +143,7 @@ export const CLUSTER_METHODS: ClusterMethods = {
     local: (hub, uids, message) => hub.toUids(list(uids), message),
     encode: (encoder, uids, message) => encoder.toUids(list(uids), message),
     skip: (uids) => list(uids).length === 0,
+    holders: "uid",
   },
   sendToGroup: {
     kind: "delivered",
@@ -141,6 +153,7 @@ export const CLUSTER_METHODS: ClusterMethods = {
     encode: (encoder, groups, message, options) =>
       encoder.toGroups(list(groups), message, options?.exclude ?? []),
     skip: (groups) => list(groups).length === 0,
+    holders: "group",
   },
   closeClient: {
     kind: "delivered",
@@ -164,6 +177,7 @@ export const CLUSTER_METHODS: ClusterMethods = {
     local: (hub, uid) => hub.hasUid(uid),
     merge: (parts) => parts.some(Boolean),
     enough: (online) => online,
+    holders: "uid",
   },
   getUidByClientId: {
     kind: "owned",
@@ -174,6 +188,7 @@ export const CLUSTER_METHODS: ClusterMethods = {
     kind: "gathered",
     local: (hub, uid) => [...hub.clientsOfUid(uid)],
     merge: concat,
+    holders: "uid",
   },
   getAllUids: {
     kind: "gathered",
@@ -207,21 +222,25 @@ export const CLUSTER_METHODS: ClusterMethods = {
     kind: "gathered",
     local: (hub, group) => hub.disband(group),
     merge: () => undefined,
+    holders: "group",
   },
   getClientCountByGroup: {
     kind: "gathered",
     local: (hub, group) => hub.groupSize(group),
     merge: sum,
+    holders: "group",
   },
   getClientIdsByGroup: {
     kind: "gathered",
     local: (hub, group) => [...hub.clientsOfGroup(group)],
     merge: concat,
+    holders: "group",
   },
   getUidsByGroup: {
     kind: "gathered",
     local: (hub, group) => [...hub.uidsOfGroup(group)],
     merge: union,
+    holders: "group",
   },
   getUidCountByGroup: {
     kind: "derived",
@@ -270,6 +289,7 @@ export const CLUSTER_METHODS: ClusterMethods = {
     kind: "gathered",
     local: (hub, group) => hub.infos(hub.clientsOfGroup(group)),
     merge: mergeRecords,
+    holders: "group",
   },
   getAllClientInfos: {
     kind: "gathered",

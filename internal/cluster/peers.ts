@@ -110,6 +110,15 @@ export interface DeliverySink {
   readonly fence?:
     | ((delivery: Uint8Array, announcement: Uint8Array) => Promise<void>)
     | undefined;
+  /**
+   * Queues a holder announcement where the peer applies it after this
+   * service's snapshot; resolves when the peer applied it (or the snapshot
+   * that carries it), undefined when there is nothing to wait for. Unset:
+   * the peer is told nothing of holdings.
+   */
+  announce?(delivery: Uint8Array): Promise<void> | undefined;
+  /** Opens the connection now, so that the peer gets the snapshot. */
+  connect?(): void;
 }
 
 /** The peers, by RPC address. */

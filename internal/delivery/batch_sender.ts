@@ -39,4 +39,9 @@ export interface BatchSenderEvents {
   onEnded(error: GatewayError): void;
   /** The peer named its delivery port (on the gRPC stream only). */
   onDeliveryPort(port: number): void;
+  /**
+   * The peer applies holder announcements (on the gRPC stream only,
+   * just before onReady).
+   */
+  onHoldings?(): void;
 }

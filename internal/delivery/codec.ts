@@ -10,8 +10,15 @@
 import type { Message } from "../../api.ts";
 import { GatewayError } from "../../errors.ts";
 import { maxMessageBytes } from "../api/message_size.ts";
+import {
+  HOLDING,
+  type Holding,
+  KIND,
+  MAX_VARINT_BYTES,
+  MESSAGE,
+  varintSize,
+} from "./wire.ts";
 import { deliveryOrigin } from "./origin.ts";
-import { KIND, MAX_VARINT_BYTES, MESSAGE, varintSize } from "./wire.ts";
 
 /**
  * What a batch is applied to: the clients of this service (LocalHub has
@@ -33,6 +40,25 @@ export interface DeliveryTarget {
    * Targets that take no part in takeovers leave it out.
    */
   fence?(origin: string, clientId: string, newClientId: string): void;
+}
+
+/**
+ * Where the holder announcements of one connection go
+ * (internal/cluster/holder_index.ts makes one per connection). HOLD and
+ * RELEASE belong to the sender that the connection's last HOLD_RESET
+ * named.
+ */
+export interface HoldingsStream {
+  /** The sender `nodeId` starts its holdings over, numbered `epoch`. */
+  reset(nodeId: string, epoch: number): void;
+  /** The sender holds members of `names` now. */
+  hold(holding: Holding, names: readonly string[]): void;
+  /** The sender holds no member of `names` any more. */
+  release(holding: Holding, names: readonly string[]): void;
+  /** The snapshot that the last reset began is complete. */
+  synced(): void;
+  /** The connection ended. */
+  end(): void;
 }
 
 const encoder = new TextEncoder();
@@ -112,6 +138,37 @@ export class DeliveryEncoder {
     this.#str(origin);
     this.#str(clientId);
     this.#str(newClientId);
+    return this.#end();
+  }
+
+  /** The sender's holdings start over: `nodeId`'s, numbered `epoch`. */
+  holdReset(nodeId: string, epoch: number): Uint8Array {
+    this.#begin(KIND.HOLD_RESET, strSize(nodeId) + MAX_VARINT_BYTES);
+    this.#str(nodeId);
+    this.#varint(epoch);
+    return this.#end();
+  }
+
+  /** The sender now holds members of `names` (uids or groups). */
+  hold(holding: Holding, names: readonly string[]): Uint8Array {
+    return this.#holding(KIND.HOLD, holding, names);
+  }
+
+  /** The sender holds no member of `names` any more. */
+  release(holding: Holding, names: readonly string[]): Uint8Array {
+    return this.#holding(KIND.RELEASE, holding, names);
+  }
+
+  /** The snapshot that the last holdReset began is complete. */
+  holdSynced(): Uint8Array {
+    this.#begin(KIND.HOLD_SYNCED, 0);
+    return this.#end();
+  }
+
+  #holding(kind: number, holding: Holding, names: readonly string[]) {
+    this.#begin(kind, 1 + strsSize(names));
+    this.#scratch[this.#pos++] = holding;
+    this.#strs(names);
     return this.#end();
   }
 
@@ -221,14 +278,23 @@ function messageSize(message: Message | undefined): number {
 
 /**
  * Checks a batch of packed deliveries as a whole, then applies it to
- * `target`, in order. Nothing is applied when it is malformed.
+ * `target`, in order, and holder announcements to `holdings` (skipped
+ * without). Nothing is applied when it is malformed. Returns how many
+ * deliveries of messages it applied (holder announcements not counted).
  *
  * @throws {GatewayError} `invalid_argument` when `packed` is malformed.
  */
-export function applyBatch(target: DeliveryTarget, packed: Uint8Array): void {
+export function applyBatch(
+  target: DeliveryTarget,
+  packed: Uint8Array,
+  holdings?: HoldingsStream,
+): number {
   checkBatch(packed);
   const r = new Reader(packed);
+  let holderKinds = 0;
+  let all = 0;
   while (r.more) {
+    all++;
     switch (r.byte()) {
       case KIND.ALL: {
         const message = r.message();
@@ -272,6 +338,7 @@ export function applyBatch(target: DeliveryTarget, packed: Uint8Array): void {
         break;
       }
       case KIND.FENCE: {
+        holderKinds++; // not a message
         const origin = r.str();
         const clientId = r.str();
         const newClientId = r.str();
@@ -280,8 +347,32 @@ export function applyBatch(target: DeliveryTarget, packed: Uint8Array): void {
         if (clientId !== "") target.fence?.(origin, clientId, newClientId);
         break;
       }
+      case KIND.HOLD_RESET: {
+        holderKinds++;
+        const nodeId = r.str();
+        const epoch = r.varint();
+        // What follows on this connection comes from `nodeId` (origin.ts).
+        deliveryOrigin.current = nodeId;
+        holdings?.reset(nodeId, epoch);
+        break;
+      }
+      case KIND.HOLD:
+      case KIND.RELEASE: {
+        holderKinds++;
+        const kind = r.previous();
+        const holding = r.byte() as Holding;
+        const names = r.strs();
+        if (kind === KIND.HOLD) holdings?.hold(holding, names);
+        else holdings?.release(holding, names);
+        break;
+      }
+      case KIND.HOLD_SYNCED:
+        holderKinds++;
+        holdings?.synced();
+        break;
     }
   }
+  return all - holderKinds;
 }
 
 /** Walks a batch without decoding it; throws where it is malformed. */
@@ -311,6 +402,21 @@ function checkBatch(packed: Uint8Array): void {
       case KIND.FENCE:
         for (let i = 0; i < 3; i++) r.skip(r.varint());
         break;
+      case KIND.HOLD_RESET:
+        r.skip(r.varint());
+        r.varint();
+        break;
+      case KIND.HOLD:
+      case KIND.RELEASE: {
+        const holding = r.byte();
+        if (holding !== HOLDING.UID && holding !== HOLDING.GROUP) {
+          throw malformed(`holding ${holding} is unknown`);
+        }
+        r.skipStrs();
+        break;
+      }
+      case KIND.HOLD_SYNCED:
+        break;
       default:
         throw malformed(`delivery kind ${kind} is unknown`);
     }
@@ -334,6 +440,11 @@ class Reader {
     const value = this.#bytes[this.#pos++];
     if (value === undefined) throw malformed("it ends early");
     return value;
+  }
+
+  /** The byte before the current position. */
+  previous(): number {
+    return this.#bytes[this.#pos - 1]!;
   }
 
   varint(): number {

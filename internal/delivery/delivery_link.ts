@@ -5,12 +5,24 @@
 // acknowledges one. So an idle link sends a delivery at once, and a busy
 // one sends fewer, bigger batches (fewer writes and acknowledgements) as
 // its round trip grows. The peer applies batches in order and acknowledges
-// them in order.
+// them in order. When a connection ends, what it had not acknowledged fails
+// and is never sent again; the next connection carries only what is queued
+// after. Each connection is named (link_id.ts, by the transport), and the
+// peer drops what an older one still delivers once a newer one has
+// (newest_connections.ts): so batches are applied in the order written,
+// each at most once, across reconnections too.
 //
 // Batches start on the first transport (the gRPC Deliver stream). When the
 // peer names its delivery port there, the link connects to it in the
 // background and moves over at a moment when no batch is in flight, so
 // order is kept; if the port cannot be reached, the link stays where it is.
+//
+// With `holdings`, the link also keeps the peer's view of which uids and
+// groups this service holds (internal/cluster/holder_index.ts): each
+// connection whose peer applies holder announcements starts them with a
+// full snapshot, written before anything queued after it; announcements
+// go only where such a snapshot went first; and a link that broke
+// reconnects by itself, so that the peer is synced again.
 
 import { GatewayError } from "../../errors.ts";
 import { type Deferred, deferred } from "../base/deferred.ts";
@@ -21,8 +33,14 @@ import { BATCH_HEADROOM } from "./wire.ts";
 interface Batch {
   readonly done: Deferred<void>;
   readonly bytes: number;
-  /** When its first delivery was queued (Date.now()). */
-  readonly since: number;
+  /**
+   * When its first delivery was queued (Date.now()); for a batch of a
+   * snapshot, when the batch before it was acknowledged, so that a large
+   * snapshot gets the deadline for each of its batches.
+   */
+  since: number;
+  /** A batch of a holdings snapshot (not observed as latency). */
+  readonly snapshot?: boolean;
 }
 
 /**
@@ -38,6 +56,21 @@ export const MAX_UNACKNOWLEDGED_BATCHES = 8;
 const INITIAL_BATCH_BYTES = 16 * 1024;
 /** A batch buffer that grew past this is dropped once it is sent. */
 const MAX_IDLE_BATCH_BYTES = 1024 * 1024;
+/** A snapshot of holdings goes in batches of about this many bytes. */
+const SNAPSHOT_BATCH_BYTES = 64 * 1024;
+/** How long a link with holdings waits before it reconnects, at first and at most. */
+const RECONNECT_MIN_MS = 100;
+const RECONNECT_MAX_MS = 5000;
+
+/** What a link needs to keep its peer's view of this service's holdings. */
+export interface LinkHoldings {
+  /**
+   * A full snapshot of this service's holdings, as deliveries that the
+   * link may keep (copies): HOLD_RESET with a new epoch, HOLDs, and
+   * HOLD_SYNCED last.
+   */
+  snapshot(): Uint8Array[];
+}
 
 /** Options of {@linkcode DeliveryLink}. */
 export interface DeliveryLinkOptions {
@@ -54,6 +87,11 @@ export interface DeliveryLinkOptions {
   readonly logger?: Logger | undefined;
   /** Counts the deliveries queued and the batches written. */
   readonly counts?: DeliveryCounts | undefined;
+  /**
+   * Keeps the peer's view of this service's holdings; unset, the link
+   * carries no holder announcements.
+   */
+  readonly holdings?: LinkHoldings | undefined;
 }
 
 /** What a service sent its peers: deliveries, and batches by the way they went. */
@@ -115,6 +153,21 @@ export class DeliveryLink {
   #announceUntil = 0;
   /** The connection whose batches the peer knows to be from this service. */
   #announced: BatchSender | undefined;
+  readonly #holdings: LinkHoldings | undefined;
+  /** The connection in use applies holder announcements and had its snapshot. */
+  #holding = false;
+  /**
+   * The peer takes holder announcements: the snapshot is written, or waits
+   * for the move to the delivery port (so that a large one does not go
+   * twice, and not on the slower gRPC stream).
+   */
+  #offered = false;
+  /** The peer answered the gRPC call in use (its headers came). */
+  #answered = false;
+  /** Waits for the snapshot of a call that has not answered yet. */
+  #snapshotWaiters: Deferred<void> | undefined;
+  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  #reconnectMs = RECONNECT_MIN_MS;
 
   /** A link to the peer at `address`, reached through `transport`. */
   constructor(
@@ -129,6 +182,33 @@ export class DeliveryLink {
     this.#maxQueuedBytes = options.maxQueuedBytes;
     this.#deadlineMs = options.deadlineMs;
     this.#latency = options.deliveryLatency;
+    this.#holdings = options.holdings;
+  }
+
+  /**
+   * Queues a holder announcement (HOLD or RELEASE, copied at once) where
+   * the peer applies it after this service's snapshot. Resolves when the
+   * peer has applied it, or the snapshot that will carry it; undefined
+   * when the peer does not take announcements (none to wait for).
+   */
+  announce(delivery: Uint8Array): Promise<void> | undefined {
+    if (this.#closed || this.#holdings === undefined) return undefined;
+    if (this.#holding) return this.send(delivery);
+    if (this.#call === undefined) {
+      if (this.#reconnectTimer !== undefined) return undefined;
+      this.connect();
+    }
+    if (this.#answered && !this.#offered) return undefined;
+    return (this.#snapshotWaiters ??= quietDeferred()).promise;
+  }
+
+  /**
+   * Opens the connection to the peer if none is open, so that the peer
+   * gets this service's holdings without waiting for a delivery.
+   */
+  connect(): void {
+    if (this.#closed || this.#call !== undefined) return;
+    this.#call = this.#open();
   }
 
   /**
@@ -195,6 +275,11 @@ export class DeliveryLink {
     return this.send(delivery);
   }
 
+  /** Bytes of deliveries queued for the peer and not yet acknowledged. */
+  get queuedBytes(): number {
+    return this.#queuedBytes;
+  }
+
   /** Resolves when everything queued so far was acknowledged or failed. */
   drained(): Promise<void> {
     const pending = this.#inflight.map((batch) => batch.done.promise);
@@ -208,6 +293,9 @@ export class DeliveryLink {
    */
   close(left = false): void {
     this.#closed = true;
+    clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = undefined;
+    this.#stopHolding();
     this.#fail(
       left
         ? new GatewayError(
@@ -306,8 +394,28 @@ export class DeliveryLink {
 
   /** Opens the first transport. */
   #open(): BatchSender {
+    this.#holding = false;
+    this.#offered = false;
+    this.#answered = false;
     const call: BatchSender = this.#transport.open({
-      onReady: () => {},
+      onReady: () => {
+        if (call !== this.#call) return;
+        this.#answered = true;
+        // onHoldings came first if the peer takes announcements.
+        if (!this.#offered) this.#stopHolding();
+      },
+      onHoldings: () => {
+        if (call !== this.#call) return;
+        this.#offered = true;
+        // The same headers may name a delivery port (onDeliveryPort comes
+        // next): then the snapshot goes there, at the move.
+        queueMicrotask(() => {
+          if (
+            call === this.#call && this.#offered && !this.#holding &&
+            this.#next === undefined
+          ) this.#writeSnapshot(call);
+        });
+      },
       onAcknowledged: (batches) => this.#acknowledged(batches, call),
       onEnded: (error) => this.#ended(error, call),
       onDeliveryPort: (port) => this.#openPort(port, call),
@@ -335,6 +443,10 @@ export class DeliveryLink {
         if (next !== this.#next) return this.#ended(error, next);
         this.#next = undefined;
         if (this.#closed) return;
+        const call = this.#call;
+        if (this.#offered && !this.#holding && call !== undefined) {
+          this.#writeSnapshot(call);
+        }
         this.#logger?.warn(
           "cannot use a peer's delivery port; its deliveries stay on gRPC",
           { peer: this.#address, port, error: error.message },
@@ -354,6 +466,8 @@ export class DeliveryLink {
     this.#call = next;
     this.#next = undefined;
     previous?.finish();
+    // The peer's end of the new connection starts over.
+    if (this.#offered) this.#writeSnapshot(next);
     this.#logger?.debug("deliveries to a peer moved to its delivery port", {
       peer: this.#address,
     });
@@ -365,7 +479,12 @@ export class DeliveryLink {
       const batch = this.#inflight.shift();
       if (batch === undefined) break;
       this.#queuedBytes -= batch.bytes;
-      this.#latency?.observe((Date.now() - batch.since) / 1000);
+      if (batch.snapshot) {
+        const next = this.#inflight[0];
+        if (next?.snapshot) next.since = Date.now();
+      } else {
+        this.#latency?.observe((Date.now() - batch.since) / 1000);
+      }
       batch.done.resolve();
     }
     this.#switchOver();
@@ -375,7 +494,87 @@ export class DeliveryLink {
   #ended(error: GatewayError, call: BatchSender): void {
     if (call !== this.#call) return;
     this.#call = undefined;
+    // A delivery port connection that this call named goes too: the next
+    // call names the port again. So connections are used in the order they
+    // were opened, as the peer requires (newest_connections.ts): one
+    // opened before the next call never carries batches after it.
+    const next = this.#next;
+    this.#next = undefined;
+    this.#nextReady = false;
+    next?.abort(error);
+    this.#stopHolding();
     this.#fail(error);
+    this.#scheduleReconnect();
+  }
+
+  /**
+   * Writes a snapshot of this service's holdings on `call`, in batches of
+   * their own, before anything queued after it; announcements go on it
+   * from then on.
+   */
+  #writeSnapshot(call: BatchSender): void {
+    if (this.#holdings === undefined || this.#closed) return;
+    const parts = this.#holdings.snapshot();
+    const done = this.#snapshotWaiters ?? quietDeferred();
+    this.#snapshotWaiters = undefined;
+    this.#holding = true;
+    let buffer = new Uint8Array(BATCH_HEADROOM + SNAPSHOT_BATCH_BYTES);
+    let bytes = 0;
+    const write = (last: boolean) => {
+      // Not counted in `counts`: those are batches of deliveries.
+      const batchDone = last ? done : quietDeferred();
+      call.write(buffer, bytes);
+      this.#inflight.push({
+        done: batchDone,
+        bytes: 0,
+        since: Date.now(),
+        snapshot: true,
+      });
+      bytes = 0;
+    };
+    parts.forEach((part, i) => {
+      if (bytes > 0 && bytes + part.byteLength > SNAPSHOT_BATCH_BYTES) {
+        write(false);
+      }
+      if (BATCH_HEADROOM + bytes + part.byteLength > buffer.byteLength) {
+        const grown = new Uint8Array(BATCH_HEADROOM + bytes + part.byteLength);
+        grown.set(buffer.subarray(0, BATCH_HEADROOM + bytes));
+        buffer = grown;
+      }
+      buffer.set(part, BATCH_HEADROOM + bytes);
+      bytes += part.byteLength;
+      if (i === parts.length - 1) write(true);
+    });
+    done.promise.then(() => this.#reconnectMs = RECONNECT_MIN_MS, () => {});
+    this.#logger?.debug("wrote a snapshot of holdings to a peer", {
+      peer: this.#address,
+      via: call.via,
+      deliveries: parts.length,
+    });
+    this.#armWatchdog();
+  }
+
+  /** The connection in use takes no announcements (any more). */
+  #stopHolding(): void {
+    this.#holding = false;
+    this.#offered = false;
+    const waiters = this.#snapshotWaiters;
+    this.#snapshotWaiters = undefined;
+    waiters?.resolve();
+  }
+
+  /** Reconnects a link with holdings after a backoff. */
+  #scheduleReconnect(): void {
+    if (
+      this.#holdings === undefined || this.#closed ||
+      this.#reconnectTimer !== undefined
+    ) return;
+    const ms = this.#reconnectMs;
+    this.#reconnectMs = Math.min(2 * ms, RECONNECT_MAX_MS);
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      this.connect();
+    }, ms);
   }
 
   #fail(error: GatewayError): void {
@@ -390,4 +589,11 @@ export class DeliveryLink {
     this.#watchdog = undefined;
     for (const batch of failed) batch.done.reject(error);
   }
+}
+
+/** A deferred whose rejection nobody needs to handle. */
+function quietDeferred(): Deferred<void> {
+  const d = deferred<void>();
+  d.promise.catch(() => {});
+  return d;
 }

@@ -5,7 +5,10 @@
 // deliveries themselves; the others (another codec, compression) reach
 // Connect's handler, which hands its decoded requests to
 // `serveDeliverStream`. Both apply and acknowledge through one
-// DeliveryReceiver.
+// DeliveryReceiver. A plain call that names its connection (LINK_HEADER)
+// is checked against its sender's other connections
+// (newest_connections.ts); Connect's path is not (services send plain
+// calls).
 
 import type * as http2 from "node:http2";
 import type { MessageInitShape } from "npm:@bufbuild/protobuf@2.17.0";
@@ -23,31 +26,49 @@ import {
 import type { RawGrpcMethod } from "../grpc/rpc_server.ts";
 import type { DeliveryTarget } from "./codec.ts";
 import { batchOfBytes, batchOfRequest } from "./grpc_request.ts";
-import { DeliveryReceiver } from "./receiver.ts";
+import { type LinkId, parseLinkId } from "./link_id.ts";
+import { DeliveryReceiver, type ReceiverOptions } from "./receiver.ts";
 import {
   BATCHES_TAG,
   DELIVER_PATH,
   DELIVERY_PORT_HEADER,
+  HOLDINGS_HEADER,
+  LINK_HEADER,
   writeVarint,
 } from "./wire.ts";
 
 /**
  * Serves plain Deliver calls. When `deliveryPort` gives a port, the
- * response headers tell the peer about it (port_listener.ts).
+ * response headers tell the peer about it (port_listener.ts); when
+ * `receiving` takes holder announcements, they say so (HOLDINGS_HEADER).
  */
 export function deliverEndpoint(
   target: DeliveryTarget,
   deliveryPort: () => number | undefined,
+  receiving: ReceiverOptions = {},
 ): RawGrpcMethod {
   return {
     path: DELIVER_PATH,
     serve(req, res, { readMaxBytes, signal }) {
+      const named = req.headers[LINK_HEADER];
+      let link: LinkId | undefined;
+      try {
+        link = typeof named === "string" ? parseLinkId(named) : undefined;
+      } catch (error) {
+        res.writeHead(200, {
+          "content-type": "application/grpc",
+          ...statusTrailers(GatewayError.from(error)),
+        });
+        res.end();
+        return;
+      }
       const port = deliveryPort();
       res.writeHead(200, {
         "content-type": "application/grpc",
         ...(port === undefined ? {} : { [DELIVERY_PORT_HEADER]: String(port) }),
+        ...(receiving.holdings === undefined ? {} : { [HOLDINGS_HEADER]: "1" }),
       });
-      new DeliverCall(target, req, res, readMaxBytes, signal);
+      new DeliverCall(target, req, res, readMaxBytes, signal, receiving, link);
     },
   };
 }
@@ -70,12 +91,18 @@ class DeliverCall {
     res: http2.Http2ServerResponse,
     readMaxBytes: number,
     signal: AbortSignal,
+    receiving: ReceiverOptions,
+    link: LinkId | undefined,
   ) {
     this.#res = res;
     this.#reader = new GrpcFrameReader(readMaxBytes);
-    this.#receiver = new DeliveryReceiver(target, (batches) => {
-      res.write(encodeResponse(batches));
-    });
+    this.#receiver = new DeliveryReceiver(
+      target,
+      (batches) => res.write(encodeResponse(batches)),
+      receiving,
+      // A newer connection of the same sender took over.
+      link && { link, end: (error) => this.#finish(error) },
+    );
     this.#signal = signal;
     if (signal.aborted) {
       this.#onAbort();
@@ -143,11 +170,13 @@ function encodeResponse(batches: number): Uint8Array {
  * Serves a Deliver call that Connect decoded: applies each request as it
  * arrives and yields the acknowledgements. Requests are read and applied
  * independently of the responses, so acknowledgements coalesce as on the
- * plain path.
+ * plain path. Only message deliveries are counted: holder announcements
+ * are not offered on this path (it sends no HOLDINGS_HEADER).
  */
 export async function* serveDeliverStream(
   target: DeliveryTarget,
   requests: AsyncIterable<DeliverRequest>,
+  receiving: ReceiverOptions = {},
 ): AsyncGenerator<MessageInitShape<typeof DeliverResponseSchema>> {
   let acknowledged = 0;
   let ended = false;
@@ -161,7 +190,7 @@ export async function* serveDeliverStream(
   const receiver = new DeliveryReceiver(target, (batches) => {
     acknowledged += batches;
     awake();
-  });
+  }, { counts: receiving.counts });
   // Ends with the request stream; it records its failure and never throws.
   (async () => {
     try {

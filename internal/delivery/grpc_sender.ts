@@ -1,8 +1,8 @@
 // Batches on the gRPC Deliver stream, the way every link starts: one call
 // to the peer's GatewayService.Deliver, framed by hand on node:http2 (the
-// peer's grpc_endpoint.ts serves it). Each batch goes out as a
-// DeliverRequest { packed }, and DeliverResponse { batches } messages come
-// back.
+// peer's grpc_endpoint.ts serves it), named by its link id (LINK_HEADER,
+// link_id.ts). Each batch goes out as a DeliverRequest { packed }, and
+// DeliverResponse { batches } messages come back.
 
 import * as http2 from "node:http2";
 import { GatewayError } from "../../errors.ts";
@@ -14,11 +14,14 @@ import {
 } from "../grpc/grpc_frame.ts";
 import { fromRpcError } from "../grpc/grpc_status.ts";
 import type { BatchSender, BatchSenderEvents } from "./batch_sender.ts";
+import { formatLinkId, type LinkId } from "./link_id.ts";
 import {
   BATCH_HEADROOM,
   BATCHES_TAG,
   DELIVER_PATH,
   DELIVERY_PORT_HEADER,
+  HOLDINGS_HEADER,
+  LINK_HEADER,
   PACKED_TAG,
   readVarint,
   varintSize,
@@ -28,8 +31,14 @@ import {
 /** DeliverResponses are a few bytes; anything longer is an error. */
 const MAX_RESPONSE_BYTES = 64;
 
-/** Opens a plain gRPC call on the connection to the peer. */
-export type OpenCall = (path: string) => Promise<http2.ClientHttp2Stream>;
+/**
+ * Opens a plain gRPC call on the connection to the peer, with `headers`
+ * besides those of every call.
+ */
+export type OpenCall = (
+  path: string,
+  headers?: Readonly<Record<string, string>>,
+) => Promise<http2.ClientHttp2Stream>;
 
 /** One Deliver call to a peer, opened at construction. */
 export class GrpcBatchSender implements BatchSender {
@@ -45,11 +54,20 @@ export class GrpcBatchSender implements BatchSender {
    * @param open Opens the call on the connection to the peer.
    * @param address The peer's RPC address, for error messages.
    * @param events What the call reports.
+   * @param link The connection's id (LINK_HEADER); unset, none is sent.
    */
-  constructor(open: OpenCall, address: string, events: BatchSenderEvents) {
+  constructor(
+    open: OpenCall,
+    address: string,
+    events: BatchSenderEvents,
+    link?: LinkId,
+  ) {
     this.#address = address;
     this.#events = events;
-    open(DELIVER_PATH).then(
+    const headers = link === undefined
+      ? undefined
+      : { [LINK_HEADER]: formatLinkId(link) };
+    open(DELIVER_PATH, headers).then(
       (stream) => this.#attach(stream),
       (error) => this.#end(fromRpcError(error, address)),
     );
@@ -103,7 +121,10 @@ export class GrpcBatchSender implements BatchSender {
       status = statusError(headers, address);
       if (status !== undefined) return this.#end(status);
       if (this.#ended) return;
+      if (headers[HOLDINGS_HEADER] === "1") this.#events.onHoldings?.();
+      if (this.#ended) return;
       this.#events.onReady();
+      if (this.#ended) return;
       const port = Number(headers[DELIVERY_PORT_HEADER]);
       if (Number.isInteger(port) && port > 0 && port < 65536) {
         this.#events.onDeliveryPort(port);

@@ -15,10 +15,12 @@ import { type ListenOptionNames, toListenError } from "../base/listen_error.ts";
 import { grpcCodeOf } from "../grpc/grpc_status.ts";
 import type { DeliveryTarget } from "./codec.ts";
 import { closeQuietly, ConnWriter, ReadBuffer } from "../base/conn_io.ts";
-import { DeliveryReceiver } from "./receiver.ts";
+import { type LinkId, parseLinkId } from "./link_id.ts";
+import { DeliveryReceiver, type ReceiverOptions } from "./receiver.ts";
 import {
   BATCH_LENGTH_BYTES,
   HELLO_HEADER_BYTES,
+  LINK_VERSION,
   MAGIC,
   PORT_MESSAGE,
   readU32,
@@ -36,6 +38,12 @@ export interface DeliveryPortOptions {
   readonly port: number;
   /** Where batches are applied: this service's clients. */
   readonly target: DeliveryTarget;
+  /**
+   * Where holder announcements go, and what is counted.
+   *
+   * @default {{}}
+   */
+  readonly receiving?: ReceiverOptions | undefined;
   /**
    * Checks the node proof of each hello (the RPC server's verifier: the
    * proof is the one a peer's gRPC calls carry); unset, any hello is let in.
@@ -129,20 +137,30 @@ async function serve(conn: Deno.Conn, options: DeliveryPortOptions) {
     logger.debug("refused a delivery connection", { reason: error.message });
     writer.write(encodeError(error));
   };
-  const receiver = new DeliveryReceiver(
-    target,
-    (batches) => writer.write(encodeAck(batches)),
-  );
+  let receiver: DeliveryReceiver | undefined;
   try {
-    const refused = await readHello(
+    const hello = await readHello(
       conn,
       input,
       options.helloTimeoutMs,
       options.verifier,
     );
-    if (refused !== undefined) {
-      return refused === NO_HELLO ? undefined : refuse(refused);
-    }
+    if (hello === NO_HELLO) return;
+    if (hello instanceof GatewayError) return refuse(hello);
+    const link = hello.link;
+    receiver = new DeliveryReceiver(
+      target,
+      (batches) => writer.write(encodeAck(batches)),
+      options.receiving,
+      link && {
+        link,
+        // A newer connection of the same sender took over.
+        end(error) {
+          refuse(error);
+          writer.flushed().then(() => closeQuietly(conn));
+        },
+      },
+    );
     writer.write(new Uint8Array([PORT_MESSAGE.READY]));
     for (;;) {
       while (input.size < BATCH_LENGTH_BYTES) {
@@ -176,7 +194,7 @@ async function serve(conn: Deno.Conn, options: DeliveryPortOptions) {
     // The peer went away, or this service closes the connection.
     logger.debug("delivery connection ended", { error: String(error) });
   } finally {
-    receiver.close();
+    receiver?.close();
     await writer.flushed();
     closeQuietly(conn);
   }
@@ -205,45 +223,74 @@ function encodeError(error: GatewayError): Uint8Array {
 /** A connection that ended or timed out before its hello. */
 const NO_HELLO = "no hello";
 
+/** An accepted hello: the connection's link id, if it named one. */
+interface Hello {
+  readonly link: LinkId | undefined;
+}
+
 /**
- * Reads the hello; resolves undefined when it is accepted, else the status
- * it is refused with, or {@linkcode NO_HELLO}.
+ * Reads the hello; resolves with it when it is accepted, else with the
+ * status it is refused with, or {@linkcode NO_HELLO}.
  */
 async function readHello(
   conn: Deno.Conn,
   input: ReadBuffer,
   timeoutMs: number,
   verifier: NodeVerifier | undefined,
-): Promise<GatewayError | typeof NO_HELLO | undefined> {
+): Promise<Hello | GatewayError | typeof NO_HELLO> {
   const timer = setTimeout(() => closeQuietly(conn), timeoutMs);
   try {
     while (input.size < HELLO_HEADER_BYTES) {
       if (!await input.fill(conn, HELLO_HEADER_BYTES)) return NO_HELLO;
     }
     const header = input.view();
+    const version = header[MAGIC.length];
     if (
       MAGIC.some((byte, i) => header[i] !== byte) ||
-      header[MAGIC.length] !== VERSION
+      (version !== VERSION && version !== LINK_VERSION)
     ) {
       return new GatewayError(
         "invalid_argument",
-        header[MAGIC.length] === 1 &&
-          MAGIC.every((byte, i) => header[i] === byte)
-          ? `a delivery connection of version 1, which sent the secret itself: upgrade the peer (expected "WSGD" version ${VERSION}, with a node proof)`
-          : `not a delivery connection (expected "WSGD" version ${VERSION})`,
+        version === 1 && MAGIC.every((byte, i) => header[i] === byte)
+          ? `a delivery connection of version 1, which sent the secret itself: upgrade the peer (expected "WSGD" version ${VERSION} or ${LINK_VERSION}, with a node proof)`
+          : `not a delivery connection (expected "WSGD" version ${VERSION} or ${LINK_VERSION})`,
       );
     }
     const tokenBytes = header[MAGIC.length + 1]! << 8 |
       header[MAGIC.length + 2]!;
-    const need = HELLO_HEADER_BYTES + tokenBytes;
+    let need = HELLO_HEADER_BYTES + tokenBytes;
+    // Version 3: the link id's length after the proof.
+    if (version === LINK_VERSION) need++;
     while (input.size < need) {
       if (!await input.fill(conn, need)) return NO_HELLO;
     }
-    const token = new TextDecoder().decode(
-      input.view().subarray(HELLO_HEADER_BYTES, need),
+    const decoder = new TextDecoder();
+    const token = decoder.decode(
+      input.view().subarray(
+        HELLO_HEADER_BYTES,
+        HELLO_HEADER_BYTES + tokenBytes,
+      ),
     );
+    let linkText: string | undefined;
+    if (version === LINK_VERSION) {
+      const start = need;
+      need += input.view()[need - 1]!;
+      while (input.size < need) {
+        if (!await input.fill(conn, need)) return NO_HELLO;
+      }
+      linkText = decoder.decode(input.view().subarray(start, need));
+    }
     input.consume(need);
-    return verifier?.verify(token)?.error;
+    // The proof first: a caller without it learns nothing else.
+    const refused = verifier?.verify(token)?.error;
+    if (refused !== undefined) return refused;
+    try {
+      return {
+        link: linkText === undefined ? undefined : parseLinkId(linkText),
+      };
+    } catch (error) {
+      return GatewayError.from(error);
+    }
   } finally {
     clearTimeout(timer);
   }

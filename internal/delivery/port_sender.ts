@@ -1,17 +1,20 @@
 // Batches on a peer's delivery port (port_listener.ts serves it): a plain
 // TCP or TLS connection that opens with a hello carrying a node proof (the
-// one of the gRPC channel to the same peer, never the secret), then carries
-// each batch after its length (wire.ts).
+// one of the gRPC channel to the same peer, never the secret) and the
+// connection's link id (link_id.ts), then carries each batch after its
+// length (wire.ts).
 
 import { messageOf } from "../base/describe.ts";
 import { GatewayError } from "../../errors.ts";
 import { errorOfStatus, fromRpcError } from "../grpc/grpc_status.ts";
 import type { BatchSender, BatchSenderEvents } from "./batch_sender.ts";
 import { closeQuietly, ConnWriter, ReadBuffer } from "../base/conn_io.ts";
+import { formatLinkId, type LinkId } from "./link_id.ts";
 import {
   BATCH_HEADROOM,
   BATCH_LENGTH_BYTES,
   HELLO_HEADER_BYTES,
+  LINK_VERSION,
   MAGIC,
   PORT_MESSAGE,
   readU32,
@@ -23,16 +26,28 @@ const encoder = new TextEncoder();
 
 /**
  * The hello that opens a connection, with the node proof `token`
- * (`nonce.proof`) if the cluster has a secret.
+ * (`nonce.proof`) if the cluster has a secret; of version 3 with the
+ * connection's `link` id, else of version 2.
  */
-export function encodeHello(token: string | undefined): Uint8Array {
+export function encodeHello(
+  token: string | undefined,
+  link?: LinkId,
+): Uint8Array {
   const bytes = encoder.encode(token ?? "");
-  const hello = new Uint8Array(HELLO_HEADER_BYTES + bytes.length);
+  const id = link === undefined
+    ? undefined
+    : encoder.encode(formatLinkId(link));
+  const end = HELLO_HEADER_BYTES + bytes.length;
+  const hello = new Uint8Array(end + (id === undefined ? 0 : 1 + id.length));
   hello.set(MAGIC);
-  hello[MAGIC.length] = VERSION;
+  hello[MAGIC.length] = id === undefined ? VERSION : LINK_VERSION;
   hello[MAGIC.length + 1] = bytes.length >>> 8;
   hello[MAGIC.length + 2] = bytes.length & 0xff;
   hello.set(bytes, HELLO_HEADER_BYTES);
+  if (id !== undefined) {
+    hello[end] = id.length;
+    hello.set(id, end + 1);
+  }
   return hello;
 }
 
@@ -41,6 +56,7 @@ export class PortBatchSender implements BatchSender {
   readonly via = "delivery_port";
   readonly #address: string;
   readonly #events: BatchSenderEvents;
+  readonly #link: LinkId | undefined;
   #conn: Deno.Conn | undefined;
   #writer: ConnWriter | undefined;
   /** Frames written before the connection opened. */
@@ -53,15 +69,19 @@ export class PortBatchSender implements BatchSender {
    * without a secret.
    * @param address The peer's RPC address, for error messages.
    * @param events What the connection reports.
+   * @param link The connection's id, for the hello; unset, a hello of
+   * version 2 without one.
    */
   constructor(
     dial: () => Promise<Deno.Conn>,
     token: () => Promise<string | undefined>,
     address: string,
     events: BatchSenderEvents,
+    link?: LinkId,
   ) {
     this.#address = address;
     this.#events = events;
+    this.#link = link;
     this.#open(dial, token).catch((error) =>
       this.#end(
         error instanceof GatewayError ? error : this.#failed(error),
@@ -114,7 +134,7 @@ export class PortBatchSender implements BatchSender {
     }
     this.#conn = conn;
     const writer = this.#writer = new ConnWriter(conn);
-    writer.write(encodeHello(token));
+    writer.write(encodeHello(token, this.#link));
     for (const frame of this.#waiting ?? []) writer.write(frame);
     this.#waiting = undefined;
     this.#read(conn).then(

@@ -17,7 +17,9 @@
 //                        the `authorization` token of the gRPC channel to
 //                        the same service, from its challenge
 //                        (internal/base/node_proof.ts), never the secret
-//                        itself; then batches.
+//                        itself; in version 3, then u8 length and the
+//                        connection's link id `sender.seq` (ASCII,
+//                        link_id.ts); then batches.
 //     service → client   READY; ACK u32 n; ERROR u8 gRPC code, u16 length,
 //                        UTF-8 message.
 //
@@ -47,7 +49,25 @@ export const KIND = {
    * services that take part in a takeover, which know the kind.
    */
   FENCE: 6,
+  // Holder announcements (internal/cluster/holder_index.ts): which uids and
+  // groups the sender holds members of. Sent only to peers whose Deliver
+  // endpoint answered with HOLDINGS_HEADER; each connection of a link
+  // starts them with HOLD_RESET.
+  /** str node_id, varint epoch: the sender's holdings start over */
+  HOLD_RESET: 10,
+  /** u8 holding, strs names: the sender now holds members of these */
+  HOLD: 11,
+  /** u8 holding, strs names: the sender holds no member of these any more */
+  RELEASE: 12,
+  /** nothing: the snapshot that HOLD_RESET began is complete */
+  HOLD_SYNCED: 13,
 } as const;
+
+/** The holding byte of HOLD and RELEASE: uids or groups. */
+export const HOLDING = { UID: 0, GROUP: 1 } as const;
+
+/** {@linkcode HOLDING.UID} or {@linkcode HOLDING.GROUP}. */
+export type Holding = typeof HOLDING[keyof typeof HOLDING];
 
 /** The tag byte before a packed message. */
 export const MESSAGE = { NONE: 0, TEXT: 1, BINARY: 2 } as const;
@@ -73,6 +93,21 @@ export const BATCHES_TAG = 0x08;
  */
 export const DELIVERY_PORT_HEADER = "wsgate-delivery-port";
 
+/**
+ * The request header of a Deliver call that names the connection:
+ * `sender.seq` (link_id.ts). A receiver applies one sender's batches from
+ * its newest connection only (newest_connections.ts); a call without it
+ * is not checked against others.
+ */
+export const LINK_HEADER = "wsgate-link";
+
+/**
+ * The response header (value `1`) with which a service's Deliver endpoint
+ * tells a peer that it applies holder announcements (KIND.HOLD_RESET and
+ * after); a peer without it is sent none.
+ */
+export const HOLDINGS_HEADER = "wsgate-holdings";
+
 // ------------------------------------------------------- delivery port
 
 /** The first bytes a delivery port client sends. */
@@ -82,6 +117,11 @@ export const MAGIC: Uint8Array = new Uint8Array([0x57, 0x53, 0x47, 0x44]); // "W
  * since the hello carries a node proof instead of the secret.
  */
 export const VERSION = 2;
+/**
+ * The version of a hello that names its connection after the node proof
+ * (a link id, link_id.ts); a delivery port takes both.
+ */
+export const LINK_VERSION = 3;
 /** Magic, version and the node proof's length. */
 export const HELLO_HEADER_BYTES: number = MAGIC.length + 1 + 2;
 /** Bytes before each batch on the delivery port: its length. */

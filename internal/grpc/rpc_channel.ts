@@ -55,9 +55,13 @@ export interface RpcChannel {
   /**
    * Opens a plain gRPC call (protobuf, no compression) on the same
    * connection, with the node proof, for messages framed by hand
-   * (grpc_frame.ts); `path` is `/package.Service/Method`.
+   * (grpc_frame.ts); `path` is `/package.Service/Method`, and `headers`
+   * go with the call's own.
    */
-  openCall(path: string): Promise<http2.ClientHttp2Stream>;
+  openCall(
+    path: string,
+    headers?: Readonly<Record<string, string>>,
+  ): Promise<http2.ClientHttp2Stream>;
   /**
    * The node proof that calls on this channel carry (the value of
    * `authorization`, `WsgateNode <nonce>.<proof>`); undefined without a
@@ -125,9 +129,10 @@ export function openRpcChannel(
   return {
     address,
     transport,
-    async openCall(path) {
+    async openCall(path, headers) {
       const value = await authorization();
       const stream = await connection.request("POST", path, {
+        ...headers,
         "content-type": "application/grpc",
         te: "trailers",
         ...(value === undefined ? {} : { [AUTH_HEADER]: value }),

@@ -38,8 +38,24 @@ interface Indexes {
   readonly groups: Map<string, Set<string>>;
 }
 
+/**
+ * Told when this service gains its first member of a uid or group, and
+ * when it loses its last one (holder routing: internal/cluster/).
+ * Called synchronously, inside the hub's method.
+ */
+export interface HoldingsObserver {
+  held(kind: "uid" | "group", name: string): void;
+  released(kind: "uid" | "group", name: string): void;
+}
+
 /** Options of {@linkcode LocalHub}. */
 export interface LocalHubOptions {
+  /**
+   * Told when the first member of a uid or group comes and the last goes.
+   *
+   * @default {nobody}
+   */
+  readonly holdings?: HoldingsObserver | undefined;
   /**
    * How large one client's info map may grow through
    * {@linkcode LocalHub.replaceInfo} and {@linkcode LocalHub.mergeInfo}.
@@ -66,10 +82,12 @@ export class LocalHub {
     groups: this.#detachedOfGroup,
   };
   readonly #infoBounds: InfoBounds;
+  readonly #holdings: HoldingsObserver | undefined;
 
   constructor(options: LocalHubOptions = {}) {
-    const { infoBounds = UNBOUNDED } = options;
+    const { infoBounds = UNBOUNDED, holdings } = options;
     this.#infoBounds = infoBounds;
+    this.#holdings = holdings;
   }
 
   /** How many clients this service holds. */
@@ -102,12 +120,18 @@ export class LocalHub {
       if (detached === undefined) return false;
       this.#move(clientId, detached, this.#offline, undefined);
       this.#detached.delete(clientId);
+      if (detached.uid !== undefined) this.#lost("uid", detached.uid);
+      if (detached.groups !== undefined) {
+        for (const group of detached.groups) this.#lost("group", group);
+      }
       return true;
     }
     this.#unbind(clientId, client);
     if (client.groups !== undefined) {
       for (const group of client.groups) {
-        removeFromIndex(this.#clientsOfGroup, group, clientId);
+        if (removeFromIndex(this.#clientsOfGroup, group, clientId)) {
+          this.#lost("group", group);
+        }
       }
     }
     this.#clients.delete(clientId);
@@ -174,6 +198,29 @@ export class LocalHub {
     };
   }
 
+  // Holdings count online and detached members alike: what is sent to a
+  // detached one must still reach this service.
+
+  /** An online index got its first member of `name`. */
+  #gained(kind: "uid" | "group", name: string): void {
+    if (this.#holdings === undefined) return;
+    const detached = kind === "uid"
+      ? this.#detachedOfUid
+      : this.#detachedOfGroup;
+    if (!detached.has(name)) this.#holdings.held(kind, name);
+  }
+
+  /** An index lost a member of `name`; told when none is left in either. */
+  #lost(kind: "uid" | "group", name: string): void {
+    if (this.#holdings === undefined) return;
+    const [online, detached] = kind === "uid"
+      ? [this.#clientsOfUid, this.#detachedOfUid]
+      : [this.#clientsOfGroup, this.#detachedOfGroup];
+    if (!online.has(name) && !detached.has(name)) {
+      this.#holdings.released(kind, name);
+    }
+  }
+
   /** Moves a client's uid and groups from one pair of indexes to another. */
   #move(
     clientId: string,
@@ -209,7 +256,9 @@ export class LocalHub {
     if (client.uid === uid) return true;
     this.#unbind(clientId, client);
     client.uid = uid;
-    addToIndex(this.#clientsOfUid, uid, clientId);
+    if (addToIndex(this.#clientsOfUid, uid, clientId)) {
+      this.#gained("uid", uid);
+    }
     return true;
   }
 
@@ -219,9 +268,12 @@ export class LocalHub {
   }
 
   #unbind(clientId: string, client: LocalClient): void {
-    if (client.uid === undefined) return;
-    removeFromIndex(this.#clientsOfUid, client.uid, clientId);
+    const uid = client.uid;
+    if (uid === undefined) return;
     client.uid = undefined;
+    if (removeFromIndex(this.#clientsOfUid, uid, clientId)) {
+      this.#lost("uid", uid);
+    }
   }
 
   uidOf(clientId: string): string | undefined {
@@ -256,7 +308,9 @@ export class LocalHub {
     const client = this.#clients.get(clientId);
     if (client === undefined) return false;
     (client.groups ??= new Set()).add(group);
-    addToIndex(this.#clientsOfGroup, group, clientId);
+    if (addToIndex(this.#clientsOfGroup, group, clientId)) {
+      this.#gained("group", group);
+    }
     return true;
   }
 
@@ -264,7 +318,9 @@ export class LocalHub {
     const client = this.#clients.get(clientId);
     if (client?.groups === undefined || !client.groups.delete(group)) return;
     if (client.groups.size === 0) client.groups = undefined;
-    removeFromIndex(this.#clientsOfGroup, group, clientId);
+    if (removeFromIndex(this.#clientsOfGroup, group, clientId)) {
+      this.#lost("group", group);
+    }
   }
 
   /** Removes every member of a group, detached ones too. */
@@ -273,6 +329,7 @@ export class LocalHub {
     if (this.#detachedOfGroup.size > 0) {
       disbandIn(group, this.#detachedOfGroup, this.#detached);
     }
+    this.#holdings?.released("group", group);
   }
 
   clientsOfGroup(group: string): Iterable<string> {
@@ -501,19 +558,26 @@ function addToIndex(
   index: Map<string, Set<string>>,
   key: string,
   clientId: string,
-): void {
+): boolean {
   const set = index.get(key);
-  if (set === undefined) index.set(key, new Set([clientId]));
-  else set.add(clientId);
+  if (set !== undefined) {
+    set.add(clientId);
+    return false;
+  }
+  index.set(key, new Set([clientId]));
+  return true;
 }
 
+/** Removes from an index; true when `key` left it. */
 function removeFromIndex(
   index: Map<string, Set<string>>,
   key: string,
   clientId: string,
-): void {
+): boolean {
   const set = index.get(key);
-  if (set === undefined) return;
+  if (set === undefined) return false;
   set.delete(clientId);
-  if (set.size === 0) index.delete(key);
+  if (set.size > 0) return false;
+  index.delete(key);
+  return true;
 }

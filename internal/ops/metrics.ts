@@ -11,6 +11,7 @@ import type { ApiCounters } from "../api/metered_api.ts";
 import { METHOD_NAMES } from "../api/method_table.ts";
 import { Histogram, LATENCY_BUCKETS, PrometheusText } from "./prometheus.ts";
 import type { DeliveryCounts } from "../delivery/delivery_link.ts";
+import type { ReceivedCounts } from "../delivery/receiver.ts";
 
 /** The counters of one service. */
 export class ServiceMetrics {
@@ -53,6 +54,10 @@ export class ServiceMetrics {
     grpcBatches: 0,
     portBatches: 0,
   };
+  /** Deliveries of messages applied from peers (holder routing shows here). */
+  readonly peerReceived: ReceivedCounts = { deliveries: 0 };
+  /** Calls with node scope answered for peers, by method. */
+  readonly peerCalls: Float64Array = new Float64Array(METHOD_NAMES.length);
 }
 
 /** What a service knows at scrape time. */
@@ -64,6 +69,15 @@ export interface ServiceGauges {
   readonly members: number;
   /** Sessions of `wsgate.v1` clients kept for a resume (detached). */
   readonly detachedSessions: number;
+  /**
+   * Holder routing: peers asked about every uid and group because their
+   * holdings are not known; undefined without holder routing.
+   */
+  readonly holderFallbackPeers?: number | undefined;
+  /** Holder routing: uids and groups with a holder among the peers. */
+  readonly holderNames?: number | undefined;
+  /** Bytes of deliveries that wait for peers (queued, not acknowledged). */
+  readonly peerQueuedBytes: number;
 }
 
 /** The Prometheus text for a service. */
@@ -166,11 +180,40 @@ export function formatServiceMetrics(
       "Deliveries queued to peer services: one per message per peer it goes to.",
       m.peerTraffic.deliveries,
     )
+    .counter(
+      "wsgate_peer_deliveries_received_total",
+      "Deliveries of messages applied from peer services: one per message per receiving service, whether or not a client here got it.",
+      m.peerReceived.deliveries,
+    )
+    .counter(
+      "wsgate_peer_calls_received_total",
+      "Calls with node scope that peer services made to this one (their share of an Api call), by method.",
+      byMethod(m.peerCalls),
+    )
     .gauge(
       "wsgate_members",
       "Services in this service's member list, itself included.",
       g.members,
     )
+    .gauge(
+      "wsgate_peer_queued_bytes",
+      "Bytes of deliveries queued for peer services and not yet acknowledged.",
+      g.peerQueuedBytes,
+    )
+    .with((text) => {
+      if (g.holderFallbackPeers === undefined) return;
+      text
+        .gauge(
+          "wsgate_holder_fallback_peers",
+          "Peers asked about every uid and group because their holdings are not known (no snapshot yet, link broken, or no holder routing there).",
+          g.holderFallbackPeers,
+        )
+        .gauge(
+          "wsgate_holder_index_names",
+          "Uids and groups that have a holder among the peers, as they announced.",
+          g.holderNames ?? 0,
+        );
+    })
     .gauge("wsgate_uids", "Uids bound on this service.", g.uids)
     .gauge("wsgate_groups", "Non-empty groups on this service.", g.groups)
     .gauge(

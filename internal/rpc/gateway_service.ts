@@ -17,6 +17,7 @@ import type { Fields } from "../api/codecs.ts";
 import type { RpcMethod } from "../api/method_table.ts";
 import type { DeliveryTarget } from "../delivery/codec.ts";
 import { serveDeliverStream } from "../delivery/grpc_endpoint.ts";
+import type { ReceiverOptions } from "../delivery/receiver.ts";
 import { toConnectError } from "../grpc/grpc_status.ts";
 import { CALLER } from "../grpc/rpc_auth.ts";
 import type { SessionCalls } from "../cluster/peers.ts";
@@ -53,16 +54,18 @@ export interface GatewayServiceParts {
    * `unimplemented`.
    */
   readonly sessions?: SessionCalls | undefined;
+  /** What is counted of them. */
+  readonly receiving?: ReceiverOptions | undefined;
 }
 
 /** Makes the GatewayService implementation of one service. */
 export function createGatewayService(
   parts: GatewayServiceParts,
 ): ServiceImpl<typeof GatewayService> {
-  const { peers, backends, target, sessions } = parts;
+  const { peers, backends, target, sessions, receiving } = parts;
   const impl: Record<string, unknown> = {
     deliver: (requests: AsyncIterable<DeliverRequest>) =>
-      mapErrors(serveDeliverStream(target, requests)),
+      mapErrors(serveDeliverStream(target, requests, receiving)),
     ...(sessions === undefined ? {} : sessionHandlers(sessions)),
   };
   for (const rpc of Object.keys(peers) as RpcMethod[]) {

@@ -26,9 +26,11 @@ import type { Peer, Peers } from "../cluster/peers.ts";
 import {
   type DeliveryCounts,
   DeliveryLink,
+  type LinkHoldings,
   type LinkTransport,
 } from "../delivery/delivery_link.ts";
 import { GrpcBatchSender } from "../delivery/grpc_sender.ts";
+import { LinkIds } from "../delivery/link_id.ts";
 import { PortBatchSender } from "../delivery/port_sender.ts";
 import {
   openRpcChannel,
@@ -54,6 +56,11 @@ export interface PeerPoolOptions extends RpcChannelOptions {
   readonly logger?: Logger | undefined;
   /** Counts the deliveries queued and the batches written. */
   readonly counts?: DeliveryCounts | undefined;
+  /**
+   * Keeps each peer's view of this service's holdings (holder routing);
+   * unset, links carry no holder announcements.
+   */
+  readonly holdings?: LinkHoldings | undefined;
 }
 
 interface GrpcPeer extends Peer {
@@ -67,6 +74,12 @@ interface GrpcPeer extends Peer {
 export class PeerPool implements Peers {
   readonly #options: PeerPoolOptions;
   readonly #peers = new Map<string, GrpcPeer>();
+  /**
+   * Names every delivery connection this service opens, to any peer and
+   * across links (a peer that left and came back gets a new link), so that
+   * a receiver applies batches from the newest one only.
+   */
+  readonly #linkIds = new LinkIds();
 
   constructor(options: PeerPoolOptions) {
     this.#options = options;
@@ -127,7 +140,13 @@ export class PeerPool implements Peers {
       return conn;
     };
     return {
-      open: (events) => new GrpcBatchSender(channel.openCall, address, events),
+      open: (events) =>
+        new GrpcBatchSender(
+          channel.openCall,
+          address,
+          events,
+          this.#linkIds.next(),
+        ),
       // The hello carries the proof of the gRPC channel to the same peer.
       openPort: (port, events) =>
         new PortBatchSender(
@@ -138,6 +157,7 @@ export class PeerPool implements Peers {
           },
           address,
           events,
+          this.#linkIds.next(),
         ),
     };
   }
@@ -150,6 +170,15 @@ export class PeerPool implements Peers {
       this.#peers.delete(address);
       closePeer(peer, true);
     }
+  }
+
+  /** Bytes of deliveries that wait for peers (queued, not acknowledged). */
+  get queuedBytes(): number {
+    let bytes = 0;
+    for (const peer of this.#peers.values()) {
+      bytes += peer.deliveries.queuedBytes;
+    }
+    return bytes;
   }
 
   /** Resolves when every delivery queued so far was acknowledged or failed. */

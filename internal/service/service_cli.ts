@@ -210,6 +210,12 @@ const COMMAND: CommandSpec = {
       "messages a second per client and the burst, or off",
       `${d.rateLimit.messagesPerSecond}/${d.rateLimit.burst}`,
     ),
+    flag(
+      "holder-routing",
+      "string",
+      "on: uid and group traffic only to the services that hold them (docs/holder_routing.md); off: to every service",
+      "on",
+    ),
     ...NUMBER_FLAGS.map(([name, option, description]) =>
       flag(name, "integer", description, d[option])
     ),
@@ -333,6 +339,15 @@ async function optionsOf(
   }
   const rateLimit = text("rate-limit");
   if (rateLimit !== undefined) options.rateLimit = parseRateLimit(rateLimit);
+  const holderRouting = text("holder-routing");
+  if (holderRouting !== undefined) {
+    if (holderRouting !== "on" && holderRouting !== "off") {
+      throw new UsageError(
+        `--holder-routing must be on or off: current value is "${holderRouting}"`,
+      );
+    }
+    options.holderRouting = holderRouting === "on";
+  }
   for (const [flagName, option] of NUMBER_FLAGS) {
     if (flags[flagName] !== undefined) {
       options[option] = Number(flags[flagName]);

@@ -163,6 +163,17 @@ export interface ServiceOptions {
    */
   maxPeerQueueBytes?: number;
   /**
+   * Holder routing: each service tells its peers which uids and groups it
+   * holds members of, so that sends and queries about a uid or group reach
+   * only the services that hold it (none when nobody does), and a call
+   * that binds a uid or joins a group resolves once every reachable peer
+   * knows (docs/holder_routing.md). `false` asks every peer, as before; peers
+   * that do not announce (older versions, or `false`) are always asked.
+   *
+   * @default {true}
+   */
+  holderRouting?: boolean;
+  /**
    * Client heartbeat, in milliseconds. A client that sends nothing for half
    * of this is pinged (browsers answer pings by themselves); one from which
    * nothing, not even the pong, arrives for this long is closed with 1001
@@ -431,6 +442,7 @@ export interface ResolvedServiceOptions {
   readonly joinTimeoutMs: number;
   readonly pingIntervalMs: number;
   readonly maxPeerQueueBytes: number;
+  readonly holderRouting: boolean;
   readonly idleTimeoutMs: number;
   readonly maxBufferedBytes: number;
   readonly maxMessageBytes: number;
@@ -566,6 +578,14 @@ export function resolveServiceOptions(
   checkPositive("maxInfoBytes", maxInfoBytes);
   checkPositive("helloTimeoutMs", helloTimeoutMs);
   const recovery = checkRecovery(options.recovery);
+  const holderRouting = options.holderRouting ?? true;
+  if (typeof holderRouting !== "boolean") {
+    throw new TypeError(
+      `Cannot start: 'holderRouting' must be true or false: current value is ${
+        JSON.stringify(holderRouting)
+      }`,
+    );
+  }
   const rateLimit = options.rateLimit === false
     ? undefined
     : checkRateLimit("start", options.rateLimit ?? d.rateLimit);
@@ -599,6 +619,7 @@ export function resolveServiceOptions(
     joinTimeoutMs,
     pingIntervalMs,
     maxPeerQueueBytes,
+    holderRouting,
     idleTimeoutMs,
     maxBufferedBytes,
     maxMessageBytes,

@@ -10,6 +10,10 @@ import { LocalHub } from "../hub/local_hub.ts";
 import { MemberTable } from "../membership/member_table.ts";
 import { PeerPool } from "../rpc/peer_pool.ts";
 import { createClusterApi } from "../cluster/cluster_api.ts";
+import { HolderAnnouncer } from "../cluster/holder_announcer.ts";
+import { HolderIndex } from "../cluster/holder_index.ts";
+import type { ReceiverOptions } from "../delivery/receiver.ts";
+import { NewestConnections } from "../delivery/newest_connections.ts";
 import { BACKEND_PATHS, createGatewayService } from "../rpc/gateway_service.ts";
 import { createPeerHandlers } from "../rpc/peer_handler.ts";
 import { createBackendHandlers } from "../rpc/backend_handler.ts";
@@ -299,7 +303,22 @@ export async function startService(
     maxInfoKeys: config.maxInfoKeys,
     maxInfoBytes: config.maxInfoBytes,
   };
-  const hub = new LocalHub({ infoBounds });
+  // Holder routing (docs/holder_routing.md): the hub tells the announcer
+  // of its first and last members of each uid and group, the links carry
+  // the announcements, and the index of what peers hold routes calls.
+  const announcer = config.holderRouting
+    ? new HolderAnnouncer({ nodeId, deadlineMs: config.deadlineMs })
+    : undefined;
+  const holderIndex = config.holderRouting
+    ? new HolderIndex(nodeId)
+    : undefined;
+  const receiving: ReceiverOptions = {
+    holdings: holderIndex && (() => holderIndex.openStream()),
+    counts: metrics.peerReceived,
+    // One sender's batches are applied from its newest connection only.
+    connections: new NewestConnections(),
+  };
+  const hub = new LocalHub({ infoBounds, holdings: announcer });
   const members = new MemberTable(nodeId, {
     settleMs: 2 * REGISTER_BACKOFF.maxMs,
   });
@@ -319,9 +338,13 @@ export async function startService(
     deliveryLatency: metrics.peerDelivery,
     logger,
     counts: metrics.peerTraffic,
+    holdings: announcer,
   });
+  announcer?.attach({ holdings: hub, members, peers });
   members.onChange(() => {
     peers.retain(members.peerAddresses());
+    holderIndex?.retain(members.members());
+    announcer?.connectAll();
     logger.debug("member list changed", { members: members.size });
   });
   const limits = { maxSendBytes: config.maxSendBytes, ...infoBounds };
@@ -341,6 +364,10 @@ export async function startService(
     peers,
     limits,
     moves,
+    holders: holderIndex && announcer && {
+      peersFor: (kind, names) => holderIndex.peersFor(kind, names),
+      settled: () => announcer.settled(),
+    },
   });
   const api = createMeteredApi(cluster, metrics.api, guard.track);
   const ctx: Context = { api, service: { nodeId, name } };
@@ -366,6 +393,7 @@ export async function startService(
     moves,
     logger,
     graceMs: config.deadlineMs,
+    holdersSettled: () => announcer?.settled(),
   });
   sessions.setTakeover(takeovers.take);
   // Where peers' deliveries (and their fences) are applied.
@@ -404,6 +432,7 @@ export async function startService(
           hostname: config.rpcHostname,
           port: config.deliveryPort,
           target,
+          receiving,
           verifier: nodeAuth?.verifier,
           tls: config.tls,
           readMaxBytes,
@@ -432,13 +461,19 @@ export async function startService(
         router.service(
           GatewayService,
           createGatewayService({
-            peers: createPeerHandlers(hub, nodeId, limits),
+            peers: createPeerHandlers(hub, nodeId, limits, {
+              settled: announcer && (() => announcer.settled()),
+              calls: metrics.peerCalls,
+            }),
             backends: createBackendHandlers(api),
             target,
             sessions: takeovers,
+            receiving,
           }),
         ),
-      rawMethods: [deliverEndpoint(target, () => deliveryPort?.port)],
+      rawMethods: [
+        deliverEndpoint(target, () => deliveryPort?.port, receiving),
+      ],
     });
   } catch (error) {
     await deliveryPort?.close();
@@ -476,6 +511,9 @@ export async function startService(
         groups: hub.groupCount,
         members: members.size,
         detachedSessions: sessions.held,
+        peerQueuedBytes: peers.queuedBytes,
+        holderFallbackPeers: holderIndex?.fallbackPeers,
+        holderNames: holderIndex?.size,
       }),
   };
   const httpApi = config.httpApiSecret === undefined

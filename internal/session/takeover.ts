@@ -88,6 +88,16 @@ export interface TakeoversOptions {
    * @default {2000}
    */
   readonly graceMs?: number;
+  /**
+   * Resolves once every peer knows the names this service gained so far
+   * (holder routing, docs/holder_routing.md); undefined when there is
+   * nothing to wait for. A takeover waits for it between holding the
+   * session's names and asking for fences, so that what a member sends
+   * after its fence is routed to this service.
+   *
+   * @default {nothing to wait for}
+   */
+  readonly holdersSettled?: (() => Promise<void> | undefined) | undefined;
 }
 
 /** A session of this service that a peer takes over (O's side). */
@@ -361,6 +371,7 @@ export class Takeovers implements SessionCalls, Disposable {
     if (!begun.recovered) return undefined;
     const pending = this.#hold(newClientId, begun);
     try {
+      await this.#options.holdersSettled?.();
       await this.#fenceAll(clientId, newClientId);
       const handed = await calls.handOver(clientId, newClientId);
       if (!handed.recovered) {

@@ -40,6 +40,7 @@ import {
   DELIVER_PATH,
   DELIVERY_PORT_HEADER,
   HELLO_HEADER_BYTES,
+  LINK_VERSION,
   MAGIC,
   PORT_MESSAGE,
   readU32,
@@ -277,10 +278,16 @@ export class FakeDeliveryPort implements AsyncDisposable {
       input = joined;
       if (!helloDone) {
         if (input.length < HELLO_HEADER_BYTES) continue;
-        const length = input[MAGIC.length + 1]! << 8 | input[MAGIC.length + 2]!;
-        if (input.length < HELLO_HEADER_BYTES + length) continue;
-        this.hellos.push(input.slice(0, HELLO_HEADER_BYTES + length));
-        input = input.slice(HELLO_HEADER_BYTES + length);
+        let length = HELLO_HEADER_BYTES +
+          (input[MAGIC.length + 1]! << 8 | input[MAGIC.length + 2]!);
+        // Version 3: the link id after the proof, after its u8 length.
+        if (input[MAGIC.length] === LINK_VERSION) {
+          if (input.length < length + 1) continue;
+          length += 1 + input[length]!;
+        }
+        if (input.length < length) continue;
+        this.hellos.push(input.slice(0, length));
+        input = input.slice(length);
         helloDone = true;
         await conn.write(Uint8Array.of(PORT_MESSAGE.READY));
       }

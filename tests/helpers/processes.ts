@@ -37,6 +37,14 @@ export interface ChildOptions {
    * @default {the test's working directory}
    */
   cwd?: string;
+  /**
+   * A command that runs Deno, such as `["ip", "netns", "exec", NAME]` to
+   * run the child in a network namespace (tests/helpers/netns.ts). It must
+   * exec Deno in place, so that the child's pid and parent stay the same.
+   *
+   * @default {[] (Deno itself)}
+   */
+  prefix?: readonly string[];
 }
 
 /** A child process whose first stdout line announced it. */
@@ -79,9 +87,11 @@ export class Child implements AsyncDisposable {
       denoFlags = [],
       env = {},
       permissions = ["-A"],
+      prefix = [],
     } = options;
-    const process = new Deno.Command(Deno.execPath(), {
+    const process = new Deno.Command(prefix[0] ?? Deno.execPath(), {
       args: [
+        ...(prefix.length === 0 ? [] : [...prefix.slice(1), Deno.execPath()]),
         "run",
         "--no-prompt",
         ...permissions,

@@ -205,6 +205,35 @@ Deno.test("DeliveryLink stays on gRPC when the delivery port fails", async () =>
   await b;
 });
 
+Deno.test("DeliveryLink uses its connections in the order it opened them: a port connection goes with the call that named it", async () => {
+  const { deliveries, senders, ports } = link();
+  const a = deliveries.send(Uint8Array.of(1));
+  await tick();
+  senders[0]!.events.onDeliveryPort(9102);
+  assert.equal(ports.length, 1);
+  // The call ends before the port connection is ready.
+  senders[0]!.events.onEnded(new GatewayError("unavailable", "gone"));
+  await assert.rejects(a, /gone/);
+  assert.ok(ports[0]!.ended, "the port connection of the call ends too");
+  ports[0]!.events.onReady();
+  const b = deliveries.send(Uint8Array.of(2));
+  await tick();
+  // The next call, opened after that port connection, carries batch 2.
+  assert.equal(senders.length, 2);
+  assert.deepEqual(senders[1]!.batches, [[2]]);
+  assert.deepEqual(ports[0]!.batches, []);
+  senders[1]!.events.onDeliveryPort(9102);
+  assert.equal(ports.length, 2, "it names the port again");
+  senders[1]!.events.onAcknowledged(1);
+  await b;
+  ports[1]!.events.onReady();
+  const c = deliveries.send(Uint8Array.of(3));
+  await tick();
+  assert.deepEqual(ports[1]!.batches, [[3]]);
+  ports[1]!.events.onAcknowledged(1);
+  await c;
+});
+
 Deno.test("DeliveryLink.close() fails what waits: closed, or unavailable when the peer left", async () => {
   for (const left of [false, true]) {
     const { deliveries } = link();
