@@ -1,7 +1,8 @@
-// What the benchmark drivers (bench/main.ts, bench/peers.ts) share: a
-// progress line, child processes that are stopped by their PID, the raw
-// Deno and wsgate targets, a bounded wait for a quiet machine, a run of the
-// load generator, and table formatting.
+// What the benchmark drivers (bench/main.ts, bench/peers.ts,
+// bench/protocol.ts) share: a progress line, child processes that are
+// stopped by their PID, the raw Deno and wsgate targets, a bounded wait for
+// a quiet machine, their common options, a run of the load generator, and
+// table formatting.
 //
 // Everything listens on 127.0.0.1; ports are chosen by the kernel (port 0)
 // or probed free just before use.
@@ -447,6 +448,119 @@ export function hardFileLimit(): number {
   return Number.isFinite(hard) ? hard : 1024;
 }
 
+// ---------------------------------------------------------------- options
+
+/** The options of the drivers that run rounds of the load generator. */
+export interface RoundOptions {
+  rounds: number;
+  clients: number;
+  p2p: number;
+  bcast: number;
+  size: number;
+  quietMax: number;
+  quietWaitS: number;
+  json: string | undefined;
+}
+
+/** A command-line flag being read, with readers of its value. */
+export interface Flag {
+  readonly name: string;
+  /** The next argument, the flag's value; throws when there is none. */
+  value(): string;
+  /** The value as a whole number of at least 0; throws otherwise. */
+  int(): number;
+  /** The next argument, without taking it. */
+  peek(): string | undefined;
+}
+
+/**
+ * Reads `args` into `o`: the {@linkcode RoundOptions} flags (`--rounds N`,
+ * at least 1; `--clients`, `--p2p`, `--bcast`, `--size`, `--quiet-max`,
+ * `--quiet-wait`, `--json FILE`), `-h`/`--help` (prints `usage` and exits
+ * 0), and every other flag through `own`, which returns false for a flag it
+ * does not know. Throws on an unknown flag or a bad value.
+ */
+export function parseRoundOptions<O extends RoundOptions>(
+  args: readonly string[],
+  o: O,
+  usage: string,
+  own: (flag: Flag) => boolean = () => false,
+): O {
+  for (let i = 0; i < args.length; i++) {
+    const name = args[i]!;
+    const value = () => {
+      const v = args[++i];
+      if (v === undefined) throw new Error(`${name} needs a value`);
+      return v;
+    };
+    const int = () => {
+      const n = Number(value());
+      if (!Number.isInteger(n) || n < 0) throw new Error(`bad ${name}`);
+      return n;
+    };
+    switch (name) {
+      case "--rounds":
+        o.rounds = Math.max(1, int());
+        break;
+      case "--clients":
+        o.clients = int();
+        break;
+      case "--p2p":
+        o.p2p = int();
+        break;
+      case "--bcast":
+        o.bcast = int();
+        break;
+      case "--size":
+        o.size = int();
+        break;
+      case "--quiet-max":
+        o.quietMax = int();
+        break;
+      case "--quiet-wait":
+        o.quietWaitS = int();
+        break;
+      case "--json":
+        o.json = value();
+        break;
+      case "-h":
+      case "--help":
+        console.log(usage);
+        Deno.exit(0);
+        break;
+      default:
+        if (!own({ name, value, int, peek: () => args[i + 1] })) {
+          throw new Error(`unknown option ${name} (see --help)`);
+        }
+    }
+  }
+  return o;
+}
+
+/**
+ * The load generator's measured phases at the sizes of `o`: broadcasts
+ * with 4 and 16 in flight, 50 broadcasts one at a time, point-to-point
+ * with 200 in flight.
+ */
+export function roundPhases(o: RoundOptions): string[] {
+  return [
+    "--clients",
+    String(o.clients),
+    "--size",
+    String(o.size),
+    "--bcast",
+    String(o.bcast),
+    "--bcast-window",
+    "4,16",
+    "--bcast-lat",
+    "50",
+    "--p2p",
+    String(o.p2p),
+    "--p2p-window",
+    "200",
+  ];
+}
+
 // ---------------------------------------------------------------- load
 
 export type Json = Record<string, unknown>;
@@ -565,6 +679,24 @@ export function get(o: unknown, ...path: string[]): unknown {
     v = (v as Json)[key];
   }
   return v;
+}
+
+/** One figure of a report table: where it is in a result, how it is shown. */
+export interface Figure {
+  readonly name: string;
+  readonly path: readonly string[];
+  readonly format: Intl.NumberFormat;
+  readonly unit: string;
+}
+
+/** The median of `values`, or undefined when there are none. */
+export function median(values: readonly number[]): number | undefined {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1
+    ? sorted[mid]!
+    : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /** A Markdown table: first column left-aligned, the others right. */

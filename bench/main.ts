@@ -34,9 +34,12 @@ import {
   n1,
   n2,
   num,
+  parseRoundOptions,
   pidOf,
   raiseFileLimit,
   ratio,
+  type RoundOptions,
+  roundPhases,
   runLoad as runLoadProcess,
   setStep,
   showProgress,
@@ -56,21 +59,13 @@ import { machineBusyPct, machineTicks } from "./proc.ts";
 
 // ---------------------------------------------------------------- options
 
-interface Options {
+interface Options extends RoundOptions {
   mode: "compare" | "conns" | "scale" | "cluster";
   /** Run bench/cluster_scale.ts after the comparison (or alone). */
   cluster: boolean;
   /** Its flags: --idle and --services, when given. */
   clusterArgs: string[];
-  rounds: number;
-  clients: number;
   conns: number;
-  p2p: number;
-  bcast: number;
-  size: number;
-  quietMax: number;
-  quietWaitS: number;
-  json: string | undefined;
 }
 
 function parseOptions(args: readonly string[]): Options {
@@ -88,74 +83,36 @@ function parseOptions(args: readonly string[]): Options {
     quietWaitS: 20,
     json: undefined,
   };
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    const next = () => {
-      const v = args[++i];
-      if (v === undefined) throw new Error(`${arg} needs a value`);
-      return v;
-    };
-    const int = () => {
-      const n = Number(next());
-      if (!Number.isInteger(n) || n < 0) throw new Error(`bad ${arg}`);
-      return n;
-    };
-    switch (arg) {
-      case "--scale":
-        o.mode = "scale";
-        break;
-      case "--cluster":
-        o.mode = "cluster";
-        break;
-      case "--no-cluster":
-        o.cluster = false;
-        break;
-      case "--cluster-idle":
-        o.clusterArgs.push("--idle", String(int()));
-        break;
-      case "--cluster-services":
-        o.clusterArgs.push("--services", next());
-        break;
-      case "--conns":
-        o.mode = "conns";
-        if (/^\d+$/.test(args[i + 1] ?? "")) o.conns = int();
-        break;
-      case "--rounds":
-        o.rounds = Math.max(1, int());
-        break;
-      case "--clients":
-        o.clients = int();
-        break;
-      case "--p2p":
-        o.p2p = int();
-        break;
-      case "--bcast":
-        o.bcast = int();
-        break;
-      case "--size":
-        o.size = int();
-        break;
-      case "--quiet-max":
-        o.quietMax = int();
-        break;
-      case "--quiet-wait":
-        o.quietWaitS = int();
-        break;
-      case "--json":
-        o.json = next();
-        break;
-      case "-h":
-      case "--help":
-        console.log(
-          "usage: deno task bench [--scale | --conns [N] | --cluster] [--no-cluster] [--cluster-idle N] [--cluster-services 2,4,8,16] [--rounds N] [--clients C] [--p2p N] [--bcast M] [--size S] [--json FILE]",
-        );
-        Deno.exit(0);
-        break;
-      default:
-        throw new Error(`unknown option ${arg} (see --help)`);
-    }
-  }
-  return o;
+  return parseRoundOptions(
+    args,
+    o,
+    "usage: deno task bench [--scale | --conns [N] | --cluster] [--no-cluster] [--cluster-idle N] [--cluster-services 2,4,8,16] [--rounds N] [--clients C] [--p2p N] [--bcast M] [--size S] [--json FILE]",
+    (flag) => {
+      switch (flag.name) {
+        case "--scale":
+          o.mode = "scale";
+          return true;
+        case "--cluster":
+          o.mode = "cluster";
+          return true;
+        case "--no-cluster":
+          o.cluster = false;
+          return true;
+        case "--cluster-idle":
+          o.clusterArgs.push("--idle", String(flag.int()));
+          return true;
+        case "--cluster-services":
+          o.clusterArgs.push("--services", flag.value());
+          return true;
+        case "--conns":
+          o.mode = "conns";
+          if (/^\d+$/.test(flag.peek() ?? "")) o.conns = flag.int();
+          return true;
+        default:
+          return false;
+      }
+    },
+  );
 }
 
 // ---------------------------------------------------------------- load
@@ -226,22 +183,7 @@ function header(o: Options, busy: number): string {
 }
 
 async function compare(o: Options): Promise<string> {
-  const phases = [
-    "--clients",
-    String(o.clients),
-    "--size",
-    String(o.size),
-    "--bcast",
-    String(o.bcast),
-    "--bcast-window",
-    "4,16",
-    "--bcast-lat",
-    "50",
-    "--p2p",
-    String(o.p2p),
-    "--p2p-window",
-    "200",
-  ];
+  const phases = roundPhases(o);
   const rounds: { raw: Json; ours: Json }[] = [];
   for (let round = 1; round <= o.rounds; round++) {
     const tag = o.rounds > 1 ? ` (round ${round}/${o.rounds})` : "";

@@ -28,11 +28,13 @@
 
 import {
   endProgress,
+  type Figure,
   fmt,
   get,
   type Json,
   logFolder,
   machineLine,
+  median,
   n0,
   n1,
   n2,
@@ -529,12 +531,7 @@ async function measure(o: Options, round: number, peer: Peer): Promise<Json> {
 
 // ---------------------------------------------------------------- report
 
-const ROWS: {
-  name: string;
-  path: string[];
-  format: Intl.NumberFormat;
-  unit: string;
-}[] = [
+const ROWS: readonly Figure[] = [
   {
     name: "broadcast deliveries/s (best W)",
     path: ["bcast", "msgs_per_s"],
@@ -666,13 +663,6 @@ function roundTable(o: Options, byPeer: Map<Peer, Json>): string {
   extra("load generator CPU (bcast / p2p)", loadCell);
   extra("other CPU (bcast / fan-out / p2p)", otherCell);
   return table(head, rows);
-}
-
-function median(values: number[]): number | undefined {
-  if (values.length === 0) return undefined;
-  const s = [...values].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 /** Median over rounds of each peer's ratio to raw Deno in its own round. */

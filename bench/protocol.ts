@@ -18,16 +18,21 @@
 
 import {
   endProgress,
+  type Figure,
   fmt,
   get,
   type Json,
   logFolder,
   machineLine,
+  median,
   n0,
   n1,
   n2,
   num,
+  parseRoundOptions,
   raiseFileLimit,
+  type RoundOptions,
+  roundPhases,
   runLoad,
   setStep,
   startCluster,
@@ -39,15 +44,7 @@ import {
 } from "./harness.ts";
 import { machineBusyPct } from "./proc.ts";
 
-interface Options {
-  rounds: number;
-  clients: number;
-  p2p: number;
-  bcast: number;
-  size: number;
-  quietMax: number;
-  quietWaitS: number;
-  json: string | undefined;
+interface Options extends RoundOptions {
   smoke: boolean;
 }
 
@@ -63,58 +60,16 @@ function parseOptions(args: readonly string[]): Options {
     json: undefined,
     smoke: false,
   };
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    const next = () => {
-      const v = args[++i];
-      if (v === undefined) throw new Error(`${arg} needs a value`);
-      return v;
-    };
-    const int = () => {
-      const n = Number(next());
-      if (!Number.isInteger(n) || n < 0) throw new Error(`bad ${arg}`);
-      return n;
-    };
-    switch (arg) {
-      case "--rounds":
-        o.rounds = Math.max(1, int());
-        break;
-      case "--clients":
-        o.clients = int();
-        break;
-      case "--p2p":
-        o.p2p = int();
-        break;
-      case "--bcast":
-        o.bcast = int();
-        break;
-      case "--size":
-        o.size = int();
-        break;
-      case "--quiet-max":
-        o.quietMax = int();
-        break;
-      case "--quiet-wait":
-        o.quietWaitS = int();
-        break;
-      case "--json":
-        o.json = next();
-        break;
-      case "--smoke":
-        o.smoke = true;
-        break;
-      case "-h":
-      case "--help":
-        console.log(
-          "usage: deno task bench:protocol [--rounds N] [--clients C] [--p2p N] [--bcast M] [--size S] [--quiet-max PCT] [--quiet-wait S] [--json FILE] [--smoke]",
-        );
-        Deno.exit(0);
-        break;
-      default:
-        throw new Error(`unknown option ${arg} (see --help)`);
-    }
-  }
-  return o;
+  return parseRoundOptions(
+    args,
+    o,
+    "usage: deno task bench:protocol [--rounds N] [--clients C] [--p2p N] [--bcast M] [--size S] [--quiet-max PCT] [--quiet-wait S] [--json FILE] [--smoke]",
+    (flag) => {
+      if (flag.name !== "--smoke") return false;
+      o.smoke = true;
+      return true;
+    },
+  );
 }
 
 /** The two ways the same clients talk to the services. */
@@ -124,14 +79,6 @@ const PROTOCOLS = [
 ] as const;
 
 type Runs = Record<(typeof PROTOCOLS)[number]["label"], Json>;
-
-/** One figure of the table: where it is in a result, how it is shown. */
-interface Figure {
-  readonly name: string;
-  readonly path: readonly string[];
-  readonly format: Intl.NumberFormat;
-  readonly unit: string;
-}
 
 const FIGURES: readonly Figure[] = [
   {
@@ -225,15 +172,6 @@ const FIGURES: readonly Figure[] = [
     unit: "",
   },
 ];
-
-function median(values: number[]): number | undefined {
-  if (values.length === 0) return undefined;
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1
-    ? sorted[mid]!
-    : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
 
 /** "median (min–max)" of `values`. */
 function spread(values: number[], f: Intl.NumberFormat, unit: string): string {
@@ -388,22 +326,7 @@ async function main(): Promise<void> {
   const busy = await machineBusyPct();
   const phases = o.smoke
     ? ["--clients", String(Math.min(o.clients, 200)), "--smoke"]
-    : [
-      "--clients",
-      String(o.clients),
-      "--size",
-      String(o.size),
-      "--bcast",
-      String(o.bcast),
-      "--bcast-window",
-      "4,16",
-      "--bcast-lat",
-      "50",
-      "--p2p",
-      String(o.p2p),
-      "--p2p-window",
-      "200",
-    ];
+    : roundPhases(o);
   const all: Json[] = [];
   const rounds: Runs[] = [];
   let failed = false;
@@ -415,7 +338,9 @@ async function main(): Promise<void> {
         await waitQuiet(o.quietMax, o.quietWaitS);
         // Client 0 sends every broadcast, faster than the default rate
         // limit allows: the limit is not what is measured here.
-        const cluster = await startCluster(2, { serviceArgs: ["--rate-limit", "off"] });
+        const cluster = await startCluster(2, {
+          serviceArgs: ["--rate-limit", "off"],
+        });
         const result = await runLoad(
           { ...cluster, protocol, label },
           phases,

@@ -12,6 +12,7 @@
 
 import assert from "node:assert/strict";
 import {
+  allSeeMembers,
   callApi,
   membersOf,
   metricOf,
@@ -22,7 +23,7 @@ import {
 } from "./helpers/net_cluster.ts";
 import type { Child } from "./helpers/processes.ts";
 import { prng } from "./helpers/random.ts";
-import { Sender, StreamClient } from "./helpers/stream_client.ts";
+import { closeAll, Sender, StreamClient } from "./helpers/stream_client.ts";
 import { eventually } from "./helpers/waits.ts";
 
 const SECONDS = Number(Deno.env.get("WSGATE_CHAOS_SECONDS") ?? "40");
@@ -129,6 +130,17 @@ Deno.test({
     track("r2", r2.child);
     const registers = [r1.address, r2.address];
     const r2Port = r2.port;
+    /** Thaws register r2, or starts it again on its port, if it is down. */
+    const bringBackR2 = async () => {
+      if (r2Down === undefined) return;
+      if (r2Down.frozen) r2!.child.signal("SIGCONT");
+      else {
+        r2 = await restartRegister(r2Port);
+        track("r2", r2.child);
+        stats.restarts++;
+      }
+      r2Down = undefined;
+    };
     const start = (name: string) =>
       startNetService({
         registers,
@@ -198,12 +210,11 @@ Deno.test({
       s2,
       ...chaotic.flatMap((x) => x.service === undefined ? [] : [x.service]),
     ];
-    await eventually("every service sees five members", async () => {
-      const members = await Promise.all(
-        liveServices().map((s) => membersOf(s)),
-      );
-      return members.every((n) => n === 5);
-    }, 30_000);
+    await eventually(
+      "every service sees five members",
+      () => allSeeMembers(liveServices(), 5),
+      30_000,
+    );
 
     // The checked streams, between s1 and s2 only.
     const senders = [
@@ -228,15 +239,7 @@ Deno.test({
           x.frozenUntil = undefined;
         }
       }
-      if (r2Down !== undefined && now >= r2Down.until) {
-        if (r2Down.frozen) r2!.child.signal("SIGCONT");
-        else {
-          r2 = await restartRegister(r2Port);
-          track("r2", r2.child);
-          stats.restarts++;
-        }
-        r2Down = undefined;
-      }
+      if (r2Down !== undefined && now >= r2Down.until) await bringBackR2();
       if (now >= next) {
         next = now + between(1000, 2500);
         const running = chaotic.filter((x) =>
@@ -297,15 +300,7 @@ Deno.test({
         x.frozenUntil = undefined;
       }
     }
-    if (r2Down !== undefined) {
-      if (r2Down.frozen) r2!.child.signal("SIGCONT");
-      else {
-        r2 = await restartRegister(r2Port);
-        track("r2", r2.child);
-        stats.restarts++;
-      }
-      r2Down = undefined;
-    }
+    await bringBackR2();
     const settledAt = performance.now();
 
     // Counts converge on the truth, and nothing of the killed is left.
@@ -458,11 +453,6 @@ Deno.test({
     if (r2Down?.frozen) r2?.child.signal("SIGCONT");
     for (const [, child] of processes) killed.add(child);
     await Promise.all(stopped.map((child) => child.stop("SIGKILL")));
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      Promise.all(allClients.map((client) => client.close())),
-      new Promise((resolve) => timer = setTimeout(resolve, 3000)),
-    ]);
-    clearTimeout(timer);
+    await closeAll(allClients);
   }
 });

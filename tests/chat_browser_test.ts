@@ -7,23 +7,17 @@
 // it the test is skipped, unless WSGATE_REQUIRE_BROWSER=1 (as in CI).
 
 import assert from "node:assert/strict";
-import { chromium, type Page } from "playwright-core";
 import { startService } from "../mod.ts";
 import {
-  localServiceOptions,
-  startLocalRegister,
-} from "./helpers/local_cluster.ts";
-import {
-  BROWSER_ARGS,
-  executablePath,
+  launchBrowser,
   skipBrowser,
+  type TestBrowser,
 } from "./helpers/browser.ts";
+import { say, signIn, startChatRegister, WAIT } from "./helpers/chat_page.ts";
 import { Child } from "./helpers/processes.ts";
-import { createChatApp, fetch } from "../examples/chat/app.ts";
+import { createChatApp } from "../examples/chat/app.ts";
 
 const skip = skipBrowser("chat_browser_test");
-
-const WAIT = { timeout: 30_000 };
 
 /** The demo as a child process, with the URLs it printed. */
 async function startDemo() {
@@ -58,40 +52,19 @@ async function startDemo() {
   };
 }
 
-async function signIn(page: Page, url: string, nick: string, service: string) {
-  await page.goto(url);
-  await page.locator("#nick-input").fill(nick);
-  await page.locator("#nick-form button[type=submit]").click();
-  await page.locator("#service-text", {
-    hasText: `Connected to service ${service}`,
-  }).waitFor(WAIT);
-  await page.locator(`#members li[data-nick="${nick}"]`).waitFor(WAIT);
-}
-
-async function say(page: Page, text: string) {
-  await page.locator("#composer-input").fill(text);
-  await page.locator("#composer-input").press("Enter");
-}
-
 Deno.test({
   name: "chat demo: two pages on two services chat, list rooms and whisper",
   ignore: skip,
   async fn() {
     const demo = await startDemo();
-    const profile = await Deno.makeTempDir({ prefix: "wsgate-chrome-" });
     const shots = await Deno.makeTempDir({ prefix: "wsgate-chat-shots-" });
-    let context;
+    let browser: TestBrowser | undefined;
     try {
       assert.ok(demo.a && demo.b, `the demo printed two URLs:\n${demo.output}`);
       assert.notEqual(demo.a, demo.b);
-      context = await chromium.launchPersistentContext(profile, {
-        executablePath,
-        headless: true,
-        viewport: { width: 1200, height: 760 },
-        args: [...BROWSER_ARGS],
-      });
-      const alice = await context.newPage();
-      const bob = await context.newPage();
+      browser = await launchBrowser();
+      const alice = await browser.context.newPage();
+      const bob = await browser.context.newPage();
 
       await signIn(alice, demo.a, "alice", "A");
       await signIn(bob, demo.b, "bob", "B");
@@ -155,8 +128,7 @@ Deno.test({
       await alice.locator("#online .count", { hasText: "1" }).waitFor(WAIT);
       console.log(`chat screenshots: ${shots}`);
     } finally {
-      await context?.close();
-      await Deno.remove(profile, { recursive: true });
+      await browser?.[Symbol.asyncDispose]();
       const { code, rest } = await demo.stop();
       assert.equal(code, 0, "Ctrl-C stops the demo cleanly");
       assert.match(rest, /demo stopped/);
@@ -168,24 +140,16 @@ Deno.test({
   name: "chat page reconnects by itself when its service restarts",
   ignore: skip,
   async fn() {
-    await using register = await startLocalRegister({ logLevel: "error" });
-    const options = localServiceOptions(register.address, {
-      logLevel: "error",
-      fetch,
-    });
+    await using register = await startChatRegister();
+    const { options } = register;
     let service = await startService(createChatApp(), {
       ...options,
       name: "first",
     });
     const port = service.port;
-    const profile = await Deno.makeTempDir({ prefix: "wsgate-chrome-" });
-    const context = await chromium.launchPersistentContext(profile, {
-      executablePath,
-      headless: true,
-      args: [...BROWSER_ARGS],
-    });
+    const browser = await launchBrowser();
     try {
-      const page = await context.newPage();
+      const page = await browser.context.newPage();
       await signIn(page, `http://127.0.0.1:${port}/`, "dora", "first");
       await page.locator("#join-input").fill("ops");
       await page.locator("#join-input").press("Enter");
@@ -210,8 +174,7 @@ Deno.test({
       assert.deepEqual(await service.api.getUidsByGroup("room:ops"), ["dora"]);
       assert.equal(await page.locator("#banner").isHidden(), true);
     } finally {
-      await context.close();
-      await Deno.remove(profile, { recursive: true });
+      await browser[Symbol.asyncDispose]();
       await service.close();
     }
   },

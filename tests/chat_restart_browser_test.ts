@@ -12,56 +12,28 @@
 // Needs Chromium (see helpers/browser.ts).
 
 import assert from "node:assert/strict";
-import type { Page } from "playwright-core";
 import { type Service, startService } from "../mod.ts";
-import {
-  localServiceOptions,
-  startLocalRegister,
-} from "./helpers/local_cluster.ts";
 import { launchBrowser, skipBrowser } from "./helpers/browser.ts";
 import { startCutProxy } from "./helpers/cut_proxy.ts";
-import { eventually } from "./helpers/waits.ts";
-import { createChatApp, fetch } from "../examples/chat/app.ts";
+import {
+  messages,
+  say,
+  signIn,
+  startChatRegister,
+  WAIT,
+  writer,
+} from "./helpers/chat_page.ts";
+import { createChatApp } from "../examples/chat/app.ts";
 
 const skip = skipBrowser("chat_restart_browser_test");
-const WAIT = { timeout: 30_000 };
-
-async function signIn(page: Page, url: string, nick: string, service: string) {
-  await page.goto(url);
-  await page.locator("#nick-input").fill(nick);
-  await page.locator("#nick-form button[type=submit]").click();
-  await page.locator("#service-text", {
-    hasText: `Connected to service ${service}`,
-  }).waitFor(WAIT);
-  await page.locator(`#members li[data-nick="${nick}"]`).waitFor(WAIT);
-}
-
-async function say(page: Page, text: string) {
-  await page.locator("#composer-input").fill(text);
-  await page.locator("#composer-input").press("Enter");
-  // The composer empties once the page handed the message to the client.
-  await eventually(
-    `the page sent "${text}"`,
-    async () => (await page.locator("#composer-input").inputValue()) === "",
-  );
-}
-
-/** The texts of the messages in the page's log that match `pattern`. */
-async function messages(page: Page, pattern: RegExp): Promise<string[]> {
-  const texts = await page.locator("#log .msg .msg-text").allTextContents();
-  return texts.filter((t) => pattern.test(t));
-}
 
 Deno.test({
   name:
     "chat page: a restart of its service loses nothing; the messages written meanwhile appear once each",
   ignore: skip,
   async fn() {
-    await using register = await startLocalRegister({ logLevel: "error" });
-    const options = localServiceOptions(register.address, {
-      logLevel: "error",
-      fetch,
-    });
+    await using register = await startChatRegister();
+    const { options } = register;
     const start = (name: string, port = 0): Promise<Service> =>
       startService(createChatApp({ presenceIntervalMs: 500 }), {
         ...options,
@@ -89,11 +61,7 @@ Deno.test({
       );
       await alice.locator('#members li[data-nick="bob"]').waitFor(WAIT);
 
-      const sent: string[] = [];
-      const bobSays = async (text: string) => {
-        await say(bob, text);
-        sent.push(text);
-      };
+      const { sent, say: bobSays } = writer(bob);
       for (let i = 1; i <= 3; i++) await bobSays(`before ${i}`);
 
       // A restarts while bob writes: closing sends 1012 to alice's page,
@@ -123,13 +91,13 @@ Deno.test({
 
       // The page keeps working: alice writes, bob reads; a new page on the
       // restarted A joins them.
-      await say(alice, "alice is back");
+      await say(alice, "alice is back", { untilSent: true });
       await bob.locator("#log .msg", { hasText: "alice is back" })
         .waitFor(WAIT);
       const carol = await browser.context.newPage();
       await signIn(carol, `http://127.0.0.1:${portA}/`, "carol", "A");
       await carol.locator('#members li[data-nick="alice"]').waitFor(WAIT);
-      await say(carol, "hi from the new A");
+      await say(carol, "hi from the new A", { untilSent: true });
       await alice.locator("#log .msg", { hasText: "hi from the new A" })
         .waitFor(WAIT);
       assert.deepEqual(
@@ -149,11 +117,8 @@ Deno.test({
     "chat page: after a network cut it recovers its session; the messages written meanwhile appear once each",
   ignore: skip,
   async fn() {
-    await using register = await startLocalRegister({ logLevel: "error" });
-    const options = localServiceOptions(register.address, {
-      logLevel: "error",
-      fetch,
-    });
+    await using register = await startChatRegister();
+    const { options } = register;
     await using service = await startService(createChatApp(), {
       ...options,
       name: "A",
@@ -170,11 +135,7 @@ Deno.test({
     await alice.locator('#members li[data-nick="bob"]').waitFor(WAIT);
     const [aliceId] = await service.api.getClientIdsByUid("alice");
 
-    const sent: string[] = [];
-    const bobSays = async (text: string) => {
-      await say(bob, text);
-      sent.push(text);
-    };
+    const { sent, say: bobSays } = writer(bob);
     for (let i = 1; i <= 3; i++) await bobSays(`before ${i}`);
     await alice.locator("#log .msg .msg-text", { hasText: "before 3" })
       .waitFor(WAIT);
@@ -197,7 +158,7 @@ Deno.test({
     );
     // The same session: the same clientId, back online.
     assert.deepEqual(await service.api.getClientIdsByUid("alice"), [aliceId]);
-    await say(alice, "alice is back");
+    await say(alice, "alice is back", { untilSent: true });
     await bob.locator("#log .msg", { hasText: "alice is back" }).waitFor(WAIT);
   },
 });

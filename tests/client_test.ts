@@ -62,6 +62,26 @@ class Recorder {
     );
     return this.messages;
   }
+
+  /**
+   * Waits until `n` messages each of "c", "u" and "g" arrived, then checks
+   * that each of c1..cN, u1..uN, g1..gN came once, in order, and, a moment
+   * later, that nothing else came.
+   */
+  async receivedEachOnce(n: number): Promise<void> {
+    await this.received(3 * n);
+    await sleep(200); // nothing more, twice, comes later
+    for (const prefix of ["c", "u", "g"]) {
+      assert.deepEqual(
+        this.messages.filter((m) =>
+          typeof m === "string" && m.startsWith(prefix)
+        ),
+        numbered(prefix, n),
+        `every ${prefix}… once, in order`,
+      );
+    }
+    assert.equal(this.messages.length, 3 * n);
+  }
 }
 
 /** What a service's hooks saw. */
@@ -428,26 +448,49 @@ async function closeSeen(client: GatewayClient, seen: Seen): Promise<void> {
   }
 }
 
+/** A register, a bindingApp service, and a cut proxy in front of it. */
+interface Proxied extends AsyncDisposable {
+  readonly register: Awaited<ReturnType<typeof startLocalRegister>>;
+  /** What the service's hooks saw. */
+  readonly seen: Seen;
+  readonly service: Service;
+  readonly proxy: Awaited<ReturnType<typeof startCutProxy>>;
+}
+
+/** Starts a {@linkcode Proxied}; disposing it closes the three, proxy first. */
+async function startProxied(): Promise<Proxied> {
+  await using stack = new AsyncDisposableStack();
+  const register = stack.use(await startLocalRegister());
+  const seen = newSeen();
+  const service = stack.use(
+    await startService(bindingApp(seen), localServiceOptions(register.address)),
+  );
+  const proxy = stack.use(
+    await startCutProxy({ target: `127.0.0.1:${service.port}` }),
+  );
+  const owned = stack.move();
+  return {
+    register,
+    seen,
+    service,
+    proxy,
+    [Symbol.asyncDispose]: () => owned.disposeAsync(),
+  };
+}
+
 /** `prefix1` .. `prefixN`. */
 function numbered(prefix: string, n: number): string[] {
   return Array.from({ length: n }, (_, i) => `${prefix}${i + 1}`);
 }
 
 Deno.test("a cut connection recovers on the same service: same clientId, what was sent meanwhile arrives once, in order", async () => {
-  await using register = await startLocalRegister();
-  const seen = newSeen();
-  await using service = await startService(
-    bindingApp(seen),
-    localServiceOptions(register.address),
-  );
+  await using cluster = await startProxied();
+  const { register, seen, proxy } = cluster;
   // The sender is another service: its sends cross the peer link.
   await using sender = await startService(
     {},
     localServiceOptions(register.address, { logLevel: "error" }),
   );
-  await using proxy = await startCutProxy({
-    target: `127.0.0.1:${service.port}`,
-  });
   const recorder = new Recorder(
     connect(wsUrl(proxy.port), { minDelayMs: 400, maxDelayMs: 800 }),
   );
@@ -482,18 +525,7 @@ Deno.test("a cut connection recovers on the same service: same clientId, what wa
     assert.deepEqual(recorder.closes, [
       { code: 1006, reason: "", reconnecting: true },
     ]);
-    await recorder.received(3 * n);
-    await sleep(200); // nothing more, twice, comes later
-    for (const prefix of ["c", "u", "g"]) {
-      assert.deepEqual(
-        recorder.messages.filter((m) =>
-          typeof m === "string" && m.startsWith(prefix)
-        ),
-        numbered(prefix, n),
-        `every ${prefix}… once, in order`,
-      );
-    }
-    assert.equal(recorder.messages.length, 3 * n);
+    await recorder.receivedEachOnce(n);
     // What the client held while away reached the service after the
     // reconnect, in order; the service ran onConnect again (resumed).
     await eventually("the held messages arrive", () => {
@@ -508,15 +540,8 @@ Deno.test("a cut connection recovers on the same service: same clientId, what wa
 });
 
 Deno.test("the heartbeat notices a frozen connection, drops it and recovers", async () => {
-  await using register = await startLocalRegister();
-  const seen = newSeen();
-  await using service = await startService(
-    bindingApp(seen),
-    localServiceOptions(register.address),
-  );
-  await using proxy = await startCutProxy({
-    target: `127.0.0.1:${service.port}`,
-  });
+  await using cluster = await startProxied();
+  const { seen, service, proxy } = cluster;
   const recorder = new Recorder(
     connect(wsUrl(proxy.port), {
       minDelayMs: 50,
@@ -603,18 +628,7 @@ Deno.test("after 1012 (a service closing) the client goes to the next URL at onc
     assert.equal(moved.recovered, true);
     assert.notEqual(moved.clientId, opened.clientId);
     assert.equal(await second.api.isOnline(moved.clientId), true);
-    await recorder.received(3 * n);
-    await sleep(200); // nothing more, twice, comes later
-    for (const prefix of ["c", "u", "g"]) {
-      assert.deepEqual(
-        recorder.messages.filter((m) =>
-          typeof m === "string" && m.startsWith(prefix)
-        ),
-        numbered(prefix, n),
-        `every ${prefix}… once, in order`,
-      );
-    }
-    assert.equal(recorder.messages.length, 3 * n);
+    await recorder.receivedEachOnce(n);
   } finally {
     await closeSeen(client, seen);
     await (closing ?? first.close());
@@ -638,15 +652,8 @@ Deno.test("connect() refuses bad URLs and options at once", () => {
 });
 
 Deno.test("connections that break right after their welcome back off too", async () => {
-  await using register = await startLocalRegister();
-  const seen = newSeen();
-  await using service = await startService(
-    bindingApp(seen),
-    localServiceOptions(register.address),
-  );
-  await using proxy = await startCutProxy({
-    target: `127.0.0.1:${service.port}`,
-  });
+  await using cluster = await startProxied();
+  const { proxy } = cluster;
   const minDelayMs = 50;
   const maxDelayMs = 400;
   const client = connect(wsUrl(proxy.port), { minDelayMs, maxDelayMs });

@@ -10,8 +10,9 @@
 // CI set, where it fails instead.
 
 import assert from "node:assert/strict";
-import { type NetHost, NetLab, netnsSupport } from "./helpers/netns.ts";
+import { NetLab, netnsSupport } from "./helpers/netns.ts";
 import {
+  allSeeMembers,
   callApi,
   membersOf,
   type NetRegister,
@@ -19,7 +20,7 @@ import {
   startNetRegister,
   startNetService,
 } from "./helpers/net_cluster.ts";
-import { Sender, StreamClient } from "./helpers/stream_client.ts";
+import { closeAll, Sender, StreamClient } from "./helpers/stream_client.ts";
 import { eventually } from "./helpers/waits.ts";
 
 /**
@@ -49,16 +50,12 @@ Deno.test({
   sanitizeOps: false,
 }, async () => {
   await using lab = await NetLab.open();
-  const hosts: NetHost[] = [];
-  for (const label of ["register", "a", "b", "c"]) {
-    hosts.push(await lab.addHost(label));
-  }
-  const [rHost, aHost, bHost, cHost] = hosts as [
-    NetHost,
-    NetHost,
-    NetHost,
-    NetHost,
-  ];
+  const [rHost, aHost, bHost, cHost] = await lab.addHosts([
+    "register",
+    "a",
+    "b",
+    "c",
+  ]);
   const children: { stop(signal: Deno.Signal): Promise<unknown> }[] = [];
   const clients: StreamClient[] = [];
   try {
@@ -89,10 +86,7 @@ Deno.test({
     }
     await eventually(
       "every service sees three members",
-      async () =>
-        (await Promise.all([a, b, c].map((s) => membersOf(s)))).every((n) =>
-          n === 3
-        ),
+      () => allSeeMembers([a, b, c], 3),
       20_000,
     );
 
@@ -149,10 +143,7 @@ Deno.test({
     await cHost.restore();
     await eventually(
       "c rejoins: every service sees three members",
-      async () =>
-        (await Promise.all([a, b, c].map((s) => membersOf(s)))).every((n) =>
-          n === 3
-        ),
+      () => allSeeMembers([a, b, c], 3),
       20_000,
     );
     const rejoinMs = performance.now() - restoredAt;
@@ -273,13 +264,3 @@ Deno.test({
     await closeAll(clients);
   }
 });
-
-/** Closes the clients, giving up on those whose close does not finish. */
-async function closeAll(clients: StreamClient[]): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  await Promise.race([
-    Promise.all(clients.map((client) => client.close())),
-    new Promise((resolve) => timer = setTimeout(resolve, 3000)),
-  ]);
-  clearTimeout(timer);
-}

@@ -12,10 +12,10 @@
 // CI set, where it fails instead.
 
 import assert from "node:assert/strict";
-import { type NetHost, NetLab, netnsSupport } from "./helpers/netns.ts";
+import { NetLab, netnsSupport } from "./helpers/netns.ts";
 import {
+  allSeeMembers,
   HOST_PORTS,
-  membersOf,
   type NetService,
   startNetRegister,
   startNetService,
@@ -101,17 +101,13 @@ Deno.test({
   sanitizeOps: false,
 }, async () => {
   await using lab = await NetLab.open();
-  const hosts: NetHost[] = [];
-  for (const label of ["register", "a", "b", "c", "proxy"]) {
-    hosts.push(await lab.addHost(label));
-  }
-  const [rHost, aHost, bHost, cHost, pHost] = hosts as [
-    NetHost,
-    NetHost,
-    NetHost,
-    NetHost,
-    NetHost,
-  ];
+  const [rHost, aHost, bHost, cHost, pHost] = await lab.addHosts([
+    "register",
+    "a",
+    "b",
+    "c",
+    "proxy",
+  ]);
   const children: Child[] = [];
   const clients: StreamClient[] = [];
   try {
@@ -143,10 +139,7 @@ Deno.test({
     assert.equal(b.info.rpcAddress, `${pHost.ip}:${HOST_PORTS.rpc}`);
     await eventually(
       "every service sees three members",
-      async () =>
-        (await Promise.all([a, b, c].map((s) => membersOf(s)))).every((n) =>
-          n === 3
-        ),
+      () => allSeeMembers([a, b, c], 3),
       20_000,
     );
     const connect = async (service: NetService) => {

@@ -219,6 +219,15 @@ export async function membersOf(
   }
 }
 
+/** Whether every one of `services` counts `members` members. */
+export async function allSeeMembers(
+  services: readonly Pick<NetService, "http">[],
+  members: number,
+): Promise<boolean> {
+  const counts = await Promise.all(services.map((s) => membersOf(s)));
+  return counts.every((n) => n === members);
+}
+
 /** The value of one unlabelled sample of a service's /metrics. */
 export async function metricOf(
   service: Pick<NetService, "http">,

@@ -312,6 +312,15 @@ export class NetLab implements AsyncDisposable {
     return this.#hosts;
   }
 
+  /** Makes a host for each of `labels`, one after the other (`addHost`). */
+  async addHosts<const L extends readonly string[]>(
+    labels: L,
+  ): Promise<{ -readonly [K in keyof L]: NetHost }> {
+    const hosts: NetHost[] = [];
+    for (const label of labels) hosts.push(await this.addHost(label));
+    return hosts as { -readonly [K in keyof L]: NetHost };
+  }
+
   /** Makes a host: a namespace on the bridge, at `<subnet>.<10 + i>`. */
   async addHost(label: string): Promise<NetHost> {
     const i = this.#hosts.length;

@@ -185,6 +185,22 @@ export class StreamClient implements AsyncDisposable {
   }
 }
 
+/**
+ * Closes the clients, giving up after `timeoutMs` on those whose close does
+ * not finish.
+ */
+export async function closeAll(
+  clients: readonly StreamClient[],
+  timeoutMs = 3000,
+): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    Promise.all(clients.map((client) => client.close())),
+    new Promise((resolve) => timer = setTimeout(resolve, timeoutMs)),
+  ]);
+  clearTimeout(timer);
+}
+
 /** Sends numbered messages through one client at a steady pace. */
 export class Sender {
   readonly stream: string;
