@@ -320,6 +320,46 @@ Deno.test("sessions move between services without losing or doubling a message",
     },
   );
 
+  await t.step(
+    "a service that joins just after a takeover reaches the moved client at once",
+    async () => {
+      await using proxy = await startCutProxy({
+        target: `127.0.0.1:${s3.info.port}`,
+      });
+      const first = await V1Socket.open(
+        `ws://${proxy.address}/?uid=u7&group=g7`,
+      );
+      await first.until("ready", () => first.received.includes("ready"));
+      proxy.cutAll();
+      await first.closed;
+      await using second = await V1Socket.open(
+        `ws://127.0.0.1:${s2.info.port}/`,
+        { resume: first.resume },
+      );
+      assert.equal(second.welcome.recovered, true);
+      const newId = second.welcome.clientId;
+      // A member that was not asked for a fence, up a few hundred ms after
+      // the hand-over (as a service restarted in a rolling deploy): what it
+      // sends is not the holder's, so none of it may be dropped.
+      await using newcomer = await startCaller(register.address);
+      await eventually(
+        "the newcomer sees the moved client",
+        () => newcomer.api.isOnline(newId),
+      );
+      await newcomer.api.sendToClient(newId, "new:1");
+      await newcomer.api.sendToUid("u7", "new:2");
+      await newcomer.api.sendToGroup("g7", "new:3");
+      const fromNewcomer = () =>
+        second.received.map(textOf).filter((t) => t.startsWith("new:"));
+      await second.until(
+        "the newcomer's messages",
+        () => fromNewcomer().length >= 3,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.deepEqual(fromNewcomer(), ["new:1", "new:2", "new:3"]);
+    },
+  );
+
   await using s4 = await startTakeoverService(register.address);
   await untilMembers([s2, s3, s4], 4);
 

@@ -57,6 +57,12 @@ import { issueToken, tokenClientId } from "./token.ts";
 export const FENCE_TIMEOUT_MS = 2000;
 
 /**
+ * How many times the taker asks the members that joined while it waited
+ * for fences (the first round asks every member).
+ */
+const FENCE_ROUNDS = 3;
+
+/**
  * How long a frozen session waits on its holder for the taker to say it
  * received the frames (HandOverSession) before it is dropped: the taker is
  * gone.
@@ -372,16 +378,19 @@ export class Takeovers implements SessionCalls, Disposable {
     const pending = this.#hold(newClientId, begun);
     try {
       await this.#options.holdersSettled?.();
-      await this.#fenceAll(clientId, newClientId);
+      const everyFence = await this.#fenceAll(clientId, newClientId);
       const handed = await calls.handOver(clientId, newClientId);
       if (!handed.recovered) {
         this.#unhold(newClientId, pending);
         return undefined;
       }
-      // Senders whose fence did not come in (or that were not asked: they
-      // joined meanwhile): theirs from the grace on; before, what they sent
-      // may have reached the holder too.
-      pending.acceptAfter = Date.now() + this.#graceMs;
+      // Every member fenced: a sender without a fence joined after the
+      // last one was asked, and what it sends from now on the holder drops
+      // (it handed the frames over), so all of it is the taker's. Else the
+      // senders whose fence did not come in count from the grace on:
+      // before, what they sent may have reached the holder too, and such a
+      // sender cannot be told from a newcomer.
+      pending.acceptAfter = Date.now() + (everyFence ? 0 : this.#graceMs);
       // The holder drops the session (a closing holder waits for this).
       calls.received(clientId, newClientId).catch((error) => {
         logger.debug("the holder of a session taken over did not hear back", {
@@ -468,16 +477,27 @@ export class Takeovers implements SessionCalls, Disposable {
 
   /**
    * Step 3: asks every member (this service too) for its fence, each for
-   * at most the fence timeout; one that fails or is late is logged.
+   * at most the fence timeout; one that fails or is late is logged. Then
+   * the members that joined meanwhile, for a few rounds. True when every
+   * member asked fenced.
    */
-  async #fenceAll(clientId: string, newClientId: string): Promise<void> {
+  async #fenceAll(clientId: string, newClientId: string): Promise<boolean> {
     const { members, peers, moves, logger } = this.#options;
-    const addresses = members.peerAddresses();
-    const fences = [
+    const asked = new Set<string>();
+    // This service's fence runs beside the first round's.
+    const own = this.#fenceEach(
+      "this service",
       moves.fence(clientId, newClientId),
-      ...addresses.map((address) => {
+      clientId,
+    );
+    let fenced = true;
+    for (let round = 0; round < FENCE_ROUNDS; round++) {
+      const addresses = members.peerAddresses().filter((a) => !asked.has(a));
+      if (addresses.length === 0) break;
+      const answers = await Promise.all(addresses.map((address) => {
+        asked.add(address);
         const calls = peers.get(address).sessions;
-        return calls === undefined
+        const fence = calls === undefined
           ? Promise.reject(
             new GatewayError(
               "unavailable",
@@ -485,18 +505,35 @@ export class Takeovers implements SessionCalls, Disposable {
             ),
           )
           : calls.fence(clientId, newClientId);
-      }),
-    ];
-    const names = ["this service", ...addresses];
-    await Promise.all(fences.map(async (fence, i) => {
-      const late = await within(fence, this.#fenceTimeoutMs);
-      if (late !== undefined) {
-        logger.warn(
-          "a member did not fence a session takeover; what it sends meanwhile may be lost",
-          { member: names[i], clientId, error: late },
-        );
-      }
-    }));
+        return this.#fenceEach(address, fence, clientId);
+      }));
+      fenced &&= answers.every(Boolean);
+    }
+    const ownFenced = await own;
+    fenced &&= ownFenced;
+    const late = members.peerAddresses().some((a) => !asked.has(a));
+    if (late) {
+      logger.warn(
+        "members kept joining during a session takeover; the newest were not fenced",
+        { clientId },
+      );
+    }
+    return fenced && !late;
+  }
+
+  /** Waits for one member's fence: false (logged) when it did not come. */
+  async #fenceEach(
+    member: string,
+    fence: Promise<void>,
+    clientId: string,
+  ): Promise<boolean> {
+    const late = await within(fence, this.#fenceTimeoutMs);
+    if (late === undefined) return true;
+    this.#options.logger.warn(
+      "a member did not fence a session takeover; what it sends meanwhile may be lost",
+      { member, clientId, error: late },
+    );
+    return false;
   }
 
   /** Drops every takeover (the service stops). */
