@@ -8,24 +8,29 @@
 // proves little.
 
 import {
+  endProgress,
   type Figure,
   fmt,
   get,
   type Json,
+  logFolder,
   median,
   n0,
   n1,
   n2,
   num,
+  raiseFileLimit,
   type RoundOptions,
   runLoad,
   setStep,
   startCluster,
   stopAll,
+  stopOnSignals,
   table,
   type Target,
   waitQuiet,
 } from "./harness.ts";
+import { machineBusyPct } from "./proc.ts";
 
 /** One side of an A/B. */
 export interface Variant {
@@ -40,43 +45,71 @@ export interface Variant {
 /** One round: each variant's result, by label. */
 export type Runs = Record<string, Json>;
 
+/** What {@linkcode measureRounds} measured. */
+export interface Measured {
+  /** Every round: each variant's result. */
+  readonly rounds: Runs[];
+  /** Every result in the order run, with its round number. */
+  readonly all: Json[];
+  /** How busy the machine was before the start, in per cent. */
+  readonly busy: number;
+  /** Where the processes' logs are. */
+  readonly logs: string;
+}
+
 /**
  * Runs `o.rounds` rounds of both variants, alternating which goes first,
  * each on a fresh cluster with the phases `phases` (bench/load.ts flags);
- * `onRun` sees every result as it comes.
+ * stops every process it started, also on a signal, and writes the raw
+ * results to `o.json` when set.
  */
-export async function runRounds(
+export async function measureRounds(
   o: RoundOptions,
   variants: readonly [Variant, Variant],
   phases: readonly string[],
-  onRun: (round: number, result: Json) => void = () => {},
-): Promise<Runs[]> {
+): Promise<Measured> {
+  const logs = await logFolder();
+  raiseFileLimit(20_000);
+  const undoSignals = stopOnSignals();
   const rounds: Runs[] = [];
-  for (let round = 1; round <= o.rounds; round++) {
-    const runs: Runs = {};
-    const order = round % 2 === 1 ? variants : [variants[1], variants[0]];
-    for (const { label, protocol, code } of order) {
-      setStep(`${label} (round ${round}/${o.rounds})`);
-      await waitQuiet(o.quietMax, o.quietWaitS);
-      // Client 0 sends every broadcast, faster than the default rate
-      // limit allows: the limit is not what is measured here.
-      const cluster = await startCluster(2, {
-        ...(code === undefined ? {} : { code }),
-        serviceArgs: ["--rate-limit", "off"],
-      });
-      const result = await runLoad(
-        { ...cluster, protocol, label },
-        [...phases],
-        undefined,
-        240,
-      );
-      await stopAll();
-      onRun(round, result);
-      runs[label] = result;
+  const all: Json[] = [];
+  let busy: number;
+  try {
+    setStep("checking that the machine is quiet");
+    busy = await machineBusyPct();
+    for (let round = 1; round <= o.rounds; round++) {
+      const runs: Runs = {};
+      const order = round % 2 === 1 ? variants : [variants[1], variants[0]];
+      for (const { label, protocol, code } of order) {
+        setStep(`${label} (round ${round}/${o.rounds})`);
+        await waitQuiet(o.quietMax, o.quietWaitS);
+        // Client 0 sends every broadcast, faster than the default rate
+        // limit allows: the limit is not what is measured here.
+        const cluster = await startCluster(2, {
+          ...(code === undefined ? {} : { code }),
+          serviceArgs: ["--rate-limit", "off"],
+        });
+        const result = await runLoad(
+          { ...cluster, protocol, label },
+          [...phases],
+          undefined,
+          240,
+        );
+        await stopAll();
+        all.push({ round, ...result });
+        runs[label] = result;
+      }
+      rounds.push(runs);
     }
-    rounds.push(runs);
+  } finally {
+    await stopAll();
+    undoSignals();
   }
-  return rounds;
+  endProgress();
+  if (o.json !== undefined) {
+    await Deno.writeTextFile(o.json, JSON.stringify(all, null, 2));
+  }
+  return { rounds, all, busy, logs };
 }
 
 /** What the report shows of each run. */

@@ -14,22 +14,15 @@
 // --quiet-max PCT (15), --quiet-wait S (20), --json FILE (also write the
 // raw results there).
 
-import { commit, report, runRounds, type Variant } from "./alternating.ts";
+import { commit, measureRounds, report, type Variant } from "./alternating.ts";
 import {
-  endProgress,
-  type Json,
-  logFolder,
   machineLine,
   parseRoundOptions,
-  raiseFileLimit,
   root,
   type RoundOptions,
   roundPhases,
-  stopAll,
-  stopOnSignals,
   utcNow,
 } from "./harness.ts";
-import { machineBusyPct } from "./proc.ts";
 
 interface Options extends RoundOptions {
   before: string | undefined;
@@ -77,10 +70,6 @@ async function main(): Promise<void> {
     console.error(`bench:compare: ${(error as Error).message}`);
     Deno.exit(2);
   }
-  const logs = await logFolder();
-  raiseFileLimit(20_000);
-  const undoSignals = stopOnSignals();
-  const busy = await machineBusyPct();
   const variants: [Variant, Variant] = [
     {
       label: `before ${await commit(o.before)}`,
@@ -89,23 +78,11 @@ async function main(): Promise<void> {
     },
     { label: `after ${await commit(o.after)}`, protocol: "app", code: o.after },
   ];
-  const all: Json[] = [];
-  let rounds;
-  try {
-    rounds = await runRounds(
-      o,
-      variants,
-      roundPhases(o),
-      (round, result) => all.push({ round, ...result }),
-    );
-  } finally {
-    await stopAll();
-    undoSignals();
-  }
-  endProgress();
-  if (o.json !== undefined) {
-    await Deno.writeTextFile(o.json, JSON.stringify(all, null, 2));
-  }
+  const { rounds, busy, logs } = await measureRounds(
+    o,
+    variants,
+    roundPhases(o),
+  );
   console.log(
     `wsgate bench:compare, ${utcNow()}; ${machineLine()}; Deno ${Deno.version.deno}; machine busy ${busy}% before the start\n${
       report(o, variants, rounds)

@@ -19,27 +19,18 @@
 import {
   commit,
   integrity,
+  measureRounds,
   report,
-  runRounds,
-  type Runs,
   type Variant,
 } from "./alternating.ts";
 import {
-  endProgress,
   get,
-  type Json,
-  logFolder,
   machineLine,
   parseRoundOptions,
-  raiseFileLimit,
   type RoundOptions,
   roundPhases,
-  setStep,
-  stopAll,
-  stopOnSignals,
   utcNow,
 } from "./harness.ts";
-import { machineBusyPct } from "./proc.ts";
 
 interface Options extends RoundOptions {
   smoke: boolean;
@@ -83,35 +74,14 @@ async function main(): Promise<void> {
     console.error(`bench:protocol: ${(error as Error).message}`);
     Deno.exit(2);
   }
-  const logs = await logFolder();
-  raiseFileLimit(20_000);
-  const undoSignals = stopOnSignals();
-  setStep("checking that the machine is quiet");
-  const busy = await machineBusyPct();
   const phases = o.smoke
     ? ["--clients", String(Math.min(o.clients, 200)), "--smoke"]
     : roundPhases(o);
-  const all: Json[] = [];
-  let rounds: Runs[] = [];
-  let failed = false;
-  try {
-    rounds = await runRounds(
-      o.smoke ? { ...o, rounds: 1 } : o,
-      VARIANTS,
-      phases,
-      (round, result) => {
-        all.push({ round, ...result });
-        if (o.smoke && get(result, "smoke", "ok") !== true) failed = true;
-      },
-    );
-  } finally {
-    await stopAll();
-    undoSignals();
-  }
-  endProgress();
-  if (o.json !== undefined) {
-    await Deno.writeTextFile(o.json, JSON.stringify(all, null, 2));
-  }
+  const { rounds, all, busy, logs } = await measureRounds(
+    o.smoke ? { ...o, rounds: 1 } : o,
+    VARIANTS,
+    phases,
+  );
   const title =
     `wsgate bench:protocol, ${utcNow()}, commit ${await commit()}; ${machineLine()}; Deno ${Deno.version.deno}; machine busy ${busy}% before the start`;
   if (o.smoke) {
@@ -123,6 +93,7 @@ async function main(): Promise<void> {
       );
     }
     console.log(`logs: ${logs}`);
+    const failed = all.some((r) => get(r, "smoke", "ok") !== true);
     Deno.exit(failed ? 1 : 0);
   }
   console.log(`${title}\n${report(o, VARIANTS, rounds)}\n\nlogs: ${logs}`);
